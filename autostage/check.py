@@ -1,0 +1,307 @@
+"""The second pass over a study: everything that depends on the installed plugins (names,
+field types and bounds, objectives, metrics, stage plans). `load_study` is the one door both
+`validate` and `search` go through, so what validates is what runs."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from autostage.errors import Problem, StudyError
+from autostage.fields import check_value, fields_of
+from autostage.host import Registry
+from autostage.spec import (
+    SEARCHABLE_KINDS,
+    Study,
+    apply_overrides,
+    parse_sections,
+    read_toml,
+)
+
+# What a trial uses when a study has no search table for a kind.
+DEFAULTS = {"optimizer": "adamw", "lr_schedule": "constant", "stage_policy": "fixed",
+            "init": "default"}
+MAX_PLANS = 1000
+
+
+def load_study(
+    path: str | Path, registry: Registry, overrides: list[str] | tuple[str, ...] = ()
+) -> Study:
+    """Read, override, parse and check a study file; raise one StudyError with every problem."""
+    raw = read_toml(path)
+    problems = apply_overrides(raw, list(overrides))
+    sections, found = parse_sections(raw)
+    problems += found
+    problems += check(sections, registry)
+    if problems:
+        raise StudyError(str(path), problems)
+    return Study(**sections)
+
+
+def check(sections: dict[str, Any], registry: Registry) -> list[Problem]:
+    """Every registry-dependent problem of the sections that parsed."""
+    problems: list[Problem] = []
+    for checker in (_check_study, _check_model, _check_data, _check_stages, _check_metric,
+                    _check_search, _check_plan):
+        problems.extend(checker(sections, registry))
+    return problems
+
+
+def _unknown(kind: str, name: str, registry: Registry) -> str:
+    names = registry.names(kind)
+    hint = difflib.get_close_matches(name, names, n=1)
+    did = f"did you mean '{hint[0]}'? " if hint else ""
+    return f"no {kind} named '{name}'; {did}installed: {', '.join(names) or 'none'}"
+
+
+def _check_study(sections: dict[str, Any], registry: Registry) -> Iterator[Problem]:
+    study = sections.get("study")
+    if study is None:
+        return
+    for kind in ("sampler", "trial_scheduler"):
+        name = getattr(study, kind)
+        if not registry.has(kind, name):
+            yield Problem(f"study.{kind}", _unknown(kind, name, registry))
+    if len(study.metrics) != len(study.modes):
+        yield Problem("study.mode", f"give one mode, or one per metric ({len(study.metrics)})")
+    sampler = registry.entries["sampler"].get(study.sampler)
+    if len(study.metrics) > 1 and sampler and not sampler.cls.multi_objective:
+        multi = [n for n in registry.names("sampler") if registry.get("sampler", n).multi_objective]
+        yield Problem("study.sampler", f"'{study.sampler}' handles one metric; with "
+                      f"{len(study.metrics)} metrics use one of: {', '.join(multi)}")
+
+
+def _check_settings(kind: str, name: str, settings: dict[str, Any], path: str,
+                    registry: Registry) -> Iterator[Problem]:
+    """A component's fixed settings (the [model] or [data.x] table) against its fields."""
+    cls = registry.get(kind, name)
+    fields = fields_of(cls)
+    for key, value in settings.items():
+        if key not in fields:
+            yield Problem(f"{path}.{key}", _unknown_field(kind, name, key, fields))
+        elif (why := check_value(cls, key, value)) is not None:
+            yield Problem(f"{path}.{key}", why)
+    for key, info in fields.items():
+        if info.required and key not in settings:
+            yield Problem(f"{path}.{key}", f"required by {kind} '{name}': {info.type_text()}")
+
+
+def _unknown_field(kind: str, name: str, key: str, fields: dict) -> str:
+    hint = difflib.get_close_matches(key, list(fields), n=1)
+    did = f"did you mean '{hint[0]}'? " if hint else ""
+    return (f"{kind} '{name}' has no field '{key}'; {did}"
+            f"fields: {', '.join(fields) or 'none'}")
+
+
+def _check_model(sections: dict[str, Any], registry: Registry) -> Iterator[Problem]:
+    model = sections.get("model")
+    if model is None:
+        return
+    if not registry.has("trainer", model.trainer):
+        yield Problem("model.trainer", _unknown("trainer", model.trainer, registry))
+        return
+    yield from _check_settings("trainer", model.trainer, model.settings, "model", registry)
+
+
+def _check_data(sections: dict[str, Any], registry: Registry) -> Iterator[Problem]:
+    for name, source in (sections.get("data") or {}).items():
+        if not registry.has("dataset", source.dataset):
+            yield Problem(f"data.{name}.dataset", _unknown("dataset", source.dataset, registry))
+            continue
+        yield from _check_settings("dataset", source.dataset, source.settings,
+                                   f"data.{name}", registry)
+
+
+def _trainer(sections: dict[str, Any], registry: Registry) -> Any:
+    model = sections.get("model")
+    if model is not None and registry.has("trainer", model.trainer):
+        return registry.get("trainer", model.trainer)
+    return None
+
+
+def _check_stages(sections: dict[str, Any], registry: Registry) -> Iterator[Problem]:
+    stages = sections.get("stage")
+    if stages is None:
+        return
+    data = sections.get("data")
+    trainer = _trainer(sections, registry)
+    seen: set[str] = set()
+    for i, stage in enumerate(stages):
+        path = f"stage.{stage.name}"
+        if stage.name in seen:
+            yield Problem(f"{path}.name", f"duplicate stage name '{stage.name}'; "
+                          "stage names must be unique")
+        seen.add(stage.name)
+        if stage.final and i != len(stages) - 1:
+            yield Problem(f"{path}.final", "the final stage must be the last [[stage]] "
+                          "(it always runs last); move it to the end")
+        if data is not None:
+            yield from _check_stage_data(stage, path, data)
+        if trainer is not None and stage.objective is not None and \
+                stage.objective not in trainer.objectives:
+            yield Problem(f"{path}.objective", f"trainer '{sections['model'].trainer}' has no "
+                          f"objective '{stage.objective}'; it has: "
+                          f"{', '.join(trainer.objectives)}")
+        if stage.eval_every is not None and stage.eval_every > stage.tokens:
+            yield Problem(f"{path}.eval_every", f"{stage.eval_every} is more than the stage's "
+                          f"tokens ({stage.tokens}): it would never evaluate")
+        for kind in ("optimizer", "lr_schedule"):
+            name = getattr(stage, kind)
+            if name is not None and not registry.has(kind, name):
+                yield Problem(f"{path}.{kind}", _unknown(kind, name, registry))
+    finals = [s.name for s in stages if s.final]
+    if len(finals) > 1:
+        yield Problem("stage", f"only one stage may be final; these are: {', '.join(finals)}")
+
+
+def _check_stage_data(stage: Any, path: str, data: dict) -> Iterator[Problem]:
+    known = ", ".join(data) or "none (add a [data.<name>] table)"
+    for source in stage.sources + stage.evals:
+        if source not in data:
+            yield Problem(f"{path}.data" if source in stage.sources else f"{path}.evals",
+                          f"no data source named '{source}'; defined: {known}")
+    if isinstance(stage.data, dict):
+        for source, weight in stage.data.items():
+            yield from _check_weight(weight, f"{path}.data.{source}")
+
+
+def _check_weight(weight: Any, path: str) -> Iterator[Problem]:
+    if isinstance(weight, dict):
+        yield from _check_range(weight, path, low_bound=0.0, integer=False)
+    elif isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+        yield Problem(path, f"a mixture weight is a number >= 0 or {{low, high}}, got {weight!r}")
+
+
+def _check_metric(sections: dict[str, Any], registry: Registry) -> Iterator[Problem]:
+    """The study metric, and any stage's `watch`, name a data source and a trainer metric.
+
+    Every stage evaluates the study metric's data source (so trial schedulers can compare
+    trials at any eval): a metric is evaluated as soon as its data source exists."""
+    study, stages, data = sections.get("study"), sections.get("stage"), sections.get("data")
+    places = [("study.metric", m) for m in (study.metrics if study else [])]
+    places += [(f"stage.{s.name}.watch", s.watch) for s in stages or [] if s.watch]
+    trainer = _trainer(sections, registry)
+    for path, metric in places:
+        parts = metric.split(".")
+        if len(parts) != 3 or parts[0] != "eval":
+            yield Problem(path, f"'{metric}' is not of the form eval.<data source>.<metric>, "
+                          "e.g. eval.target.loss")
+            continue
+        _, source, name = parts
+        if data is not None and source not in data:
+            yield Problem(path, f"'{metric}': no data source named '{source}' to evaluate; "
+                          f"defined: {', '.join(data) or 'none'}")
+        if trainer is not None and name not in trainer.metrics:
+            yield Problem(path, f"'{metric}': trainer '{sections['model'].trainer}' reports no "
+                          f"metric '{name}'; it reports: {', '.join(trainer.metrics)}")
+
+
+def _check_search(sections: dict[str, Any], registry: Registry) -> Iterator[Problem]:
+    search = sections.get("search")
+    if search is None:
+        return
+    model = sections.get("model")
+    for kind in SEARCHABLE_KINDS:
+        for name, table in search.tables(kind).items():
+            path = f"search.{kind}.{name}"
+            if not registry.has(kind, name):
+                yield Problem(path, _unknown(kind, name, registry))
+                continue
+            if kind == "trainer" and model is not None and name != model.trainer:
+                yield Problem(path, f"the study's trainer is '{model.trainer}'; search its "
+                              f"fields under [search.trainer.{model.trainer}]")
+                continue
+            yield from _check_table(registry.get(kind, name), kind, name, table, path)
+    for kind, name in DEFAULTS.items():
+        if not search.tables(kind) and not registry.has(kind, name):
+            yield Problem(f"search.{kind}", f"no {kind} chosen and the default '{name}' is not "
+                          f"installed; add [search.{kind}.<name>] naming one of: "
+                          f"{', '.join(registry.names(kind))}")
+
+
+def _check_table(cls: Any, kind: str, name: str, table: dict, path: str) -> Iterator[Problem]:
+    fields = fields_of(cls)
+    for key, spec in table.items():
+        where = f"{path}.{key}"
+        if key not in fields:
+            yield Problem(where, _unknown_field(kind, name, key, fields))
+            continue
+        info = fields[key]
+        if isinstance(spec, dict):
+            if not info.numeric:
+                yield Problem(where, f"a range needs a numeric field; '{key}' is "
+                              f"{info.type_text()}: give a value or a list of choices")
+                continue
+            yield from _check_range(spec, where, integer=info.type == "int", cls=cls, key=key)
+        elif isinstance(spec, list):
+            if not spec:
+                yield Problem(where, "an empty list of choices; give at least one value")
+            for value in spec:
+                if (why := check_value(cls, key, value)) is not None:
+                    yield Problem(where, f"choice {why}")
+        elif (why := check_value(cls, key, spec)) is not None:
+            yield Problem(where, why)
+
+
+def _check_range(spec: dict, where: str, integer: bool, cls: Any = None, key: str = "",
+                 low_bound: float | None = None) -> Iterator[Problem]:
+    extra = set(spec) - {"low", "high", "log"}
+    if extra or "low" not in spec or "high" not in spec:
+        yield Problem(where, "a range is {low = ..., high = ..., log = false}; "
+                      f"got keys {', '.join(sorted(spec))}")
+        return
+    low, high, log = spec["low"], spec["high"], spec.get("log", False)
+    for end, value in (("low", low), ("high", high)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                (isinstance(value, float) and not math.isfinite(value)):
+            yield Problem(f"{where}.{end}", f"expected a finite number, got {value!r}")
+            return
+        if integer and not isinstance(value, int):
+            yield Problem(f"{where}.{end}", f"the field is an integer; got {value!r}")
+            return
+        if cls is not None and (why := check_value(cls, key, value)) is not None:
+            yield Problem(f"{where}.{end}", why)
+        if low_bound is not None and value < low_bound:
+            yield Problem(f"{where}.{end}", f"must be >= {low_bound:g}, got {value!r}")
+    if not isinstance(log, bool):
+        yield Problem(f"{where}.log", f"expected true or false, got {log!r}")
+    if not low < high:
+        yield Problem(where, f"`low < high` must hold, got low={low!r}, high={high!r}; "
+                      "for a fixed value write it without a range")
+    if log is True and low <= 0:
+        yield Problem(where, f"`log = true` needs low > 0, got low={low!r}")
+
+
+def _check_plan(sections: dict[str, Any], registry: Registry) -> Iterator[Problem]:
+    search, stages = sections.get("search"), sections.get("stage")
+    if search is None or stages is None:
+        return
+    plan = search.plan
+    names = {s.name for s in stages}
+    movable = [s.name for s in stages if not s.final]
+    lists = [("reorder", plan.reorder), ("skip", plan.skip), ("repeat", list(plan.repeat))]
+    bad = False
+    for key, listed in lists:
+        for name in listed:
+            if name not in names:
+                yield Problem(f"search.plan.{key}", f"no stage named '{name}'; non-final "
+                              f"stages: {', '.join(movable)}")
+                bad = True
+            elif name not in movable:
+                yield Problem(f"search.plan.{key}", f"'{name}' is the final stage: it always "
+                              "runs last, once")
+                bad = True
+    for name, count in plan.repeat.items():
+        if count < 1:
+            yield Problem(f"search.plan.repeat.{name}", f"most visits must be >= 1, got {count}")
+            bad = True
+    if not bad:
+        from autostage.space import stage_plans  # plan enumeration lives with the space
+
+        count = len(stage_plans(stages, plan, limit=MAX_PLANS + 1))
+        if count > MAX_PLANS:
+            yield Problem("search.plan", f"more than {MAX_PLANS} stage plans; narrow "
+                          "reorder / skip / repeat")

@@ -1,0 +1,153 @@
+"""The `autostage` command. Only argparse at import time: `--help` must start fast, and each
+command imports what it needs (never torch or Ray unless it trains or searches)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from autostage.errors import AutostageError
+
+    try:
+        return args.run(args)
+    except AutostageError as e:
+        print(f"error: {e}" if "\n" not in str(e) else str(e), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    from autostage import __version__
+
+    p = argparse.ArgumentParser(
+        prog="autostage",
+        description="Search training strategies (stage order, LR path, optimizer) for "
+        "language models.",
+    )
+    p.add_argument("--version", action="version", version=f"autostage {__version__}")
+    sub = p.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    v = sub.add_parser("validate", help="check study files without running anything")
+    v.add_argument("studies", nargs="+", metavar="STUDY")
+    _add_set(v)
+    v.set_defaults(run=_validate)
+
+    t = sub.add_parser("trial", help="run one sampled trial locally (no Ray), printing each "
+                       "eval and stage-policy decision")
+    t.add_argument("study", metavar="STUDY")
+    _add_set(t)
+    t.add_argument("--seed", type=int, default=None, help="sampling and training seed "
+                   "(default: the study's)")
+    t.add_argument("-v", "--verbose", action="store_true", help="also print train metrics")
+    t.set_defaults(run=_trial)
+
+    pl = sub.add_parser("plugins", help="list installed plugins and what they register")
+    pl.set_defaults(run=_plugins)
+    return p
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a study value, e.g. study.trials=4 or "
+                   "stage.target.tokens=20000 (repeatable)")
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from autostage.check import load_study
+    from autostage.errors import StudyError
+    from autostage.host import load_registry
+    from autostage.space import compile_space
+
+    registry = load_registry()
+    failed = 0
+    for path in args.studies:
+        try:
+            study = load_study(path, registry, args.overrides)
+        except StudyError as e:
+            print(e.render(), file=sys.stderr)
+            failed += 1
+            continue
+        space = compile_space(study, registry)
+        searched = _count_searched(space)
+        print(f"ok: {path} — {len(study.stage)} stages, {len(space.plans)} stage plans, "
+              f"{searched} searched parameters, {study.study.trials} trials")
+    return 2 if failed else 0
+
+
+def _count_searched(space) -> int:
+    count = sum(len(k.names) > 1 for k in space.kinds) + (len(space.plans) > 1)
+    for ks in space.kinds:
+        for _, params in ks.params:
+            count += sum(p.type != "fixed" for p in params)
+    return count + sum(p.type != "fixed" for p in space.mixes)
+
+
+def _trial(args: argparse.Namespace) -> int:
+    from autostage.build import build_trial
+    from autostage.check import load_study
+    from autostage.host import load_registry
+    from autostage.space import compile_space, decode, sample
+    from autostage.trial import run_trial
+
+    registry = load_registry()
+    study = load_study(args.study, registry, args.overrides)
+    seed = study.study.seed if args.seed is None else args.seed
+    space = compile_space(study, registry)
+    config = sample(space, seed)
+    built = build_trial(study, registry, decode(space, config), seed=seed)
+    print(f"trial of study '{study.study.name}' (seed {seed})")
+    for key in sorted(config):
+        print(f"  {key} = {_fmt(config[key])}")
+    result = run_trial(built.plan, built.trainer.start(built.setup),
+                       report=_EvalPrinter(study.study.metrics[0], args.verbose))
+    value = result.value
+    shown = f"{study.study.metrics[0]} = {value:.4g}" if value is not None else "no value"
+    print(f"{result.status}{': ' + result.reason if result.reason else ''} — {shown}, "
+          f"{result.tokens:,} tokens, {len(result.evals)} evals")
+    return 1 if result.status == "failed" else 0
+
+
+class _EvalPrinter:
+    """Prints one line per eval: stage, tokens, LR, eval metrics and the policy's decision."""
+
+    def __init__(self, metric: str, verbose: bool) -> None:
+        self.metric, self.verbose = metric, verbose
+
+    def __call__(self, ev) -> None:
+        from autostage.decisions import describe
+
+        shown = {k: v for k, v in ev.metrics.items()
+                 if k.startswith("eval.") or self.verbose}
+        metrics = "  ".join(f"{k} {v:.4f}" for k, v in sorted(shown.items()))
+        repeat = f"#{ev.visit + 1}" if ev.visit else ""
+        print(f"  {ev.stage + repeat:<12} tokens {ev.tokens:>10,}  lr {ev.lr:.2e}  {metrics}"
+              f"  -> {describe(ev.decision)}")
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from autostage.host import load_registry
+
+    registry = load_registry()
+    rows = [("plugin", "distribution", "version", "registers")]
+    for info in registry.plugins:
+        registered = "; ".join(f"{kind}: {', '.join(names)}"
+                               for kind, names in sorted(info.registered.items()))
+        rows.append((info.name, info.dist, info.version, registered or "(report hooks only)"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[3])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""The kinds of component a plugin registers, and the base class of each.
+
+A component is a small pydantic model: its fields are its hyperparameters (type, default and
+bounds in one declaration, which the study check, the search space and the report all read),
+and one method does its work. Components are immutable; per-trial state lives elsewhere.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:  # heavy imports only for type checkers
+    from autostage.decisions import Decision, History
+
+KINDS = (
+    "optimizer",
+    "lr_schedule",
+    "stage_policy",
+    "init",
+    "trainer",
+    "dataset",
+    "sampler",
+    "trial_scheduler",
+)
+
+
+class Component(BaseModel):
+    """A named piece of a study that a plugin registers; fields are hyperparameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: ClassVar[str] = ""
+
+
+class Optimizer(Component):
+    """Builds a torch optimizer. Every optimizer has a peak learning rate `lr`."""
+
+    kind: ClassVar[str] = "optimizer"
+    lr: float = Field(1e-3, gt=0, le=10, description="peak learning rate")
+
+    @abstractmethod
+    def build(self, params: Any) -> Any:
+        """Return a `torch.optim.Optimizer` over `params` (an iterable of tensors or groups)."""
+
+
+class LRSchedule(Component):
+    """A learning-rate multiplier over one stage, a pure function of progress."""
+
+    kind: ClassVar[str] = "lr_schedule"
+
+    @abstractmethod
+    def multiplier(self, done: int, total: int) -> float:
+        """Multiplier of the peak LR after `done` of `total` units (tokens) of the stage."""
+
+
+class StagePolicy(Component):
+    """Decides inside a trial, after every eval, what happens next.
+
+    `decide` is a pure function of the history (and the policy's fields): a trial can be
+    checkpointed, resumed or cloned at any eval without saving policy state.
+    """
+
+    kind: ClassVar[str] = "stage_policy"
+    #: True when the policy may return Rewind: the trial loop then keeps the best snapshot.
+    rewinds: ClassVar[bool] = False
+
+    @abstractmethod
+    def decide(self, history: History) -> Decision:
+        """Return Continue, ScaleLR, Advance, Rewind or Stop for the latest eval."""
+
+
+class Init(Component):
+    """Initialises a freshly built model's weights."""
+
+    kind: ClassVar[str] = "init"
+
+    @abstractmethod
+    def apply(self, model: Any) -> None:
+        """Initialise `model` (a torch module) in place."""
+
+
+class Dataset(Component):
+    """A data source: what it yields is a contract with the trainers that read it.
+
+    Its fields come from the study's `[data.<name>]` table (minus `dataset`).
+    """
+
+    kind: ClassVar[str] = "dataset"
+
+
+class Sampler(Component):
+    """Builds an Optuna sampler: decides across trials what to try next."""
+
+    kind: ClassVar[str] = "sampler"
+    #: True when the sampler handles several objectives at once.
+    multi_objective: ClassVar[bool] = False
+
+    @abstractmethod
+    def build(self, seed: int) -> Any:
+        """Return an `optuna.samplers.BaseSampler` seeded with `seed`."""
+
+
+class TrialScheduler(Component):
+    """Builds a Ray Tune trial scheduler: decides across trials whom to stop early."""
+
+    kind: ClassVar[str] = "trial_scheduler"
+
+    @abstractmethod
+    def build(self, metric: str, mode: str, time_attr: str, max_t: int) -> Any:
+        """Return a `ray.tune.schedulers.TrialScheduler` on `metric`.
+
+        Time is counted by the reported field `time_attr` (evals or tokens so rungs fall at
+        evaluations); `max_t` is the most any trial can reach.
+        """
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """One visit of a stage, as the trainer sees it."""
+
+    name: str
+    objective: str
+    mix: Mapping[str, float]  # data source -> weight, summing to 1
+    tokens: int  # this visit's token budget
+    eval_every: int
+    evals: tuple[str, ...]  # data sources evaluated after every segment
+    optimizer: Optimizer
+    lr_schedule: LRSchedule
+    visit: int = 0  # how many times this stage ran before in this trial
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """What a trainer needs to start a trial."""
+
+    seed: int
+    data: Mapping[str, Dataset]  # data source name -> configured dataset
+    init: Init
+    threads: int = 0  # torch threads; 0 leaves the default
+    workdir: str | None = None  # where the trainer may cache (tokenizers, checkpoints)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What one training segment did."""
+
+    tokens: int  # tokens actually trained (a trainer rounds to whole batches)
+    metrics: Mapping[str, float] = field(default_factory=dict)  # e.g. loss, grad_norm
+
+
+class TrainerRun(Protocol):
+    """A trainer started for one trial. The trial loop drives it stage by stage."""
+
+    def begin_stage(self, stage: StageRun) -> None:
+        """Called when a stage visit starts (set objective, data mix, optimizer)."""
+
+    def train(self, tokens: int, lr: Callable[[int], float]) -> TrainResult:
+        """Train about `tokens` tokens; `lr(done)` is the LR after `done` of them.
+
+        Raise `autostage.decisions.TrialFailed` for a non-finite loss or gradient.
+        """
+
+    def evaluate(self, sources: Sequence[str]) -> dict[str, dict[str, float]]:
+        """Return metrics per data source, e.g. `{"target": {"loss": 1.2}}`."""
+
+    def snapshot(self) -> Any:
+        """Return an in-memory copy of everything `restore` needs (used by Rewind)."""
+
+    def restore(self, snapshot: Any) -> None:
+        """Return to the state captured by `snapshot`."""
+
+
+class Trainer(Component):
+    """Trains and evaluates a model for a trial; its fields are the `[model]` table."""
+
+    kind: ClassVar[str] = "trainer"
+    #: objectives a stage may name with this trainer
+    objectives: ClassVar[tuple[str, ...]] = ()
+    #: metric names its evaluate() returns per data source
+    metrics: ClassVar[tuple[str, ...]] = ("loss",)
+    #: the metrics among those where higher is better (accuracy, f1); the rest are minimised
+    maximize: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def start(self, setup: TrialSetup) -> TrainerRun:
+        """Build the model and return a running trainer for one trial."""
+
+
+BASES: dict[str, type[Component]] = {
+    cls.kind: cls
+    for cls in (
+        Optimizer,
+        LRSchedule,
+        StagePolicy,
+        Init,
+        Trainer,
+        Dataset,
+        Sampler,
+        TrialScheduler,
+    )
+}

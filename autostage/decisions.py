@@ -1,0 +1,122 @@
+"""What a stage policy sees (the history) and what it may decide. Pure data, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class TrialFailed(Exception):
+    """A trial cannot go on (non-finite loss, diverged model); the message is the reason."""
+
+
+@dataclass(frozen=True)
+class Continue:
+    """Keep training the current stage."""
+
+
+@dataclass(frozen=True)
+class ScaleLR:
+    """Multiply the learning rate by `factor` from now on (kept across stages)."""
+
+    factor: float
+
+
+@dataclass(frozen=True)
+class Advance:
+    """End the current stage now; run `to` next (a stage name), or the next planned stage."""
+
+    to: str | None = None
+
+
+@dataclass(frozen=True)
+class Rewind:
+    """Restore the best snapshot of the current stage, then multiply the LR by `lr_factor`."""
+
+    lr_factor: float = 1.0
+
+
+@dataclass(frozen=True)
+class Stop:
+    """End the trial now (not a failure): `reason` is recorded."""
+
+    reason: str
+
+
+Decision = Continue | ScaleLR | Advance | Rewind | Stop
+
+
+def describe(decision: Decision) -> str:
+    """A short human label, used in logs and the report."""
+    match decision:
+        case Continue():
+            return "continue"
+        case ScaleLR(factor=f):
+            return f"scale_lr x{f:g}"
+        case Advance(to=None):
+            return "advance"
+        case Advance(to=to):
+            return f"advance to {to}"
+        case Rewind(lr_factor=f):
+            return "rewind" if f == 1.0 else f"rewind, lr x{f:g}"
+        case Stop(reason=r):
+            return f"stop: {r}"
+    raise TypeError(f"not a decision: {decision!r}")
+
+
+@dataclass(frozen=True)
+class Eval:
+    """One evaluation point of a trial."""
+
+    stage: str
+    visit: int  # 0 for the first time this stage runs, 1 for a repeat, ...
+    tokens: int  # training tokens of the whole trial so far
+    stage_tokens: int  # training tokens of this stage visit so far
+    stage_budget: int  # the visit's token budget
+    lr: float  # learning rate at the end of the segment
+    metrics: Mapping[str, float]  # "eval.<source>.<metric>" and "train.<metric>"
+    watch: str  # the metric this stage is judged by: the study's, or the stage's own data
+    watch_mode: str = "min"  # whether the watched metric is better "min" or "max"
+    decision: Decision | None = None  # filled in once the policy has decided
+
+    @property
+    def value(self) -> float:
+        """The watched metric's value."""
+        return self.metrics[self.watch]
+
+
+@dataclass(frozen=True)
+class History:
+    """Everything a stage policy may read: evals so far, the metric, what is still planned."""
+
+    evals: tuple[Eval, ...]
+    metric: str  # the study's primary metric, e.g. "eval.target.loss"
+    mode: str  # "min" or "max"
+    stages: tuple[str, ...]  # every stage of the study, in declared order
+    remaining: tuple[str, ...]  # stages planned after the current one
+    final: str | None  # the final stage, if the study pins one
+    seed: int = 0
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def last(self) -> Eval:
+        return self.evals[-1]
+
+    @property
+    def stage(self) -> str:
+        return self.evals[-1].stage
+
+    def current_visit(self) -> tuple[Eval, ...]:
+        """Evals of the stage visit now running."""
+        last = self.evals[-1]
+        start = len(self.evals)
+        while start > 0 and (self.evals[start - 1].stage, self.evals[start - 1].visit) == (
+            last.stage,
+            last.visit,
+        ):
+            start -= 1
+        return self.evals[start:]
+
+    def better(self, a: float, b: float) -> bool:
+        """True when watched value `a` is better than `b` (the current stage's watch mode)."""
+        return a < b if self.evals[-1].watch_mode == "min" else a > b

@@ -1,0 +1,67 @@
+"""Every extension point of autostage. A plugin implements any of these with `@hookimpl`.
+
+Each `register_*` hook is called once, when the plugin host builds its registry (at the start
+of `validate`, `trial`, `search`, `plugins`), with a `register(name, component_class)` callable.
+`component_class` subclasses the kind's base in `autostage.components`; its pydantic fields
+are its hyperparameters. Registering a name another plugin already registered is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("autostage")
+hookimpl = pluggy.HookimplMarker("autostage")
+
+Register = Callable[[str, type], None]
+
+
+@hookspec
+def register_optimizers(register: Register) -> None:
+    """Register `Optimizer` subclasses: `build(params)` returns a torch optimizer."""
+
+
+@hookspec
+def register_lr_schedules(register: Register) -> None:
+    """Register `LRSchedule` subclasses: `multiplier(done, total)` scales the peak LR."""
+
+
+@hookspec
+def register_stage_policies(register: Register) -> None:
+    """Register `StagePolicy` subclasses: `decide(history)` runs after every eval of a trial."""
+
+
+@hookspec
+def register_inits(register: Register) -> None:
+    """Register `Init` subclasses: `apply(model)` runs once on a freshly built model."""
+
+
+@hookspec
+def register_trainers(register: Register) -> None:
+    """Register `Trainer` subclasses: `start(setup)` returns a run the trial loop drives."""
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register `Dataset` subclasses: the `dataset` named in a study's `[data.<name>]` table."""
+
+
+@hookspec
+def register_samplers(register: Register) -> None:
+    """Register `Sampler` subclasses: `build(seed)` returns an Optuna sampler."""
+
+
+@hookspec
+def register_trial_schedulers(register: Register) -> None:
+    """Register `TrialScheduler` subclasses: `build(metric, mode, time_attr, max_t)`."""
+
+
+@hookspec
+def report_figures(records: Any) -> list[Any]:
+    """Called when a report is written, with the run's records; return extra Plotly figures.
+
+    Results of all plugins are concatenated, in plugin load order.
+    """

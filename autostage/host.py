@@ -1,0 +1,214 @@
+"""The plugin host: load plugins (entry-point group `autostage`), collect what they register.
+
+Built-ins are entry points of the `autostage` distribution itself, so they come in through the
+same door as third-party plugins. `AUTOSTAGE_LOAD_PLUGINS=a,b` loads only those third-party
+plugins (by entry-point or distribution name; empty: built-ins only), so a broken plugin can
+always be switched off. `AUTOSTAGE_TRACE_PLUGINS=1` prints every hook call to stderr.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from autostage import hookspecs
+from autostage.components import BASES, KINDS, Component
+from autostage.errors import PluginError
+from autostage.fields import FieldTypeError, fields_of
+
+GROUP = "autostage"
+BUILTIN_DIST = "autostage"
+REGISTER_HOOKS = {
+    "optimizer": "register_optimizers",
+    "lr_schedule": "register_lr_schedules",
+    "stage_policy": "register_stage_policies",
+    "init": "register_inits",
+    "trainer": "register_trainers",
+    "dataset": "register_datasets",
+    "sampler": "register_samplers",
+    "trial_scheduler": "register_trial_schedulers",
+}
+NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
+
+
+@dataclass
+class PluginInfo:
+    """One loaded plugin: where it comes from and what it registered."""
+
+    name: str
+    dist: str
+    version: str
+    builtin: bool
+    registered: dict[str, list[str]] = field(default_factory=dict)  # kind -> names
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str
+    name: str
+    cls: type[Component]
+    plugin: str
+
+
+class Host(pluggy.PluginManager):
+    """A pluggy manager that remembers which distribution each plugin came from."""
+
+    def __init__(self) -> None:
+        super().__init__(GROUP)
+        self.add_hookspecs(hookspecs)
+        self.info: dict[str, PluginInfo] = {}
+
+    def add(self, plugin: Any, name: str, dist: str = "", version: str = "") -> None:
+        self.register(plugin, name=name)
+        self.info[name] = PluginInfo(name, dist or name, version, dist == BUILTIN_DIST)
+
+
+def plugin_manager(entry_points: bool = True, plugins: Iterable[Any] = ()) -> Host:
+    """Build the host: `plugins` (modules or objects) first, then the installed entry points.
+
+    Tests pass `entry_points=False` and exactly the plugins they need.
+    """
+    host = Host()
+    for plugin in plugins:
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        host.add(plugin, name=name, dist=name)
+    if entry_points:
+        _load_entry_points(host, _wanted_plugins())
+    return host
+
+
+def _wanted_plugins() -> set[str] | None:
+    raw = os.environ.get("AUTOSTAGE_LOAD_PLUGINS")
+    if raw is None:
+        return None
+    return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+def _load_entry_points(host: Host, wanted: set[str] | None) -> None:
+    seen: set[str] = set()
+    for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
+        dist = ep.dist.name if ep.dist else "?"
+        version = ep.dist.version if ep.dist else "?"
+        builtin = _normalise(dist) == BUILTIN_DIST
+        seen.update({ep.name, _normalise(dist)})
+        if not builtin and wanted is not None and not ({ep.name, _normalise(dist)} & wanted):
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as e:
+            raise PluginError(
+                f"plugin '{ep.name}' (from {dist} {version}) failed to import: "
+                f"{type(e).__name__}: {e}. Uninstall or fix it, or skip it with "
+                f"AUTOSTAGE_LOAD_PLUGINS=<the plugins you want> (empty: built-ins only)"
+            ) from e
+        if host.is_registered(plugin):  # two entry points naming one module
+            continue
+        host.add(plugin, name=ep.name, dist=dist, version=version)
+    missing = sorted((wanted or set()) - seen)
+    if missing:
+        raise PluginError(
+            f"AUTOSTAGE_LOAD_PLUGINS names {', '.join(missing)}, which no installed plugin is; "
+            f"installed third-party plugins: {', '.join(_third_party(host)) or 'none'}"
+        )
+
+
+def _third_party(host: Host) -> list[str]:
+    return sorted(n for n, i in host.info.items() if not i.builtin)
+
+
+def _normalise(dist: str) -> str:
+    return re.sub(r"[-_.]+", "-", dist).lower()
+
+
+class Registry:
+    """Every named component, per kind, and the plugin that registered it."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+        self.plugins = list(host.info.values())
+        trace = os.environ.get("AUTOSTAGE_TRACE_PLUGINS", "") not in ("", "0")
+        for kind in KINDS:
+            hook_name = REGISTER_HOOKS[kind]
+            for impl in reversed(getattr(host.hook, hook_name).get_hookimpls()):
+                self._call(impl, kind, hook_name, trace)
+
+    def _call(self, impl: Any, kind: str, hook_name: str, trace: bool) -> None:
+        plugin = impl.plugin_name
+        names: list[str] = []
+
+        def register(name: str, cls: type) -> None:
+            self._add(kind, name, cls, plugin, hook_name)
+            names.append(name)
+
+        try:
+            impl.function(register=register)
+        except PluginError:
+            raise
+        except Exception as e:
+            raise PluginError(
+                f"plugin '{plugin}' raised in hook {hook_name}: {type(e).__name__}: {e}"
+            ) from e
+        if names:
+            self.host.info[plugin].registered.setdefault(kind, []).extend(names)
+        if trace:
+            print(f"[autostage trace] {plugin}.{hook_name} -> {names}", file=sys.stderr)
+
+    def _add(self, kind: str, name: str, cls: type, plugin: str, hook_name: str) -> None:
+        where = f"plugin '{plugin}' (hook {hook_name})"
+        base = BASES[kind]
+        if not isinstance(name, str) or not NAME.match(name):
+            raise PluginError(
+                f"{where} registered {kind} {name!r}: a name is lowercase letters, digits, "
+                "'_' or '-', starting with a letter"
+            )
+        if not (inspect.isclass(cls) and issubclass(cls, base)):
+            raise PluginError(
+                f"{where} registered {kind} '{name}' as {cls!r}, which is not a subclass of "
+                f"autostage.components.{base.__name__}"
+            )
+        if inspect.isabstract(cls):
+            missing = ", ".join(sorted(cls.__abstractmethods__))
+            raise PluginError(f"{where}: {kind} '{name}' does not implement {missing}")
+        try:
+            fields_of(cls)
+        except FieldTypeError as e:
+            raise PluginError(f"{where}: {kind} '{name}' {e}") from None
+        if name in self.entries[kind]:
+            first = self.entries[kind][name].plugin
+            raise PluginError(
+                f"{kind} '{name}' is registered by two plugins: '{first}' and '{plugin}'; "
+                "uninstall one, or skip one with AUTOSTAGE_LOAD_PLUGINS"
+            )
+        self.entries[kind][name] = Entry(kind, name, cls, plugin)
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.entries[kind])
+
+    def has(self, kind: str, name: str) -> bool:
+        return name in self.entries[kind]
+
+    def get(self, kind: str, name: str) -> type[Component]:
+        try:
+            return self.entries[kind][name].cls
+        except KeyError:
+            raise PluginError(
+                f"no {kind} named '{name}'; installed: {', '.join(self.names(kind))}"
+            ) from None
+
+    def create(self, kind: str, name: str, params: dict[str, Any] | None = None) -> Any:
+        """An instance of the named component with `params` (validated by its fields)."""
+        return self.get(kind, name)(**(params or {}))
+
+
+def load_registry(entry_points: bool = True, plugins: Iterable[Any] = ()) -> Registry:
+    """Build the host and collect everything its plugins register."""
+    return Registry(plugin_manager(entry_points=entry_points, plugins=plugins))

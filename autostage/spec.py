@@ -1,0 +1,341 @@
+"""Study files: TOML -> validated, frozen models. Structure only; `check.py` validates the
+parts that depend on installed plugins. Every problem is collected, none raised alone."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from autostage.errors import Problem, StudyError
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+SEARCHABLE_KINDS = ("optimizer", "lr_schedule", "stage_policy", "init", "trainer")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Resources(Section):
+    cpus: float = Field(1.0, gt=0, description="CPU cores per trial")
+    gpus: float = Field(0.0, ge=0, description="GPUs per trial; fractions share one GPU")
+
+
+class StudySection(Section):
+    name: str = Field(pattern=NAME)
+    metric: str | list[str] = Field(description='e.g. "eval.target.loss"; two = multi-objective')
+    mode: Literal["min", "max"] | list[Literal["min", "max"]] = "min"
+    trials: int = Field(16, ge=1)
+    parallel: int = Field(1, ge=1, description="trials running at once")
+    seed: int = 0
+    sampler: str = "tpe"
+    trial_scheduler: str = "fifo"
+    token_budget: int | None = Field(None, gt=0, description="the search stops once spent")
+    retries: int = Field(0, ge=0, description="retries of a failed trial from its checkpoint")
+    resources: Resources = Resources()
+
+    @property
+    def metrics(self) -> list[str]:
+        return [self.metric] if isinstance(self.metric, str) else list(self.metric)
+
+    @property
+    def modes(self) -> list[str]:
+        modes = [self.mode] if isinstance(self.mode, str) else list(self.mode)
+        return modes * len(self.metrics) if len(modes) == 1 else modes
+
+
+class ModelSection(BaseModel):
+    """`trainer` plus the trainer's own fields (checked against the plugin in check.py)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+    trainer: str
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class DataSection(BaseModel):
+    """`dataset` plus the dataset's own fields (checked against the plugin in check.py)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+    dataset: str
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class StageSection(Section):
+    name: str = Field(pattern=NAME)
+    # One data source name, or a mixture {source = weight}; a weight may be a search range.
+    data: str | dict[str, Any]
+    objective: str | None = Field(None, description="default: the trainer's first objective")
+    tokens: int = Field(gt=0, description="training tokens of one visit")
+    eval_every: int | None = Field(None, gt=0, description="default: a quarter of `tokens`")
+    evals: list[str] = Field(default_factory=list, description="extra data sources to evaluate")
+    watch: str | None = Field(None, description="metric a stage policy judges this stage by")
+    final: bool = False
+    optimizer: str | None = None
+    lr_schedule: str | None = None
+
+    @property
+    def sources(self) -> list[str]:
+        return [self.data] if isinstance(self.data, str) else list(self.data)
+
+    @property
+    def every(self) -> int:
+        return self.eval_every or max(1, self.tokens // 4)
+
+
+class PlanSection(Section):
+    """Stage-order search over the non-final stages; the final stage always runs last."""
+
+    reorder: list[str] = Field(default_factory=list, description="stages that may move")
+    skip: list[str] = Field(default_factory=list, description="stages that may be left out")
+    repeat: dict[str, int] = Field(default_factory=dict, description="stage -> most visits")
+
+
+class SearchSection(Section):
+    plan: PlanSection = PlanSection()
+    optimizer: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    lr_schedule: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    stage_policy: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    init: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    trainer: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def tables(self, kind: str) -> dict[str, dict[str, Any]]:
+        return getattr(self, kind)
+
+
+class Study(Section):
+    study: StudySection
+    model: ModelSection
+    data: dict[str, DataSection]
+    stage: list[StageSection] = Field(min_length=1)
+    search: SearchSection = SearchSection()
+
+    def stage_named(self, name: str) -> StageSection:
+        return next(s for s in self.stage if s.name == name)
+
+    @property
+    def final(self) -> StageSection | None:
+        return next((s for s in self.stage if s.final), None)
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The TOML document at `path`, or a StudyError with the line of a syntax error."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        problem = Problem("", f"cannot read the study file: {e.strerror}")
+        raise StudyError(str(path), [problem]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        line = f"line {e.lineno}, column {e.colno}" if hasattr(e, "lineno") else ""
+        msg = getattr(e, "msg", str(e))
+        raise StudyError(str(path), [Problem(line, f"TOML syntax error: {msg}")]) from None
+
+
+SECTIONS: dict[str, TypeAdapter] = {
+    "study": TypeAdapter(StudySection),
+    "model": TypeAdapter(ModelSection),
+    "data": TypeAdapter(dict[str, DataSection]),
+    "stage": TypeAdapter(Annotated[list[StageSection], Field(min_length=1)]),
+    "search": TypeAdapter(SearchSection),
+}
+OPTIONAL = {"search": {}}
+
+
+def parse_sections(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+    """Validate each top-level section on its own, so one broken section does not hide the
+    problems of the others. Returns the sections that parsed and every problem found."""
+    parsed: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for key in raw:
+        if key not in SECTIONS:
+            hint = difflib.get_close_matches(key, list(SECTIONS), n=1)
+            did = f"did you mean '{hint[0]}'? " if hint else ""
+            problems.append(
+                Problem(key, f"unknown section '{key}'; {did}allowed: {', '.join(SECTIONS)}")
+            )
+    for key, adapter in SECTIONS.items():
+        if key not in raw and key not in OPTIONAL:
+            problems.append(Problem(key, f"required; add a [{key}] section"))
+            continue
+        value = raw.get(key, OPTIONAL.get(key))
+        try:
+            parsed[key] = adapter.validate_python(value, strict=True)
+        except ValidationError as e:
+            problems.extend(_problems(e, raw, key))
+            partial = _without_errors(adapter, value, e)
+            if partial is not None:
+                parsed[key] = partial
+    return parsed, problems
+
+
+def _without_errors(adapter: TypeAdapter, value: Any, error: ValidationError) -> Any:
+    """The section with its broken entries left out, so the registry checks can still run
+    on the rest (every problem at once); None when even that does not parse."""
+    bad = {err["loc"][0] for err in error.errors() if err["loc"]}
+    if isinstance(value, dict):
+        rest: Any = {k: v for k, v in value.items() if k not in bad}
+    elif isinstance(value, list):
+        rest = [v for i, v in enumerate(value) if i not in bad]
+    else:
+        return None
+    try:
+        return adapter.validate_python(rest, strict=True)
+    except ValidationError:
+        return None
+
+
+def _problems(error: ValidationError, raw: dict[str, Any], section: str) -> list[Problem]:
+    seen: dict[str, Problem] = {}
+    for err in error.errors():
+        path, parent = _toml_path((section, *err["loc"]), raw)
+        if path in seen:  # one line per place: a union reports one error per member
+            continue
+        seen[path] = Problem(path, _message(err, parent))
+    return list(seen.values())
+
+
+def _toml_path(loc: tuple, raw: Any) -> tuple[str, Any]:
+    """Turn a pydantic location into a TOML path, skipping union tags; also return the
+    `loc` walked as far as the raw document goes (to list the keys a table allows)."""
+    parts: list[str] = []
+    node: Any = raw
+    walked: list[Any] = []
+    for item in loc:
+        if isinstance(node, list) and isinstance(item, int) and item < len(node):
+            name = node[item].get("name") if isinstance(node[item], dict) else None
+            parts.append(str(name) if isinstance(name, str) else f"[{item + 1}]")
+            node = node[item]
+        elif isinstance(node, dict) and item in node:
+            parts.append(str(item))
+            node = node[item]
+        elif isinstance(node, dict) and item not in node and not _is_tag(item):
+            parts.append(str(item))  # a missing key
+            node = None
+        else:
+            continue
+        walked.append(item)
+    return ".".join(parts).replace(".[", "["), tuple(walked)
+
+
+def _is_tag(item: Any) -> bool:
+    # pydantic names union members in a location: 'str', 'list[str]', 'function-after[...]'
+    return isinstance(item, str) and ("[" in item or item in {"str", "int", "float", "bool"})
+
+
+def _message(err: dict, loc: tuple) -> str:
+    kind, value = err["type"], err.get("input")
+    if kind == "missing":
+        return f"required; add `{loc[-1]} = ...`" if loc else "required"
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        did = f"did you mean '{hint[0]}'? " if hint else ""
+        return f"unknown key '{loc[-1]}'; {did}allowed: {', '.join(allowed)}"
+    ctx = err.get("ctx") or {}
+    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
+              "less_than_equal": "<="}
+    if kind in bounds:
+        limit = next(iter(ctx.values()), "?")
+        return f"must be {bounds[kind]} {limit}, got {value!r}"
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected', '?')}, got {value!r}"
+    if kind == "string_pattern_mismatch":
+        return f"{value!r} is not a valid name: use letters, digits, '_', '-' or '.'"
+    if kind == "too_short":
+        return "needs at least one entry"
+    expected = {"int": "an integer", "float": "a number", "bool": "true or false",
+                "string": "a string", "list": "a list", "dict": "a table", "model": "a table"}
+    for prefix, words in expected.items():
+        if kind.startswith(prefix):
+            return f"expected {words}, got {value!r}"
+    return f"{err['msg']} (got {value!r})"
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """Field names of the section model found at `loc` (walking annotations from Study)."""
+    model: Any = Study
+    for item in loc:
+        field = model.model_fields.get(item) if isinstance(item, str) else None
+        if field is None:
+            continue  # a list index or a dict key: the element type was already taken
+        model = _element_model(field.annotation)
+        if model is None:
+            return []
+    return list(model.model_fields) if model else []
+
+
+def _element_model(annotation: Any) -> Any:
+    """The section model inside `X`, `list[X]` or `dict[str, X]`, else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) in (list, dict):
+        return _element_model(get_args(annotation)[-1])
+    return None
+
+
+# --- --set overrides ----------------------------------------------------------------------
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> list[Problem]:
+    """Apply `section.key=value` overrides to `raw` in place; return problems found.
+
+    A value is read as TOML (`3`, `1e-3`, `true`, `"x"`, `{low = 1, high = 4}`); text that is
+    not TOML stays a string, so `--set study.sampler=random` needs no quotes. Stages are
+    addressed by name: `stage.target.tokens=1000`.
+    """
+    problems = []
+    for item in overrides:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            problems.append(Problem(f"--set {item}", "expected section.key=value"))
+            continue
+        try:
+            _set(raw, key.split("."), _toml_value(text.strip()))
+        except LookupError as e:
+            problems.append(Problem(f"--set {key}", str(e)))
+    return problems
+
+
+def _toml_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _set(node: Any, path: list[str], value: Any) -> None:
+    for i, part in enumerate(path[:-1]):
+        if isinstance(node, list):
+            node = _stage_by_name(node, part, ".".join(path[: i + 1]))
+            continue
+        if not isinstance(node, dict):
+            raise LookupError(f"'{'.'.join(path[:i])}' is a value, not a table")
+        node = node.setdefault(part, {})
+    if isinstance(node, list) or not isinstance(node, dict):
+        raise LookupError(f"'{'.'.join(path)}' does not name a key of a table")
+    node[path[-1]] = value
+
+
+def _stage_by_name(stages: list, name: str, where: str) -> dict:
+    for stage in stages:
+        if isinstance(stage, dict) and stage.get("name") == name:
+            return stage
+    names = [s.get("name") for s in stages if isinstance(s, dict)]
+    raise LookupError(f"no stage named '{name}' at {where}; stages: {', '.join(map(str, names))}")
+

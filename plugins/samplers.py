@@ -1,0 +1,94 @@
+"""Built-in Optuna samplers. Optuna is imported inside `build`, so validation stays fast."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from autostage.components import Sampler
+from autostage.hookspecs import hookimpl
+
+
+class TPE(Sampler):
+    """Tree-structured Parzen estimator; the constant liar keeps parallel trials apart."""
+
+    n_startup_trials: int = Field(8, ge=0, le=1000, description="random trials first")
+    multivariate: bool = True
+    constant_liar: bool = True
+
+    def build(self, seed: int) -> Any:
+        import optuna
+
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=self.n_startup_trials, multivariate=self.multivariate,
+            constant_liar=self.constant_liar, group=self.multivariate,
+        )
+
+
+class Random(Sampler):
+    """Independent uniform sampling: the baseline every other sampler must beat."""
+
+    multi_objective = True
+
+    def build(self, seed: int) -> Any:
+        import optuna
+
+        return optuna.samplers.RandomSampler(seed=seed)
+
+
+class CmaEs(Sampler):
+    """CMA-ES over the numeric parameters (categorical ones fall back to random)."""
+
+    n_startup_trials: int = Field(4, ge=0, le=1000)
+
+    def build(self, seed: int) -> Any:
+        import optuna
+
+        return optuna.samplers.CmaEsSampler(
+            seed=seed, n_startup_trials=self.n_startup_trials, warn_independent_sampling=False,
+        )
+
+
+class GP(Sampler):
+    """Gaussian-process Bayesian optimisation: strong when trials are few and costly."""
+
+    n_startup_trials: int = Field(8, ge=0, le=1000)
+
+    def build(self, seed: int) -> Any:
+        import optuna
+
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=self.n_startup_trials)
+
+
+class QMC(Sampler):
+    """Quasi-Monte Carlo (Sobol): covers the space more evenly than random."""
+
+    multi_objective = True
+
+    def build(self, seed: int) -> Any:
+        import optuna
+
+        return optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)
+
+
+class NSGA2(Sampler):
+    """NSGA-II for studies with several metrics (e.g. target loss vs tokens spent)."""
+
+    multi_objective = True
+    population_size: int = Field(16, ge=2, le=1000)
+
+    def build(self, seed: int) -> Any:
+        import optuna
+
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=self.population_size)
+
+
+@hookimpl
+def register_samplers(register):
+    register("tpe", TPE)
+    register("random", Random)
+    register("cmaes", CmaEs)
+    register("gp", GP)
+    register("qmc", QMC)
+    register("nsga2", NSGA2)

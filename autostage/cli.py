@@ -126,8 +126,11 @@ class _EvalPrinter:
                  if k.startswith("eval.") or self.verbose}
         metrics = "  ".join(f"{k} {v:.4f}" for k, v in sorted(shown.items()))
         repeat = f"#{ev.visit + 1}" if ev.visit else ""
+        decision = describe(ev.decision)
+        if decision == "continue" and ev.stage_tokens >= ev.stage_budget:
+            decision = "stage done"
         print(f"  {ev.stage + repeat:<12} tokens {ev.tokens:>10,}  lr {ev.lr:.2e}  {metrics}"
-              f"  -> {describe(ev.decision)}")
+              f"  -> {decision}")
 
 
 def _fmt(value) -> str:

@@ -80,10 +80,10 @@ def compile_space(study: Any, registry: Any) -> SearchSpace:
         default = study.model.trainer if kind == "trainer" else DEFAULTS[kind]
         names = tuple(t for t in tables if kind != "trainer") or (default,)
         pinned = tuple(sorted({getattr(s, kind) for s in study.stage
-                               if getattr(s, kind, None)} - set(names)))
+                               if getattr(s, kind, None)}))
         params = tuple(
             (name, _params(registry.get(kind, name), kind, name, tables.get(name, {})))
-            for name in (*names, *pinned)
+            for name in dict.fromkeys((*names, *pinned))
         )
         kinds.append(KindSpace(kind, names, pinned, params))
     plans = tuple(PLAN_SEP.join(p) for p in stage_plans(study.stage, study.search.plan))
@@ -165,7 +165,7 @@ def suggest(space: SearchSpace, trial: Any) -> dict[str, Any]:
             chosen = trial.suggest_categorical(ks.kind, list(ks.names))
         else:
             chosen = constants[ks.kind] = ks.names[0]
-        for name in (chosen, *ks.pinned):
+        for name in dict.fromkeys((chosen, *ks.pinned)):
             for p in ks.params_of(name):
                 _suggest(trial, p, constants)
     if len(space.plans) > 1:
@@ -199,7 +199,7 @@ def decode(space: SearchSpace, config: dict[str, Any]) -> TrialConfig:
         if chosen not in ks.names:
             raise KeyError(f"config chooses {ks.kind} '{chosen}', not one of {ks.names}")
         choice[ks.kind] = chosen
-        for name in (chosen, *ks.pinned):
+        for name in dict.fromkeys((chosen, *ks.pinned)):
             prefix = f"{ks.kind}.{name}."
             settings[f"{ks.kind}.{name}"] = {
                 k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from pydantic import Field
@@ -10,13 +11,29 @@ from autostage.components import Sampler
 from autostage.hookspecs import hookimpl
 
 
+def _quiet(build):
+    """Build without Optuna's ExperimentalWarning: a user chose the sampler on purpose."""
+
+    def wrapper(self, seed: int) -> Any:
+        import optuna
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return build(self, seed)
+
+    return wrapper
+
+
 class TPE(Sampler):
     """Tree-structured Parzen estimator; the constant liar keeps parallel trials apart."""
+
+    multi_objective = True
 
     n_startup_trials: int = Field(8, ge=0, le=1000, description="random trials first")
     multivariate: bool = True
     constant_liar: bool = True
 
+    @_quiet
     def build(self, seed: int) -> Any:
         import optuna
 
@@ -53,6 +70,8 @@ class CmaEs(Sampler):
 class GP(Sampler):
     """Gaussian-process Bayesian optimisation: strong when trials are few and costly."""
 
+    multi_objective = True
+
     n_startup_trials: int = Field(8, ge=0, le=1000)
 
     def build(self, seed: int) -> Any:
@@ -66,6 +85,7 @@ class QMC(Sampler):
 
     multi_objective = True
 
+    @_quiet
     def build(self, seed: int) -> Any:
         import optuna
 

@@ -56,7 +56,7 @@ class Toy(Trainer):
     lr_width: float = Field(1.5, gt=0, le=10, description="bell width in log(LR) units")
     diverge_ratio: float = Field(20.0, gt=1, le=1e6, description="LR/optimum that diverges")
     forgetting: float = Field(0.25, ge=0, le=10, description="decay of untrained skills")
-    lr_floor: float = Field(0.1, ge=0, le=10, description="loss added per LR/optimum")
+    lr_floor: float = Field(0.3, ge=0, le=10, description="loss added per LR/optimum")
     noise: float = Field(0.01, ge=0, le=1, description="eval noise (std, in loss units)")
     step_tokens: int = Field(2048, ge=1, le=10_000_000, description="tokens per step")
 

@@ -1,0 +1,63 @@
+"""The toy trainer (a fake): its curves must respond to strategy the way real training does,
+or the policies and searches tested on it would prove nothing."""
+
+import pytest
+
+from autostage.build import build_trial
+from autostage.check import load_study
+from autostage.space import compile_space, decode, sample
+from autostage.trial import run_trial
+
+QUICKSTART = "studies/quickstart-toy.toml"
+FIXED = ["search.stage_policy={}", "search.lr_schedule={}", "study.name=fixed",
+         "search.optimizer={adamw = {lr = 3e-3}}", "stage.target.data=target"]
+
+
+def run(registry, *overrides, seed=0, plan=None):
+    study = load_study(QUICKSTART, registry, [*FIXED, *overrides])
+    space = compile_space(study, registry)
+    config = sample(space, seed)
+    if plan is not None:
+        config["plan.order"] = plan
+    built = build_trial(study, registry, decode(space, config), seed=seed)
+    return run_trial(built.plan, built.trainer.start(built.setup))
+
+
+def test_a_prerequisite_stage_helps_the_target(registry):
+    alone = run(registry, plan="target").value
+    after = run(registry, plan="prereq>target").value
+    assert after < alone - 0.3
+
+
+def test_the_last_stage_dominates(registry):
+    # ending on the wrong stage: the target is forgotten while the prerequisite trains
+    study = ["stage.target.final=false", "search.plan={reorder = ['prereq', 'target']}"]
+    good = run(registry, *study, plan="prereq>target>general").evals
+    bad = run(registry, *study, plan="target>prereq>general").evals
+    assert good[-1].metrics["eval.target.loss"] < bad[-1].metrics["eval.target.loss"] - 0.3
+
+
+def test_too_high_an_lr_diverges_and_fails_the_trial(registry):
+    result = run(registry, "search.optimizer.adamw.lr=0.5")
+    assert result.status == "failed"
+    assert result.reason.startswith("non-finite loss at stage")
+
+
+@pytest.mark.parametrize("lr", [3e-5, 0.04])
+def test_lr_far_from_the_optimum_learns_less(registry, lr):
+    best = run(registry, "search.optimizer.adamw.lr=3e-3").value
+    assert run(registry, f"search.optimizer.adamw.lr={lr}").value > best + 0.2
+
+
+def test_decaying_the_lr_at_the_stage_end_pays_off(registry):
+    flat = run(registry, "search.lr_schedule={constant = {}}").value
+    decayed = run(registry, "search.lr_schedule={wsd = {decay = 0.3}}").value
+    assert decayed < flat
+
+
+def test_same_seed_same_curve_other_seed_other_noise(registry):
+    a = [e.metrics for e in run(registry, seed=1).evals]
+    b = [e.metrics for e in run(registry, seed=1).evals]
+    c = [e.metrics for e in run(registry, seed=2).evals]
+    assert a == b
+    assert a != c

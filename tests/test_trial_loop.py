@@ -1,0 +1,179 @@
+"""The trial loop with a scripted trainer and a scripted stage policy."""
+
+import math
+
+from pydantic import PrivateAttr
+
+from autostage.components import StagePolicy, TrainResult
+from autostage.decisions import Advance, Continue, Rewind, ScaleLR, Stop, TrialFailed
+from autostage.trial import StagePlan, TrialPlan, run_trial
+from autostage_plugins.lr_schedules import Constant, Cosine
+from autostage_plugins.optimizers import AdamW
+
+
+class ScriptedTrainer:
+    """A trainer whose 'weights' are the tokens it has trained; losses come from a script."""
+
+    def __init__(self, losses=None, fail_at=None):
+        self.weights = 0
+        self.losses = list(losses or [])
+        self.fail_at = fail_at
+        self.lrs = []  # (stage, lr at the segment's start)
+        self.stages = []
+        self.trains = 0
+
+    def begin_stage(self, stage):
+        self.stages.append(stage.name)
+        self.stage = stage
+
+    def train(self, tokens, lr):
+        self.trains += 1
+        if self.fail_at == self.trains:
+            raise TrialFailed(f"non-finite loss at stage {self.stage.name}, step 7")
+        self.lrs.append((self.stage.name, lr(0)))
+        self.weights += tokens
+        return TrainResult(tokens=tokens, metrics={"loss": 1.0})
+
+    def evaluate(self, sources):
+        loss = self.losses.pop(0) if self.losses else 1.0 / (1 + self.weights)
+        return {s: {"loss": loss} for s in sources}
+
+    def snapshot(self):
+        return self.weights
+
+    def restore(self, snapshot):
+        self.weights = snapshot
+
+
+class Scripted(StagePolicy):
+    """Returns decisions from a script: eval number (1-based) -> decision."""
+
+    rewinds = True
+    _script: dict = PrivateAttr(default_factory=dict)
+
+    def decide(self, history):
+        return self._script.get(len(history.evals), Continue())
+
+
+def policy(script):
+    p = Scripted()
+    p._script.update(script)
+    return p
+
+
+def stage(name, tokens=100, every=25, final=False, schedule=None, lr=1e-3):
+    return StagePlan(
+        name=name, objective="causal_lm", mix={name: 1.0}, tokens=tokens, eval_every=every,
+        evals=(name,), watch=f"eval.{name}.loss", watch_mode="min",
+        optimizer=AdamW(lr=lr), lr_schedule=schedule or Constant(), final=final,
+    )
+
+
+def plan(script, *stages, order=None):
+    return TrialPlan(
+        stages={s.name: s for s in stages}, order=order or tuple(s.name for s in stages),
+        policy=policy(script), metric=f"eval.{stages[-1].name}.loss", mode="min",
+    )
+
+
+def test_fixed_plan_runs_every_stage_to_its_budget():
+    trainer = ScriptedTrainer()
+    reported = []
+    result = run_trial(plan({}, stage("a"), stage("b", final=True)), trainer, reported.append)
+    assert result.status == "completed"
+    assert [e.stage for e in result.evals] == ["a"] * 4 + ["b"] * 4
+    assert result.tokens == 200 and result.evals[-1].tokens == 200
+    assert reported == result.evals
+    assert result.value == result.evals[-1].metrics["eval.b.loss"]
+
+
+def test_advance_ends_a_stage_early():
+    trainer = ScriptedTrainer()
+    result = run_trial(plan({2: Advance()}, stage("a"), stage("b", final=True)), trainer)
+    assert [e.stage for e in result.evals] == ["a", "a", "b", "b", "b", "b"]
+    assert result.tokens == 150  # a's last 50 tokens were never spent
+
+
+def test_advance_to_a_named_stage_and_final_ends_the_trial():
+    trainer = ScriptedTrainer()
+    p = plan({1: Advance(to="c")}, stage("a"), stage("b"), stage("c", final=True))
+    result = run_trial(p, trainer)
+    assert trainer.stages == ["a", "c"]  # b was skipped: the final stage ends the trial
+    assert result.status == "completed"
+
+
+def test_scale_lr_changes_the_lr_the_trainer_sees_from_then_on():
+    trainer = ScriptedTrainer()
+    run_trial(plan({2: ScaleLR(0.5)}, stage("a"), stage("b", final=True)), trainer)
+    lrs = [lr for _, lr in trainer.lrs]
+    assert lrs[:2] == [1e-3, 1e-3]
+    assert all(math.isclose(lr, 5e-4) for lr in lrs[2:])  # kept into stage b too
+
+
+def test_rewind_restores_the_best_snapshot_of_the_stage():
+    # eval 2 is the best; eval 3 regresses and the policy rewinds with a lower LR.
+    trainer = ScriptedTrainer(losses=[3.0, 2.0, 5.0, 1.9])
+    p = plan({3: Rewind(lr_factor=0.1)}, stage("a", final=True))
+    result = run_trial(p, trainer)
+    # weights after eval 2 were 50 tokens; the rewind restores them, then 25 more are trained
+    assert trainer.weights == 75
+    assert math.isclose(trainer.lrs[-1][1], 1e-4)
+    assert result.evals[2].decision == Rewind(lr_factor=0.1)
+    assert result.tokens == 100  # compute spent still counts
+
+
+def test_stop_ends_the_trial_with_its_reason():
+    trainer = ScriptedTrainer()
+    result = run_trial(plan({2: Stop("good enough")}, stage("a"), stage("b", final=True)), trainer)
+    assert result.status == "stopped" and result.reason == "good enough"
+    assert trainer.trains == 2 and trainer.stages == ["a"]
+
+
+def test_nan_metric_fails_the_trial_with_a_reason():
+    trainer = ScriptedTrainer(losses=[2.0, float("nan")])
+    result = run_trial(plan({}, stage("a", final=True)), trainer)
+    assert result.status == "failed"
+    assert result.reason.startswith("non-finite eval.a.loss at stage a")
+    assert result.value is None
+
+
+def test_trainer_failure_fails_the_trial():
+    result = run_trial(plan({}, stage("a", final=True)), ScriptedTrainer(fail_at=3))
+    assert result.status == "failed"
+    assert result.reason == "non-finite loss at stage a, step 7"
+    assert len(result.evals) == 2
+
+
+def test_a_policy_that_never_settles_is_stopped():
+    class Loop(StagePolicy):
+        def decide(self, history):
+            return Advance(to="a")
+
+    p = TrialPlan(stages={"a": stage("a"), "b": stage("b", final=True)}, order=("a", "b"),
+                  policy=Loop(), metric="eval.b.loss", mode="min")
+    result = run_trial(p, ScriptedTrainer())
+    assert result.status == "failed" and "stage visits" in result.reason
+
+
+def test_lr_schedule_multiplier_is_applied_per_stage():
+    trainer = ScriptedTrainer()
+    sched = Cosine(warmup=0.0, min_ratio=0.1)
+    run_trial(plan({}, stage("a", tokens=100, every=10, schedule=sched, final=True)), trainer)
+    lrs = [lr for _, lr in trainer.lrs]
+    assert lrs[0] == 1e-3
+    assert all(x > y for x, y in zip(lrs, lrs[1:], strict=False))  # decays within the stage
+    assert lrs[-1] > 1e-4  # reaches min_ratio only at the stage's very end
+
+
+def test_history_shows_the_policy_the_current_visit_and_what_remains():
+    seen = []
+
+    class Spy(StagePolicy):
+        def decide(self, history):
+            seen.append((history.stage, len(history.current_visit()), history.remaining))
+            return Continue()
+
+    p = TrialPlan(stages={"a": stage("a", tokens=50), "b": stage("b", tokens=50, final=True)},
+                  order=("a", "b"), policy=Spy(), metric="eval.b.loss", mode="min")
+    run_trial(p, ScriptedTrainer())
+    assert seen == [("a", 1, ("b",)), ("a", 2, ("b",)), ("b", 1, ()), ("b", 2, ())]

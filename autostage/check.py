@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +36,37 @@ def load_study(
     problems = apply_overrides(raw, list(overrides))
     sections, found = parse_sections(raw)
     problems += found
-    problems += check(sections, registry)
+    problems += check(sections, registry, raw)
     if problems:
         raise StudyError(str(path), problems)
     return Study(**sections)
 
 
-def check(sections: dict[str, Any], registry: Registry) -> list[Problem]:
+@dataclass(frozen=True)
+class Context:
+    """What the checks read: the sections that parsed, the registry, and the names the raw
+    document defines (a data source or stage whose own table is broken is still defined:
+    its problem is reported once, where it is, not again wherever it is named)."""
+
+    sections: dict[str, Any]
+    registry: Registry
+    data_names: frozenset[str]
+    stage_names: frozenset[str]
+
+
+def check(sections: dict[str, Any], registry: Registry, raw: dict[str, Any]) -> list[Problem]:
     """Every registry-dependent problem of the sections that parsed."""
+    data, stages = raw.get("data"), raw.get("stage")
+    ctx = Context(
+        sections, registry,
+        frozenset(data) if isinstance(data, dict) else frozenset(),
+        frozenset(s.get("name") for s in stages if isinstance(s, dict))
+        if isinstance(stages, list) else frozenset(),
+    )
     problems: list[Problem] = []
     for checker in (_check_study, _check_model, _check_data, _check_stages, _check_metric,
                     _check_search, _check_plan):
-        problems.extend(checker(sections, registry))
+        problems.extend(checker(ctx))
     return problems
 
 
@@ -57,7 +77,8 @@ def _unknown(kind: str, name: str, registry: Registry) -> str:
     return f"no {kind} named '{name}'; {did}installed: {', '.join(names) or 'none'}"
 
 
-def _check_study(sections: dict[str, Any], registry: Registry) -> Iterator[Problem]:
+def _check_study(ctx: Context) -> Iterator[Problem]:
+    sections, registry = ctx.sections, ctx.registry
     study = sections.get("study")
     if study is None:
         return
@@ -96,7 +117,8 @@ def _unknown_field(kind: str, name: str, key: str, fields: dict) -> str:
             f"fields: {', '.join(fields) or 'none'}")
 
 
-def _check_model(sections: dict[str, Any], registry: Registry) -> Iterator[Problem]:
+def _check_model(ctx: Context) -> Iterator[Problem]:
+    sections, registry = ctx.sections, ctx.registry
     model = sections.get("model")
     if model is None:
         return
@@ -106,7 +128,8 @@ def _check_model(sections: dict[str, Any], registry: Registry) -> Iterator[Probl
     yield from _check_settings("trainer", model.trainer, model.settings, "model", registry)
 
 
-def _check_data(sections: dict[str, Any], registry: Registry) -> Iterator[Problem]:
+def _check_data(ctx: Context) -> Iterator[Problem]:
+    sections, registry = ctx.sections, ctx.registry
     for name, source in (sections.get("data") or {}).items():
         if not registry.has("dataset", source.dataset):
             yield Problem(f"data.{name}.dataset", _unknown("dataset", source.dataset, registry))
@@ -122,11 +145,11 @@ def _trainer(sections: dict[str, Any], registry: Registry) -> Any:
     return None
 
 
-def _check_stages(sections: dict[str, Any], registry: Registry) -> Iterator[Problem]:
+def _check_stages(ctx: Context) -> Iterator[Problem]:
+    sections, registry = ctx.sections, ctx.registry
     stages = sections.get("stage")
     if stages is None:
         return
-    data = sections.get("data")
     trainer = _trainer(sections, registry)
     seen: set[str] = set()
     for i, stage in enumerate(stages):
@@ -138,8 +161,7 @@ def _check_stages(sections: dict[str, Any], registry: Registry) -> Iterator[Prob
         if stage.final and i != len(stages) - 1:
             yield Problem(f"{path}.final", "the final stage must be the last [[stage]] "
                           "(it always runs last); move it to the end")
-        if data is not None:
-            yield from _check_stage_data(stage, path, data)
+        yield from _check_stage_data(stage, path, ctx.data_names)
         if trainer is not None and stage.objective is not None and \
                 stage.objective not in trainer.objectives:
             yield Problem(f"{path}.objective", f"trainer '{sections['model'].trainer}' has no "
@@ -157,8 +179,8 @@ def _check_stages(sections: dict[str, Any], registry: Registry) -> Iterator[Prob
         yield Problem("stage", f"only one stage may be final; these are: {', '.join(finals)}")
 
 
-def _check_stage_data(stage: Any, path: str, data: dict) -> Iterator[Problem]:
-    known = ", ".join(data) or "none (add a [data.<name>] table)"
+def _check_stage_data(stage: Any, path: str, data: frozenset[str]) -> Iterator[Problem]:
+    known = ", ".join(sorted(data)) or "none (add a [data.<name>] table)"
     for source in stage.sources + stage.evals:
         if source not in data:
             yield Problem(f"{path}.data" if source in stage.sources else f"{path}.evals",
@@ -175,12 +197,13 @@ def _check_weight(weight: Any, path: str) -> Iterator[Problem]:
         yield Problem(path, f"a mixture weight is a number >= 0 or {{low, high}}, got {weight!r}")
 
 
-def _check_metric(sections: dict[str, Any], registry: Registry) -> Iterator[Problem]:
+def _check_metric(ctx: Context) -> Iterator[Problem]:
+    sections, registry = ctx.sections, ctx.registry
     """The study metric, and any stage's `watch`, name a data source and a trainer metric.
 
     Every stage evaluates the study metric's data source (so trial schedulers can compare
     trials at any eval): a metric is evaluated as soon as its data source exists."""
-    study, stages, data = sections.get("study"), sections.get("stage"), sections.get("data")
+    study, stages, data = sections.get("study"), sections.get("stage"), ctx.data_names
     places = [("study.metric", m) for m in (study.metrics if study else [])]
     places += [(f"stage.{s.name}.watch", s.watch) for s in stages or [] if s.watch]
     trainer = _trainer(sections, registry)
@@ -191,15 +214,16 @@ def _check_metric(sections: dict[str, Any], registry: Registry) -> Iterator[Prob
                           "e.g. eval.target.loss")
             continue
         _, source, name = parts
-        if data is not None and source not in data:
+        if source not in data:
             yield Problem(path, f"'{metric}': no data source named '{source}' to evaluate; "
-                          f"defined: {', '.join(data) or 'none'}")
+                          f"defined: {', '.join(sorted(data)) or 'none'}")
         if trainer is not None and name not in trainer.metrics:
             yield Problem(path, f"'{metric}': trainer '{sections['model'].trainer}' reports no "
                           f"metric '{name}'; it reports: {', '.join(trainer.metrics)}")
 
 
-def _check_search(sections: dict[str, Any], registry: Registry) -> Iterator[Problem]:
+def _check_search(ctx: Context) -> Iterator[Problem]:
+    sections, registry = ctx.sections, ctx.registry
     search = sections.get("search")
     if search is None:
         return
@@ -275,22 +299,23 @@ def _check_range(spec: dict, where: str, integer: bool, cls: Any = None, key: st
         yield Problem(where, f"`log = true` needs low > 0, got low={low!r}")
 
 
-def _check_plan(sections: dict[str, Any], registry: Registry) -> Iterator[Problem]:
+def _check_plan(ctx: Context) -> Iterator[Problem]:
+    sections = ctx.sections
     search, stages = sections.get("search"), sections.get("stage")
     if search is None or stages is None:
         return
     plan = search.plan
-    names = {s.name for s in stages}
     movable = [s.name for s in stages if not s.final]
+    finals = {s.name for s in stages if s.final}
     lists = [("reorder", plan.reorder), ("skip", plan.skip), ("repeat", list(plan.repeat))]
     bad = False
     for key, listed in lists:
         for name in listed:
-            if name not in names:
+            if name not in ctx.stage_names:
                 yield Problem(f"search.plan.{key}", f"no stage named '{name}'; non-final "
                               f"stages: {', '.join(movable)}")
                 bad = True
-            elif name not in movable:
+            elif name in finals:
                 yield Problem(f"search.plan.{key}", f"'{name}' is the final stage: it always "
                               "runs last, once")
                 bad = True

@@ -89,17 +89,21 @@ def _wanted_plugins() -> set[str] | None:
     raw = os.environ.get("AUTOSTAGE_LOAD_PLUGINS")
     if raw is None:
         return None
-    return {p.strip() for p in raw.split(",") if p.strip()}
+    return {_normalise(p.strip()) for p in raw.split(",") if p.strip()}
 
 
 def _load_entry_points(host: Host, wanted: set[str] | None) -> None:
     seen: set[str] = set()
+    third_party: list[str] = []
     for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
         dist = ep.dist.name if ep.dist else "?"
         version = ep.dist.version if ep.dist else "?"
+        names = {_normalise(ep.name), _normalise(dist)}
         builtin = _normalise(dist) == BUILTIN_DIST
-        seen.update({ep.name, _normalise(dist)})
-        if not builtin and wanted is not None and not ({ep.name, _normalise(dist)} & wanted):
+        seen.update(names)
+        if not builtin:
+            third_party.append(f"{ep.name} ({dist})")
+        if not builtin and wanted is not None and not (names & wanted):
             continue
         try:
             plugin = ep.load()
@@ -116,12 +120,8 @@ def _load_entry_points(host: Host, wanted: set[str] | None) -> None:
     if missing:
         raise PluginError(
             f"AUTOSTAGE_LOAD_PLUGINS names {', '.join(missing)}, which no installed plugin is; "
-            f"installed third-party plugins: {', '.join(_third_party(host)) or 'none'}"
+            f"installed third-party plugins: {', '.join(third_party) or 'none'}"
         )
-
-
-def _third_party(host: Host) -> list[str]:
-    return sorted(n for n, i in host.info.items() if not i.builtin)
 
 
 def _normalise(dist: str) -> str:

@@ -175,6 +175,13 @@ class TrainerRun(Protocol):
     def restore(self, snapshot: Any) -> None:
         """Return to the state captured by `snapshot`."""
 
+    def save(self, directory: str) -> None:
+        """Write everything needed to continue this run into `directory` (a stage boundary
+        checkpoint). Use safe formats (safetensors, JSON): never pickle."""
+
+    def load(self, directory: str) -> None:
+        """Continue from what `save` wrote (called on a freshly started run)."""
+
 
 class Trainer(Component):
     """Trains and evaluates a model for a trial; its fields are the `[model]` table."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 
 class TrialFailed(Exception):
@@ -62,6 +62,18 @@ def describe(decision: Decision) -> str:
         case Stop(reason=r):
             return f"stop: {r}"
     raise TypeError(f"not a decision: {decision!r}")
+
+
+_DECISIONS = {cls.__name__: cls for cls in (Continue, ScaleLR, Advance, Rewind, Stop)}
+
+
+def decision_to_json(decision: Decision) -> dict:
+    return {"type": type(decision).__name__, **asdict(decision)}
+
+
+def decision_from_json(data: Mapping) -> Decision:
+    fields = {k: v for k, v in data.items() if k != "type"}
+    return _DECISIONS[data["type"]](**fields)
 
 
 @dataclass(frozen=True)

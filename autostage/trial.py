@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from autostage.components import LRSchedule, Optimizer, StagePolicy, StageRun, TrainerRun
@@ -23,6 +23,8 @@ from autostage.decisions import (
     ScaleLR,
     Stop,
     TrialFailed,
+    decision_from_json,
+    decision_to_json,
     describe,
 )
 
@@ -72,11 +74,44 @@ class TrialResult:
 
 
 Report = Callable[[Eval], None]
+Checkpoint = Callable[["LoopState"], None]
 
 
-def run_trial(plan: TrialPlan, trainer: TrainerRun, report: Report | None = None) -> TrialResult:
-    """Run `plan` to its end, a Stop, or a failure; call `report` after every eval."""
-    loop = _Loop(plan, trainer, report or (lambda e: None))
+@dataclass(frozen=True)
+class LoopState:
+    """The trial loop's own state at a stage boundary (the trainer saves its own beside it):
+    enough to resume the trial there, or to branch a new trial from it."""
+
+    evals: tuple[Eval, ...]
+    tokens: int
+    lr_scale: float
+    queue: tuple[str, ...]
+    visits: Mapping[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"evals": [eval_to_json(e) for e in self.evals], "tokens": self.tokens,
+                "lr_scale": self.lr_scale, "queue": list(self.queue),
+                "visits": dict(self.visits)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LoopState:
+        return cls(tuple(eval_from_json(e) for e in data["evals"]), int(data["tokens"]),
+                   float(data["lr_scale"]), tuple(data["queue"]), dict(data["visits"]))
+
+
+def run_trial(plan: TrialPlan, trainer: TrainerRun, report: Report | None = None,
+              checkpoint: Checkpoint | None = None, resume: LoopState | None = None
+              ) -> TrialResult:
+    """Run `plan` to its end, a Stop, or a failure.
+
+    `report(eval)` is called after every eval. At every stage boundary the trial continues
+    past, `checkpoint(state)` is called just before that boundary's eval is reported, so a
+    caller can attach a checkpoint to the report. `resume` continues from such a state (the
+    trainer must have been restored to the same boundary).
+    """
+    loop = _Loop(plan, trainer, report or (lambda e: None), checkpoint)
+    if resume is not None:
+        loop.restore(resume)
     try:
         status, reason = loop.run()
     except TrialFailed as e:
@@ -85,8 +120,9 @@ def run_trial(plan: TrialPlan, trainer: TrainerRun, report: Report | None = None
 
 
 class _Loop:
-    def __init__(self, plan: TrialPlan, trainer: TrainerRun, report: Report) -> None:
-        self.plan, self.trainer, self.report = plan, trainer, report
+    def __init__(self, plan: TrialPlan, trainer: TrainerRun, report: Report,
+                 checkpoint: Checkpoint | None) -> None:
+        self.plan, self.trainer, self.report, self.checkpoint = plan, trainer, report, checkpoint
         self.evals: list[Eval] = []
         self.tokens = 0
         self.lr_scale = 1.0  # product of every ScaleLR / Rewind factor so far
@@ -94,18 +130,30 @@ class _Loop:
         self.visits: Counter[str] = Counter()
         self.max_visits = plan.max_visits or 4 * len(plan.order)
 
+    def state(self) -> LoopState:
+        return LoopState(tuple(self.evals), self.tokens, self.lr_scale, tuple(self.queue),
+                         dict(self.visits))
+
+    def restore(self, state: LoopState) -> None:
+        self.evals, self.tokens, self.lr_scale = list(state.evals), state.tokens, state.lr_scale
+        self.queue, self.visits = list(state.queue), Counter(state.visits)
+
     def run(self) -> tuple[str, str]:
         while self.queue:
             name = self.queue.pop(0)
             if sum(self.visits.values()) >= self.max_visits:
                 raise TrialFailed(f"stage policy made more than {self.max_visits} stage visits")
             stage = self.plan.stages[name]
-            outcome = self._visit(stage, self.visits[name])
+            last, decision = self._visit(stage, self.visits[name])
             self.visits[name] += 1
-            if isinstance(outcome, Stop):
-                return "stopped", outcome.reason
-            if isinstance(outcome, Advance) and outcome.to is not None:
-                self._jump(outcome.to)
+            if isinstance(decision, Advance) and decision.to is not None:
+                self._jump(decision.to)
+            ends = isinstance(decision, Stop) or stage.final or not self.queue
+            if not ends and self.checkpoint is not None:
+                self.checkpoint(self.state())
+            self.report(last)
+            if isinstance(decision, Stop):
+                return "stopped", decision.reason
             if stage.final:
                 break  # the final stage ends the trial, whatever was still planned
         return "completed", ""
@@ -118,8 +166,10 @@ class _Loop:
             self.queue.remove(to)
         self.queue.insert(0, to)
 
-    def _visit(self, stage: StagePlan, visit: int) -> Decision:
-        """Train one visit of `stage`; return the decision that ended it early, or Continue."""
+    def _visit(self, stage: StagePlan, visit: int) -> tuple[Eval, Decision]:
+        """Train one visit of `stage`. Every eval but the last is reported here; the last one
+        and the decision that ended the visit are returned, to be reported after the
+        boundary's checkpoint."""
         self.trainer.begin_stage(StageRun(
             name=stage.name, objective=stage.objective, mix=stage.mix, tokens=stage.tokens,
             eval_every=stage.eval_every, evals=stage.evals, optimizer=stage.optimizer,
@@ -129,13 +179,12 @@ class _Loop:
         best = self.trainer.snapshot() if rewinds else None
         best_value: float | None = None
         done = 0
-        while done < stage.tokens:
+        while True:
             ev = self._segment(stage, visit, done)
             done = ev.stage_tokens
             decision = self.plan.policy.decide(self._history(ev))
             ev = replace(ev, decision=decision)
             self.evals.append(ev)
-            self.report(ev)
             match decision:
                 case Continue():
                     pass
@@ -144,14 +193,16 @@ class _Loop:
                 case Rewind(lr_factor=f):
                     self.trainer.restore(best)
                     self.lr_scale *= f
-                    continue
                 case Advance() | Stop():
-                    return decision
+                    return ev, decision
                 case _:
                     raise TrialFailed(f"stage policy returned {decision!r}, not a Decision")
-            if rewinds and (best_value is None or _better(ev.value, best_value, stage)):
+            if done >= stage.tokens:
+                return ev, decision
+            self.report(ev)
+            improved = best_value is None or _better(ev.value, best_value, stage)
+            if rewinds and not isinstance(decision, Rewind) and improved:
                 best, best_value = self.trainer.snapshot(), ev.value
-        return Continue()
 
     def _segment(self, stage: StagePlan, visit: int, done: int) -> Eval:
         """Train up to the next eval, evaluate, and return the (undecided) eval."""
@@ -193,6 +244,17 @@ class _Loop:
 
 def _better(a: float, b: float, stage: StagePlan) -> bool:
     return a < b if stage.watch_mode == "min" else a > b
+
+
+def eval_to_json(ev: Eval) -> dict[str, Any]:
+    data = asdict(ev)
+    data["decision"] = decision_to_json(ev.decision) if ev.decision is not None else None
+    return data
+
+
+def eval_from_json(data: Mapping[str, Any]) -> Eval:
+    decision = data.get("decision")
+    return Eval(**{**data, "decision": decision_from_json(decision) if decision else None})
 
 
 def eval_record(ev: Eval) -> dict[str, Any]:

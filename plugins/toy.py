@@ -11,10 +11,12 @@ milliseconds. The curves respond the way real training does, qualitatively:
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -128,6 +130,20 @@ class ToyRun:
     def restore(self, snapshot: Any) -> None:
         skill, self.state.lr = snapshot
         self.state.skill = dict(skill)
+
+    def save(self, directory: str) -> None:
+        st = self.state
+        version, internal, gauss = st.rng.getstate()
+        state = {"skill": st.skill, "lr": st.lr, "step": st.step,
+                 "rng": [version, list(internal), gauss]}
+        (Path(directory) / "toy.json").write_text(json.dumps(state))
+
+    def load(self, directory: str) -> None:
+        state = json.loads((Path(directory) / "toy.json").read_text())
+        version, internal, gauss = state["rng"]
+        self.state.rng.setstate((version, tuple(internal), gauss))
+        self.state.skill, self.state.lr, self.state.step = state["skill"], state["lr"], \
+            state["step"]
 
 
 @hookimpl

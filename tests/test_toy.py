@@ -61,3 +61,34 @@ def test_same_seed_same_curve_other_seed_other_noise(registry):
     c = [e.metrics for e in run(registry, seed=2).evals]
     assert a == b
     assert a != c
+
+
+def test_resuming_at_a_stage_boundary_continues_exactly(registry, tmp_path):
+    from autostage.trial import LoopState
+
+    study = load_study(QUICKSTART, registry,
+                       [*FIXED, "search.stage_policy={plateau = {}}", "search.plan={}"])
+    space = compile_space(study, registry)
+    config = decode(space, sample(space, 0))
+
+    def fresh():
+        built = build_trial(study, registry, config, seed=4)
+        return built, built.trainer.start(built.setup)
+
+    built, run = fresh()
+    whole = run_trial(built.plan, run)
+
+    saved = []
+
+    def checkpoint(state):
+        if not saved:  # keep the first boundary only
+            run.save(str(tmp_path))
+            saved.append(state.to_json())
+
+    built, run = fresh()
+    run_trial(built.plan, run, checkpoint=checkpoint)
+    built, run = fresh()
+    run.load(str(tmp_path))
+    resumed = run_trial(built.plan, run, resume=LoopState.from_json(saved[0]))
+    assert [e.metrics for e in resumed.evals] == [e.metrics for e in whole.evals]
+    assert resumed.value == whole.value and resumed.tokens == whole.tokens

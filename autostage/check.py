@@ -88,6 +88,9 @@ def _check_study(ctx: Context) -> Iterator[Problem]:
             yield Problem(f"study.{kind}", _unknown(kind, name, registry))
     if len(study.metrics) != len(study.modes):
         yield Problem("study.mode", f"give one mode, or one per metric ({len(study.metrics)})")
+    if len(study.metrics) > 1 and study.trial_scheduler != "fifo":
+        yield Problem("study.trial_scheduler", f"'{study.trial_scheduler}' stops trials by one "
+                      f"metric; with {len(study.metrics)} metrics use \"fifo\"")
     sampler = registry.entries["sampler"].get(study.sampler)
     if len(study.metrics) > 1 and sampler and not sampler.cls.multi_objective:
         multi = [n for n in registry.names("sampler") if registry.get("sampler", n).multi_objective]
@@ -207,7 +210,9 @@ def _check_metric(ctx: Context) -> Iterator[Problem]:
     places = [("study.metric", m) for m in (study.metrics if study else [])]
     places += [(f"stage.{s.name}.watch", s.watch) for s in stages or [] if s.watch]
     trainer = _trainer(sections, registry)
-    for path, metric in places:
+    for i, (path, metric) in enumerate(places):
+        if metric == "tokens" and path == "study.metric" and i > 0:
+            continue  # training tokens spent: a second objective every trial reports
         parts = metric.split(".")
         if len(parts) != 3 or parts[0] != "eval":
             yield Problem(path, f"'{metric}' is not of the form eval.<data source>.<metric>, "
@@ -319,6 +324,9 @@ def _check_plan(ctx: Context) -> Iterator[Problem]:
                 yield Problem(f"search.plan.{key}", f"'{name}' is the final stage: it always "
                               "runs last, once")
                 bad = True
+    if plan.order is not None:
+        yield from _check_order(plan.order, stages)
+        return
     for name, count in plan.repeat.items():
         if count < 1:
             yield Problem(f"search.plan.repeat.{name}", f"most visits must be >= 1, got {count}")
@@ -330,3 +338,15 @@ def _check_plan(ctx: Context) -> Iterator[Problem]:
         if count > MAX_PLANS:
             yield Problem("search.plan", f"more than {MAX_PLANS} stage plans; narrow "
                           "reorder / skip / repeat")
+
+
+def _check_order(order: str, stages: list) -> Iterator[Problem]:
+    names = order.split(">")
+    known = [s.name for s in stages]
+    final = next((s.name for s in stages if s.final), None)
+    for name in names:
+        if name not in known:
+            yield Problem("search.plan.order", f"no stage named '{name}'; stages: "
+                          f"{', '.join(known)} (write them joined by '>')")
+    if final is not None and (names[-1] != final or names.count(final) != 1):
+        yield Problem("search.plan.order", f"the final stage '{final}' must end the order, once")

@@ -47,6 +47,24 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("-v", "--verbose", action="store_true", help="also print train metrics")
     t.set_defaults(run=_trial)
 
+    s = sub.add_parser("search", help="search the study: Ray Tune trials, Optuna sampling")
+    s.add_argument("study", metavar="STUDY")
+    _add_set(s)
+    s.add_argument("--trials", type=int, help="number of trials (overrides study.trials)")
+    s.add_argument("--parallel", type=int, help="trials at once (overrides study.parallel)")
+    s.add_argument("--out", metavar="DIR", help="run directory (default: runs/<study name>)")
+    s.add_argument("--resume", action="store_true", help="continue an interrupted search "
+                   "in its run directory to exactly the requested number of trials")
+    s.add_argument("--address", metavar="ADDR", help="join an existing Ray cluster")
+    s.add_argument("-v", "--verbose", action="store_true", help="show Ray's own output")
+    s.set_defaults(run=_search)
+
+    b = sub.add_parser("best", help="show the best trial of a run directory")
+    b.add_argument("run_dir", metavar="RUN_DIR")
+    b.add_argument("--export", metavar="FILE", help="write a study file that re-runs the best "
+                   "trial's configuration, everything fixed")
+    b.set_defaults(run=_best)
+
     pl = sub.add_parser("plugins", help="list installed plugins and what they register")
     pl.set_defaults(run=_plugins)
     return p
@@ -135,6 +153,35 @@ class _EvalPrinter:
 
 def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _search(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from autostage.check import load_study
+    from autostage.host import load_registry
+
+    overrides = list(args.overrides)
+    if args.trials is not None:
+        overrides.append(f"study.trials={args.trials}")
+    if args.parallel is not None:
+        overrides.append(f"study.parallel={args.parallel}")
+    registry = load_registry()
+    study = load_study(args.study, registry, overrides)  # every problem before any compute
+    from autostage.rundir import RunDir
+    from autostage.runs import start_search
+
+    run = RunDir(Path(args.out) if args.out else Path("runs") / study.study.name)
+    return start_search(args.study, study, registry, overrides, run, resume=args.resume,
+                        address=args.address, verbose=args.verbose)
+
+
+def _best(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from autostage.runs import show_best
+
+    return show_best(Path(args.run_dir), args.export)
 
 
 def _plugins(args: argparse.Namespace) -> int:

@@ -122,7 +122,10 @@ def _mix_params(study: Any) -> tuple[Param, ...]:
 def stage_plans(stages: Sequence[Any], plan: Any, limit: int | None = None) -> list[tuple]:
     """Every allowed order of stages: the non-final stages in `plan.reorder` may move, those in
     `plan.skip` may be left out, `plan.repeat` caps visits; no stage directly repeats itself
-    (that is one longer visit); the final stage ends every plan. The declared order is first."""
+    (that is one longer visit); the final stage ends every plan. The declared order is first.
+    `plan.order` names one plan instead (what `autostage best --export` writes)."""
+    if plan.order:
+        return [tuple(plan.order.split(PLAN_SEP))]
     movable = [s.name for s in stages if not s.final]
     final = tuple(s.name for s in stages if s.final)
     fixed_rank = {n: i for i, n in enumerate(n for n in movable if n not in plan.reorder)}

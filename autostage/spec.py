@@ -95,6 +95,7 @@ class StageSection(Section):
 class PlanSection(Section):
     """Stage-order search over the non-final stages; the final stage always runs last."""
 
+    order: str | None = Field(None, description='one fixed plan, e.g. "prereq>target"')
     reorder: list[str] = Field(default_factory=list, description="stages that may move")
     skip: list[str] = Field(default_factory=list, description="stages that may be left out")
     repeat: dict[str, int] = Field(default_factory=dict, description="stage -> most visits")

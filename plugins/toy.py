@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,10 @@ class Toy(Trainer):
     lr_floor: float = Field(0.3, ge=0, le=10, description="loss added per LR/optimum")
     noise: float = Field(0.01, ge=0, le=1, description="eval noise (std, in loss units)")
     step_tokens: int = Field(2048, ge=1, le=10_000_000, description="tokens per step")
+    # Fault and cost injection, for testing the search plumbing:
+    step_seconds: float = Field(0.0, ge=0, le=10, description="sleep per step (fake compute)")
+    crash_at_tokens: int = Field(0, ge=0, description="raise after this many tokens (0: never)")
+    crash_once: bool = Field(False, description="crash only on a trial's first attempt")
 
     def start(self, setup: TrialSetup) -> ToyRun:
         # Any other dataset (pydoc, arith, ...) gets the default curve: the fake needs no data.
@@ -71,16 +76,19 @@ class Toy(Trainer):
                     f"data.{name}.prerequisite: no data source named '{task.prerequisite}'; "
                     f"defined: {', '.join(tasks)}"
                 )
-        return ToyRun(self, tasks, setup.seed)
+        return ToyRun(self, tasks, setup.seed, setup.workdir)
 
 
 class ToyRun:
     """One trial of the toy trainer."""
 
-    def __init__(self, cfg: Toy, tasks: dict[str, ToyTask], seed: int) -> None:
+    def __init__(self, cfg: Toy, tasks: dict[str, ToyTask], seed: int,
+                 workdir: str | None) -> None:
         self.cfg = cfg
         self.tasks = tasks
+        self.workdir = Path(workdir) if workdir else None
         self.state = _State(skill=dict.fromkeys(tasks, 0.0), rng=random.Random(seed))
+        self.tokens = 0
 
     def begin_stage(self, stage: StageRun) -> None:
         self.state.stage = stage
@@ -97,9 +105,24 @@ class ToyRun:
             self._step(rate, cfg.step_tokens)
             done += cfg.step_tokens
             st.step += 1
+            self.tokens += cfg.step_tokens
+            self._inject_faults()
         st.lr = lr(done)
         loss = sum(w * self._loss(s) for s, w in st.stage.mix.items())
         return TrainResult(tokens=done, metrics={"loss": loss})
+
+    def _inject_faults(self) -> None:
+        cfg = self.cfg
+        if cfg.step_seconds:
+            time.sleep(cfg.step_seconds)
+        if cfg.crash_at_tokens and self.tokens >= cfg.crash_at_tokens:
+            marker = self.workdir / "crashed-once" if self.workdir else None
+            if cfg.crash_once and marker is not None and marker.exists():
+                return
+            if marker is not None:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+            raise RuntimeError(f"injected crash after {self.tokens} tokens")
 
     def _step(self, rate: float, tokens: int) -> None:
         cfg, st = self.cfg, self.state
@@ -134,7 +157,7 @@ class ToyRun:
     def save(self, directory: str) -> None:
         st = self.state
         version, internal, gauss = st.rng.getstate()
-        state = {"skill": st.skill, "lr": st.lr, "step": st.step,
+        state = {"skill": st.skill, "lr": st.lr, "step": st.step, "tokens": self.tokens,
                  "rng": [version, list(internal), gauss]}
         (Path(directory) / "toy.json").write_text(json.dumps(state))
 
@@ -144,6 +167,7 @@ class ToyRun:
         self.state.rng.setstate((version, tuple(internal), gauss))
         self.state.skill, self.state.lr, self.state.step = state["skill"], state["lr"], \
             state["step"]
+        self.tokens = state["tokens"]
 
 
 @hookimpl

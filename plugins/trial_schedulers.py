@@ -34,6 +34,7 @@ class ASHA(TrialScheduler):
         return ASHAScheduler(
             metric=metric, mode=mode, time_attr=time_attr, max_t=max(max_t, self.grace_period),
             grace_period=self.grace_period, reduction_factor=self.reduction_factor,
+            stop_last_trials=False,  # a trial at max_t still has its outcome to report
         )
 
 
@@ -47,7 +48,7 @@ class HyperBand(TrialScheduler):
 
         return HyperBandScheduler(
             metric=metric, mode=mode, time_attr=time_attr, max_t=max_t,
-            reduction_factor=self.reduction_factor,
+            reduction_factor=self.reduction_factor, stop_last_trials=False,
         )
 
 

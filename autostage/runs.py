@@ -1,0 +1,141 @@
+"""Run directories from the command line: start or resume a search into one, show its best
+trial, export that trial as a study file. Ray is imported only once a search really starts."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from autostage.errors import AutostageError
+from autostage.rundir import RunDir, best_trial, write_json
+from autostage.spec import SEARCHABLE_KINDS, Study, apply_overrides
+
+#: what may change when a search is resumed: its size and resources, not what it searches
+RESUMABLE = ("trials", "parallel", "token_budget", "retries", "resources")
+
+
+def start_search(study_path: str, study: Study, registry: Any, overrides: list[str],
+                 run: RunDir, *, resume: bool, address: str | None, verbose: bool) -> int:
+    from rich.console import Console
+
+    if resume:
+        check_resume(study, run)
+    elif (run.path / "optuna.db").exists() or (run.path / "trials").exists():
+        raise AutostageError(f"{run.path} already holds a search: continue it with --resume, "
+                             "or write this one elsewhere with --out DIR")
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.study_toml.write_text(Path(study_path).read_text())
+    write_json(run.study_json, {"study": study.model_dump(mode="json"), "overrides": overrides,
+                                "source": str(study_path)})
+
+    from autostage.live import SearchView, print_summary
+    from autostage.search import run_search
+
+    console = Console(highlight=False)
+    view = SearchView(console)
+    try:
+        outcome = run_search(study, registry, run, resume=resume, address=address, view=view,
+                             verbose=verbose)
+    finally:
+        view.stop()
+    print_summary(console, outcome, study.study.modes[0], study.study.metrics[0])
+    return 130 if outcome.interrupted else 0
+
+
+def check_resume(study: Study, run: RunDir) -> None:
+    """Refuse to resume with a study that changed in anything but its size and resources."""
+    if not run.study_json.exists():
+        raise AutostageError(f"{run.path} holds no search to resume (no study.json); "
+                             "start one without --resume")
+    changed = _diff(_comparable(run.settings()["study"]),
+                    _comparable(study.model_dump(mode="json")))
+    if changed:
+        raise AutostageError(
+            f"the study changed since {run.path} was started, in: {', '.join(changed)}. "
+            f"Only study.{', study.'.join(RESUMABLE)} may change on --resume; search the "
+            "edited study in a new run directory with --out DIR")
+
+
+def _comparable(data: dict[str, Any]) -> dict[str, Any]:
+    data = json.loads(json.dumps(data))
+    for key in RESUMABLE:
+        data.get("study", {}).pop(key, None)
+    return data
+
+
+def _diff(a: Any, b: Any, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [p for key in sorted(set(a) | set(b))
+                for p in _diff(a.get(key), b.get(key), f"{path}.{key}" if path else key)]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [p for i, (x, y) in enumerate(zip(a, b, strict=True))
+                for p in _diff(x, y, f"{path}[{i}]")]
+    return [] if a == b else [path or "(the whole study)"]
+
+
+def show_best(path: Path, export: str | None) -> int:
+    from rich.console import Console
+
+    from autostage.live import print_trial
+
+    run = RunDir(path)
+    if not run.study_json.exists():
+        raise AutostageError(f"{path} is not a run directory (no study.json); "
+                             "give the --out directory of an `autostage search`")
+    study = run.settings()["study"]["study"]
+    best = best_trial(run.results(), _first(study["mode"]))
+    if best is None:
+        raise AutostageError(f"no trial in {path} finished with a finite value")
+    print_trial(Console(highlight=False), best, _first(study["metric"]))
+    if export:
+        Path(export).write_text(export_study(run, best))
+        print(f"wrote {export}: run it with `autostage trial {export}`")
+    return 0
+
+
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, list) else value
+
+
+def export_study(run: RunDir, best: dict[str, Any]) -> str:
+    """The run's study with the best trial's choices fixed: one trial, same seed, same plan."""
+    import tomli_w
+
+    raw = tomllib.loads(run.study_toml.read_text())
+    apply_overrides(raw, run.settings().get("overrides", []))
+    config = best["config"]
+    study = raw["study"]
+    study.update(trials=1, parallel=1, seed=best["seed"])
+    study.pop("token_budget", None)
+    search = raw.setdefault("search", {})
+    for kind in SEARCHABLE_KINDS:
+        tables: dict[str, dict[str, Any]] = {}
+        prefix = f"{kind}."
+        for key, value in config.items():
+            if key.startswith(prefix) and key.count(".") == 2:
+                _, name, field = key.split(".")
+                tables.setdefault(name, {})[field] = value
+        chosen = config.get(kind)
+        if chosen and chosen != raw.get("model", {}).get("trainer"):
+            tables.setdefault(chosen, {})
+        # the chosen component first, with every other one only because a stage pins it
+        search[kind] = dict(sorted(tables.items(), key=lambda kv: kv[0] != chosen))
+        if kind != "trainer" and len(search[kind]) > 1:
+            pinned = {s.get(kind) for s in raw.get("stage", [])}
+            search[kind] = {n: t for n, t in search[kind].items() if n == chosen or n in pinned}
+            if len(search[kind]) > 1:
+                raise AutostageError(f"cannot export: {kind} '{chosen}' was chosen alongside "
+                                     f"stage-pinned {', '.join(search[kind])}")
+        if not search[kind]:
+            del search[kind]
+    search["plan"] = {"order": best["plan"]} if best.get("plan") else search.get("plan", {})
+    for stage in raw.get("stage", []):
+        if isinstance(stage.get("data"), dict):
+            stage["data"] = {src: config.get(f"mix.{stage['name']}.{src}", w)
+                             for src, w in stage["data"].items()}
+    header = (f"# Exported by `autostage best --export` from {run.path}: trial "
+              f"{best['number']}, value {best['value']:.6g}.\n"
+              "# Every choice is fixed; `autostage trial` on this file re-runs that trial.\n\n")
+    return header + tomli_w.dumps(raw)

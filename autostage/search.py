@@ -216,6 +216,16 @@ class Recorder(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._write(trial, "failed", _error_reason(trial))
 
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # Ray stops the running trials without completing them when the budget is spent;
+        # an interrupted search leaves them for --resume to re-queue.
+        if not self.budget.spent_out():
+            return
+        for trial in trials:
+            number = (trial.config or {}).get("trial_number")
+            if number is not None and not (self.run.trial_dir(number) / "result.json").exists():
+                self._write(trial, "pruned", "stopped: the study's token budget was spent")
+
     def _write(self, trial: Any, status: str, reason: str) -> None:
         last = trial.last_result or {}
         config = dict(trial.config)
@@ -309,6 +319,7 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
     finally:
         if owns_ray:
             ray.shutdown()
+    _settle(storage, study.study.name, run)
     records = run.results()
     finished = sum(r["status"] in FINISHED for r in records)
     budget_spent = (study.study.token_budget is not None
@@ -317,10 +328,19 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
                          finished < study.study.trials and not budget_spent)
 
 
+def _settle(storage: Any, name: str, run: RunDir) -> None:
+    """Trials Ray stopped for the token budget never reached the searcher: tell Optuna."""
+    pruned = {r["number"] for r in run.results() if r["status"] == "pruned"}
+    for trial in optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False):
+        if trial.state == optuna.trial.TrialState.RUNNING and trial.number in pruned:
+            storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.PRUNED)
+
+
 def _start_ray(address: str | None, verbose: bool) -> None:
     level = logging.INFO if verbose else logging.ERROR
+    # A trial that raises is recorded with its reason; Ray's traceback is for -v only.
     for name in ("ray", "ray.tune", "ray.train", "ray.data"):
-        logging.getLogger(name).setLevel(level)
+        logging.getLogger(name).setLevel(level if verbose else logging.CRITICAL)
     ray.init(address=address, include_dashboard=False, log_to_driver=verbose,
              logging_level=level, configure_logging=True)
 
@@ -397,4 +417,6 @@ def _reconcile(study: Study, run: RunDir, storage: Any) -> tuple[int, int]:
     records = run.results()
     finished = sum(r["status"] in FINISHED for r in records)
     spent = sum(r.get("tokens") or 0 for r in records)
+    if study.study.token_budget is not None and spent >= study.study.token_budget:
+        return 0, spent  # the budget is spent: nothing more to run
     return study.study.trials - finished, spent

@@ -1,0 +1,223 @@
+"""`autostage search` with real Ray Tune and real Optuna, on the (fake) toy trainer."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+
+from autostage.cli import main
+from autostage.rundir import FINISHED, RunDir, best_trial
+
+STUDY = textwrap.dedent("""
+    [study]
+    name = "search-test"
+    metric = "eval.target.loss"
+    trials = 8
+    parallel = 2
+    seed = 1
+    sampler = "tpe"
+    trial_scheduler = "asha"
+
+    [model]
+    trainer = "toy"
+
+    [data.prereq]
+    dataset = "toy_task"
+    [data.target]
+    dataset = "toy_task"
+    difficulty = 3.0
+    prerequisite = "prereq"
+
+    [[stage]]
+    name = "prereq"
+    data = "prereq"
+    tokens = 40_000
+
+    [[stage]]
+    name = "target"
+    data = "target"
+    tokens = 80_000
+    final = true
+
+    [search.plan]
+    skip = ["prereq"]
+
+    [search.optimizer.adamw]
+    lr = { low = 3e-4, high = 2e-2, log = true }
+""")
+
+
+def write_study(tmp_path, text=STUDY, name="study.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def search(tmp_path, *args, study=None):
+    out = tmp_path / "run"
+    code = main(["search", study or write_study(tmp_path), "--out", str(out), *args])
+    return code, RunDir(out)
+
+
+def storage_trials(run, name="search-test"):
+    return optuna.load_study(study_name=name, storage=run.storage_url).get_trials()
+
+
+def test_a_toy_search_records_every_trial_in_the_run_dir_and_optuna(ray_session, tmp_path):
+    code, run = search(tmp_path)
+    assert code == 0
+    records = run.results()
+    assert [r["number"] for r in records] == list(range(8))
+    assert all(r["status"] in FINISHED for r in records)
+    assert all(run.events(r["number"]) for r in records if r["status"] != "failed")
+    assert {r["status"] for r in records} >= {"completed"}
+    trials = storage_trials(run)
+    assert [t.number for t in trials] == list(range(8))
+    state = {"completed": "COMPLETE", "stopped": "COMPLETE", "failed": "FAIL", "pruned": "PRUNED"}
+    for t, r in zip(trials, records, strict=True):
+        assert t.state.name == state[r["status"]]
+        if r["status"] == "completed":
+            assert t.value == r["value"]
+            assert t.params["optimizer.adamw.lr"] == r["config"]["optimizer.adamw.lr"]
+    assert (run.path / "study.toml").read_text() == STUDY
+
+
+def test_asha_rungs_fall_at_final_stage_evals_and_stop_weak_trials(ray_session, tmp_path):
+    code, run = search(tmp_path, "--trials", "12", "--set", "search.optimizer.adamw.lr="
+                       "{low = 1e-5, high = 2e-2, log = true}")
+    pruned = [r for r in run.results() if r["status"] == "pruned"]
+    assert code == 0 and pruned
+    for r in pruned:
+        events = run.events(r["number"])
+        assert events[-1]["stage"] == "target"  # never stopped inside the prerequisite stage
+        assert "asha" in r["reason"]
+
+
+def test_failed_trials_are_recorded_with_reasons_and_never_best(ray_session, tmp_path):
+    study = STUDY.replace('lr = { low = 3e-4, high = 2e-2, log = true }', 'lr = [3e-3, 0.5]')
+    study += "\n[search.trainer.toy]\ncrash_at_tokens = [0, 30000]\n"
+    study = study.replace('sampler = "tpe"', 'sampler = "random"').replace(
+        'trial_scheduler = "asha"', 'trial_scheduler = "fifo"')
+    code, run = search(tmp_path, "--trials", "10", study=write_study(tmp_path, study))
+    assert code == 0
+    records = run.results()
+    assert len(records) == 10
+    reasons = [r["reason"] for r in records if r["status"] == "failed"]
+    assert any(r.startswith("non-finite loss at stage") for r in reasons)
+    assert any("RuntimeError: injected crash after" in r for r in reasons)
+    best = best_trial(records, "min")
+    assert best is not None and best["status"] == "completed"
+    assert best["config"]["optimizer.adamw.lr"] == 3e-3
+    failed = {r["number"] for r in records if r["status"] == "failed"}
+    assert {t.number for t in storage_trials(run) if t.state.name == "FAIL"} == failed
+
+
+def test_best_never_picks_a_non_finite_or_unfinished_value():
+    records = [
+        {"number": 0, "status": "failed", "value": float("-inf")},
+        {"number": 1, "status": "completed", "value": float("nan")},
+        {"number": 2, "status": "pruned", "value": 0.1},
+        {"number": 3, "status": "completed", "value": 2.0},
+        {"number": 4, "status": "stopped", "value": 1.5},
+    ]
+    assert best_trial(records, "min")["number"] == 4
+    assert best_trial(records, "max")["number"] == 3
+
+
+def test_a_failed_trial_is_retried_from_its_stage_checkpoint(ray_session, tmp_path):
+    study = STUDY.replace('skip = ["prereq"]', "") + textwrap.dedent("""
+        [search.trainer.toy]
+        crash_at_tokens = 60_000
+        crash_once = true
+    """)
+    study = study.replace("trials = 8", "trials = 2\nretries = 1").replace(
+        'trial_scheduler = "asha"', 'trial_scheduler = "fifo"')
+    code, run = search(tmp_path, study=write_study(tmp_path, study))
+    records = run.results()
+    assert code == 0
+    assert [r["status"] for r in records] == ["completed", "completed"]
+    for r in records:
+        # 4 x 10,240 + 4 x 20,480 (whole 2048-token steps), as without the crash: no token
+        # was trained twice or lost in the accounting
+        assert r["tokens"] == 122_880
+        stages = [e["stage"] for e in run.events(r["number"])]
+        assert stages.count("prereq") == 4  # the prerequisite was not retrained
+        assert (run.trial_dir(r["number"]) / "crashed-once").exists()
+
+
+def test_set_overrides_reach_the_trials_and_export_reruns_the_best(ray_session, tmp_path, capsys):
+    code, run = search(tmp_path, "--trials", "4", "--set", "stage.target.tokens=20000",
+                       "--set", "study.trial_scheduler=fifo")
+    assert code == 0
+    for r in run.results():
+        budgets = {e["stage"]: e["stage_tokens"] for e in run.events(r["number"])}
+        assert budgets["target"] == 20480  # 20,000 in whole 2048-token steps
+    exported = tmp_path / "best.toml"
+    assert main(["best", str(run.path), "--export", str(exported)]) == 0
+    assert main(["validate", str(exported)]) == 0
+    best = best_trial(run.results(), "min")
+    capsys.readouterr()
+    assert main(["trial", str(exported)]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert f"eval.target.loss = {best['value']:.4g}" in last
+
+
+def test_token_budget_stops_the_search(ray_session, tmp_path):
+    code, run = search(tmp_path, "--trials", "40", "--parallel", "1", "--set",
+                       "study.token_budget=400000", "--set", "study.trial_scheduler=fifo")
+    records = run.results()
+    assert code == 0
+    assert 3 <= len(records) < 40
+    assert sum(r["tokens"] for r in records) >= 400_000
+    assert "RUNNING" not in {t.state.name for t in storage_trials(run)}
+
+
+def test_resume_refuses_an_edited_study(ray_session, tmp_path):
+    path = write_study(tmp_path)
+    assert search(tmp_path, "--trials", "2", study=path)[0] == 0
+    Path(path).write_text(STUDY.replace("tokens = 80_000", "tokens = 60_000"))
+    code = main(["search", path, "--out", str(tmp_path / "run"), "--resume"])
+    assert code == 2
+    code = main(["search", path, "--out", str(tmp_path / "run")])
+    assert code == 2  # and never silently overwrites a run directory
+
+
+def test_driver_killed_mid_study_then_resume_finishes_exactly(ray_session, tmp_path):
+    slow = STUDY.replace("[model]\ntrainer = \"toy\"",
+                         "[model]\ntrainer = \"toy\"\nstep_seconds = 0.01")
+    slow = slow.replace("trials = 8", "trials = 12")
+    path = write_study(tmp_path, slow)
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "autostage.cli", "search", path, "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    run = RunDir(out)
+    deadline = time.time() + 120
+    while len(run.results()) < 3 and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and everything it started
+    driver.wait()
+    killed_with = len(run.results())
+    assert 3 <= killed_with < 12
+
+    assert main(["search", path, "--out", str(out), "--resume"]) == 0
+    records = run.results()
+    finished = [r for r in records if r["status"] in FINISHED]
+    assert len(finished) == 12
+    numbers = [r["number"] for r in records]
+    assert len(numbers) == len(set(numbers))
+    told = [t for t in storage_trials(run) if t.state.name in ("COMPLETE", "PRUNED")
+            or (t.state.name == "FAIL" and t.number in {r["number"] for r in finished})]
+    assert sorted(t.number for t in told) == sorted(r["number"] for r in finished)
+    interrupted = [r for r in records if r["status"] == "interrupted"]
+    requeued = {json.dumps(r["config"], sort_keys=True) for r in interrupted}
+    later = {json.dumps({k: v for k, v in r["config"].items() if k in json.loads(c)},
+                        sort_keys=True) for r in finished for c in requeued}
+    assert requeued <= later  # every interrupted config ran again

@@ -64,7 +64,7 @@ def _stage(study: Study, s: StageSection, trainer: Trainer, config: TrialConfig,
            make: _Maker) -> StagePlan:
     mix = config.mix.get(s.name) or {src: 1.0 / len(s.sources) for src in s.sources}
     watch = _watch(study, s, mix, trainer)
-    metric_sources = [m.split(".")[1] for m in study.study.metrics]
+    metric_sources = [m.split(".")[1] for m in study.study.metrics if m.startswith("eval.")]
     watch_source = watch.split(".")[1]
     evals = tuple(dict.fromkeys([*s.sources, *metric_sources, *s.evals, watch_source]))
     return StagePlan(

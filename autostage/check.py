@@ -211,7 +211,11 @@ def _check_metric(ctx: Context) -> Iterator[Problem]:
     places += [(f"stage.{s.name}.watch", s.watch) for s in stages or [] if s.watch]
     trainer = _trainer(sections, registry)
     for i, (path, metric) in enumerate(places):
-        if metric == "tokens" and path == "study.metric" and i > 0:
+        if metric == "tokens" and path == "study.metric":
+            if i == 0:
+                yield Problem(path, "the first metric must be an eval (eval.<source>.<metric>)"
+                              ": stage policies and trial schedulers judge trials by it; "
+                              '"tokens" may come second')
             continue  # training tokens spent: a second objective every trial reports
         parts = metric.split(".")
         if len(parts) != 3 or parts[0] != "eval":

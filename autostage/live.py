@@ -58,13 +58,12 @@ class SearchView:
             self.counts[record["status"]] = self.counts.get(record["status"], 0) + 1
             self.tokens[record["number"]] = int(record.get("tokens") or 0)
             self.records.append(record)
-        if self.live is None:
-            value = record.get("value")
-            shown = f"{value:.4g}" if isinstance(value, float) else "-"
-            self.console.print(
-                f"trial {record['number']:>3} {record['status']:<9} {self.metric} {shown:>8}  "
-                f"plan {record.get('plan', '')}  {record.get('reason', '')}".rstrip(),
-                highlight=False, soft_wrap=True)
+        value = record.get("value")
+        shown = f"{value:.4g}" if isinstance(value, float) else "-"
+        self.console.print(  # printed above the live panel on a terminal
+            f"trial {record['number']:>3} {record['status']:<9} {self.metric} {shown:>8}  "
+            f"plan {record.get('plan', '')}  {record.get('reason', '')}".rstrip(),
+            highlight=False, soft_wrap=True)
 
     def _finished(self) -> int:
         return self.done_before + sum(v for k, v in self.counts.items() if k != "running")
@@ -80,7 +79,7 @@ class SearchView:
         table = Table.grid(padding=(0, 2))
         table.add_row("trials", f"{finished}/{self.requested} done  "
                       f"{counts['running']} running  {counts['completed']} completed  "
-                      f"{counts['pruned']} stopped early  {counts['failed']} failed")
+                      f"{counts['pruned']} pruned  {counts['failed']} failed")
         table.add_row("best", f"{self.metric} {best['value']:.4g} (trial {best['number']}, "
                       f"plan {best.get('plan', '')})" if best else "-")
         table.add_row("tokens", f"{spent:,}")

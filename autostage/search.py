@@ -17,6 +17,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 import optuna  # noqa: E402
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
+from ray.tune.schedulers import TrialScheduler  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
 # Trial schedulers count evals of the final stage, so rungs fall at evaluations and compare
@@ -116,6 +118,7 @@ class _Reporter:
         self.trainer, self.number, self.final = trainer, number, final
         self.every_eval = every_eval
         self.final_evals = sum(final is None or e.stage == final for e in done)
+        self.seen = len(done)
         self.pending: Path | None = None
         self.held: list[dict[str, Any]] = []
 
@@ -132,7 +135,8 @@ class _Reporter:
     def report(self, ev: Any) -> None:
         from autostage.trial import eval_record
 
-        metrics = {**eval_record(ev), "trial_number": self.number}
+        self.seen += 1
+        metrics = {**eval_record(ev), "trial_number": self.number, "eval_index": self.seen}
         in_final = self.final is None or ev.stage == self.final
         if in_final:
             self.final_evals += 1
@@ -172,8 +176,14 @@ class StudySearch(OptunaSearch):
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if FINAL not in result and all(m in result for m in _as_list(self.metric)):
-            super().on_trial_result(trial_id, result)
+        # Optuna's intermediate values, stepped by the trial's own eval count (Ray's iteration
+        # counter restarts when a trial is restored); a retried trial's repeats are dropped.
+        if FINAL in result or isinstance(self.metric, list) or self.metric not in result:
+            return
+        if trial_id in self._ot_trials and trial_id not in self._completed_trials:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                self._ot_trials[trial_id].report(result[self.metric], result["eval_index"])
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
@@ -195,6 +205,64 @@ class StudySearch(OptunaSearch):
 
 def _as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
+
+
+# --- trial schedulers see evals only ----------------------------------------------------------
+
+
+class EvalsOnly(TrialScheduler):
+    """Shows a trial scheduler only the reports that carry a final-stage eval.
+
+    Ray's schedulers read `time_attr` and the metric from every report; a stage-boundary
+    report before the final stage has no `final_evals`, and a trial's outcome report (a
+    failed one has no value) has no metric. A trial that ends is completed with its last
+    eval, or removed when it never had one.
+    """
+
+    def __init__(self, inner: TrialScheduler) -> None:
+        super().__init__()
+        self.inner = inner
+        self.last: dict[str, dict] = {}
+
+    @property
+    def metric(self) -> Any:
+        return self.inner.metric
+
+    def supports_buffered_results(self) -> bool:
+        return self.inner.supports_buffered_results
+
+    def set_search_properties(self, metric: Any, mode: Any, **spec: Any) -> bool:
+        return self.inner.set_search_properties(metric, mode, **spec)
+
+    def on_trial_add(self, controller: Any, trial: Any) -> None:
+        self.inner.on_trial_add(controller, trial)
+
+    def on_trial_error(self, controller: Any, trial: Any) -> None:
+        self.last.pop(trial.trial_id, None)
+        self.inner.on_trial_error(controller, trial)
+
+    def on_trial_result(self, controller: Any, trial: Any, result: dict) -> str:
+        if TIME_ATTR not in result or FINAL in result:
+            return TrialScheduler.CONTINUE
+        self.last[trial.trial_id] = result
+        return self.inner.on_trial_result(controller, trial, result)
+
+    def on_trial_complete(self, controller: Any, trial: Any, result: dict) -> None:
+        last = self.last.pop(trial.trial_id, None)
+        if last is None:
+            self.inner.on_trial_remove(controller, trial)
+        else:
+            self.inner.on_trial_complete(controller, trial, last)
+
+    def on_trial_remove(self, controller: Any, trial: Any) -> None:
+        self.last.pop(trial.trial_id, None)
+        self.inner.on_trial_remove(controller, trial)
+
+    def choose_trial_to_run(self, controller: Any) -> Any:
+        return self.inner.choose_trial_to_run(controller)
+
+    def debug_string(self) -> str:
+        return self.inner.debug_string()
 
 
 # --- records, budget and progress, in the driver ----------------------------------------------
@@ -275,7 +343,8 @@ class Recorder(tune.Callback):
 
 def _is_ours(key: str) -> bool:
     return key.startswith(("eval.", "train.")) or key in (
-        "stage", "visit", "tokens", "stage_tokens", "lr", "decision", TIME_ATTR, "trial_number")
+        "stage", "visit", "tokens", "stage_tokens", "lr", "decision", TIME_ATTR, "trial_number",
+        "pid")  # the worker process: shows which trials shared a reused actor
 
 
 def _error_reason(trial: Any) -> str:
@@ -422,7 +491,7 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
                                     {"cpu": s.resources.cpus, "gpu": s.resources.gpus})
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=EvalsOnly(scheduler),
                                     num_samples=remaining, max_concurrent_trials=s.parallel,
                                     reuse_actors=True, trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(

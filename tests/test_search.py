@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 
 from autostage.cli import main
 from autostage.rundir import FINISHED, RunDir, best_trial
@@ -221,3 +222,25 @@ def test_driver_killed_mid_study_then_resume_finishes_exactly(ray_session, tmp_p
     later = {json.dumps({k: v for k, v in r["config"].items() if k in json.loads(c)},
                         sort_keys=True) for r in finished for c in requeued}
     assert requeued <= later  # every interrupted config ran again
+
+
+def test_trials_sharing_a_reused_actor_do_not_leak_state(ray_session, tmp_path):
+    # Noise off and nothing searched: every trial must give the same value, whichever
+    # worker process ran it and whatever it ran before.
+    code, run = search(tmp_path, "--trials", "6", "--set", "model.noise=0.0",
+                       "--set", "search.optimizer={adamw = {lr = 3e-3}}",
+                       "--set", "search.plan={order = 'prereq>target'}",
+                       "--set", "study.trial_scheduler=fifo")
+    records = run.results()
+    assert code == 0 and len({r["value"] for r in records}) == 1
+    pids = [next(e["pid"] for e in run.events(r["number"]) if "pid" in e) for r in records]
+    assert len(set(pids)) < len(pids)  # actors were reused
+
+
+@pytest.mark.parametrize("trial_scheduler", ["hyperband", "median"])
+def test_every_trial_scheduler_runs_a_search_to_its_end(ray_session, tmp_path, trial_scheduler):
+    code, run = search(tmp_path, "--trials", "6", "--set",
+                       f"study.trial_scheduler={trial_scheduler}")
+    records = run.results()
+    assert code == 0 and len(records) == 6
+    assert all(r["status"] in FINISHED for r in records)

@@ -37,18 +37,20 @@ def load(trials: int, step_seconds: float):
     return load_study(STUDY, registry, overrides), registry
 
 
-def time_autostage(trials: int, step_seconds: float) -> float:
+def time_autostage(trials: int, step_seconds: float) -> tuple[float, float]:
+    """(seconds for the whole search, seconds until its first trial started)."""
     from autostage.rundir import RunDir
     from autostage.search import run_search
 
     study, registry = load(trials, step_seconds)
+    view = _Quiet()
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         outcome = run_search(study, registry, RunDir(Path(tmp) / "run"), resume=False,
-                             address=None, view=_Quiet())
+                             address=None, view=view)
         elapsed = time.perf_counter() - start
     assert len(outcome.records) == trials, outcome.records
-    return elapsed
+    return elapsed, view.first_start - start
 
 
 def time_bare_optuna(trials: int, step_seconds: float) -> float:
@@ -75,11 +77,17 @@ def time_bare_optuna(trials: int, step_seconds: float) -> float:
 
 
 class _Quiet:
-    """A search view that draws nothing: the benchmark times the search, not the terminal."""
+    """A search view that draws nothing (the benchmark times the search, not the terminal)
+    and notes when the first trial started: the one-off cost of starting a Ray actor."""
+
+    first_start = 0.0
 
     def start(self, *args, **kwargs): ...
     def stop(self): ...
-    def trial_started(self): ...
+
+    def trial_started(self):
+        self.first_start = self.first_start or time.perf_counter()
+
     def trial_result(self, result): ...
     def trial_ended(self, record): ...
 
@@ -104,29 +112,41 @@ def main() -> None:
         for label, trials, step in (("millisecond trials", short_trials, 0.0),
                                     ("long trials", long_trials, long_step)):
             bare = time_bare_optuna(trials, step)
-            ours = time_autostage(trials, step)
+            ours, startup = time_autostage(trials, step)
             per_bare, per_ours = bare / trials, ours / trials
+            steady = (ours - startup - bare) / trials
             rows.append({
                 "case": label, "trials": trials,
                 "bare_optuna_s_per_trial": per_bare, "autostage_s_per_trial": per_ours,
                 "overhead_s_per_trial": per_ours - per_bare,
                 "ratio": per_ours / per_bare,
                 "overhead_fraction": (per_ours - per_bare) / per_bare,
+                "first_trial_start_s": startup,
+                "steady_overhead_s_per_trial": steady,
+                "steady_overhead_fraction": steady / per_bare,
             })
     finally:
         ray.shutdown()
 
     print(f"{'case':<20}{'trials':>7}{'bare s/trial':>14}{'autostage s/trial':>19}"
-          f"{'overhead s':>12}{'ratio':>8}{'overhead %':>12}")
+          f"{'overhead s':>12}{'ratio':>8}{'overhead %':>12}{'1st start s':>13}"
+          f"{'steady s':>10}{'steady %':>10}")
     for r in rows:
         print(f"{r['case']:<20}{r['trials']:>7}{r['bare_optuna_s_per_trial']:>14.4f}"
               f"{r['autostage_s_per_trial']:>19.4f}{r['overhead_s_per_trial']:>12.4f}"
-              f"{r['ratio']:>8.2f}{100 * r['overhead_fraction']:>11.2f}%")
+              f"{r['ratio']:>8.2f}{100 * r['overhead_fraction']:>11.2f}%"
+              f"{r['first_trial_start_s']:>13.2f}{r['steady_overhead_s_per_trial']:>10.4f}"
+              f"{100 * r['steady_overhead_fraction']:>9.2f}%")
     short, long = rows
-    print(f"\ntarget <= 0.15 s overhead per trial: {short['overhead_s_per_trial']:.3f} s "
+    print("\n'1st start' is the one-off cost of a search (Ray starts a worker, which imports "
+          "autostage);\n'steady' is the overhead per trial after it.")
+    print(f"target <= 0.15 s overhead per trial: {short['overhead_s_per_trial']:.3f} s "
           f"({'met' if short['overhead_s_per_trial'] <= 0.15 else 'MISSED'})")
-    print(f"target <= 2% of a long trial: {100 * long['overhead_fraction']:.2f}% "
-          f"({'met' if long['overhead_fraction'] <= 0.02 else 'MISSED'})")
+    print(f"target <= 2% of a long trial: {100 * long['overhead_fraction']:.2f}% end to end "
+          f"over {long['trials']} trials "
+          f"({'met' if long['overhead_fraction'] <= 0.02 else 'MISSED'}), "
+          f"{100 * long['steady_overhead_fraction']:.2f}% after the first start "
+          f"({'met' if long['steady_overhead_fraction'] <= 0.02 else 'MISSED'})")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"rows": rows, "machine": platform.platform(),

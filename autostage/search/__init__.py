@@ -1,0 +1,139 @@
+"""`autostage search`: Ray Tune runs the trials, Optuna samples them. This package is the
+only part of autostage that imports Ray.
+
+Trials are counted by autostage, not by Ray or Optuna (Ray's restore has holes, Optuna's
+`n_trials` means "this many more"): the Optuna storage in the run directory holds the sampler's
+history, our records say which trials finished, and a resumed search starts a fresh Tuner for
+exactly the trials still missing. A trial interrupted by a killed driver is re-run with the same
+parameters.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Before Ray is imported: no CSV/TensorBoard loggers per trial (overhead, clutter).
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000")
+# A trial's last report (its outcome) carries no metric: a failed trial has none to give.
+os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+
+import optuna  # noqa: E402
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+
+from autostage.rundir import FINISHED, RunDir  # noqa: E402
+from autostage.search.bridge import EvalsOnly, StudySearch  # noqa: E402
+from autostage.search.driver import Recorder, TokenBudget  # noqa: E402
+from autostage.search.storage import open_storage, reconcile, settle  # noqa: E402
+from autostage.search.worker import TIME_ATTR, SearchJob, run_one  # noqa: E402
+from autostage.spec import Study  # noqa: E402
+
+
+@dataclass
+class SearchOutcome:
+    run_dir: Path
+    requested: int
+    records: list[dict[str, Any]]
+    interrupted: bool
+
+
+def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, address: str | None,
+               view: Any, verbose: bool = False) -> SearchOutcome:
+    """Run (or resume) the study's search into `run`; return the records when it ends."""
+    from autostage.space import compile_space
+
+    space = compile_space(study, registry)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run.path.mkdir(parents=True, exist_ok=True)
+    storage = open_storage(run.storage_url)
+    remaining, spent = reconcile(study, run, storage) if resume else (study.study.trials, 0)
+    view.start(study, done=study.study.trials - remaining, tokens=spent)
+    if remaining <= 0:
+        return SearchOutcome(run.path, study.study.trials, run.results(), False)
+    owns_ray = not ray.is_initialized()  # a caller (a test, a notebook) may have started it
+    if owns_ray:
+        _start_ray(address, verbose)
+    try:
+        tuner = _tuner(study, registry, space, run, storage, remaining, spent, view)
+        tuner.fit()
+    finally:
+        if owns_ray:
+            ray.shutdown()
+    settle(storage, study.study.name, run)
+    records = run.results()
+    finished = sum(r["status"] in FINISHED for r in records)
+    budget_spent = (study.study.token_budget is not None
+                    and sum(r.get("tokens") or 0 for r in records) >= study.study.token_budget)
+    return SearchOutcome(run.path, study.study.trials, records,
+                         finished < study.study.trials and not budget_spent)
+
+
+def _start_ray(address: str | None, verbose: bool) -> None:
+    level = logging.INFO if verbose else logging.ERROR
+    # A trial that raises is recorded with its reason; Ray's traceback is for -v only.
+    for name in ("ray", "ray.tune", "ray.train", "ray.data"):
+        logging.getLogger(name).setLevel(level if verbose else logging.CRITICAL)
+    ray.init(address=address, include_dashboard=False, log_to_driver=verbose,
+             logging_level=level, configure_logging=True)
+
+
+def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
+           remaining: int, spent: int, view: Any) -> tune.Tuner:
+    from autostage.space import suggest
+
+    s = study.study
+    metrics = s.metrics if len(s.metrics) > 1 else s.metrics[0]
+    modes = s.modes if len(s.metrics) > 1 else s.modes[0]
+    searcher = StudySearch(
+        space=functools.partial(suggest, space), metric=metrics, mode=modes,
+        sampler=registry.create("sampler", s.sampler).build(seed=s.seed),
+        study_name=s.name, storage=storage,
+    )
+    max_t = _max_final_evals(study)
+    scheduler = registry.create("trial_scheduler", s.trial_scheduler).build(
+        metric=s.metrics[0], mode=s.modes[0], time_attr=TIME_ATTR, max_t=max_t)
+    budget = TokenBudget(s.token_budget, spent)
+    cores = int(ray.cluster_resources().get("CPU", 1))
+    job = SearchJob(study, space, run.path.resolve(), threads=max(1, cores // s.parallel),
+                    load_plugins=os.environ.get("AUTOSTAGE_LOAD_PLUGINS"),
+                    every_eval=s.trial_scheduler != "fifo")
+    trainable = tune.with_resources(tune.with_parameters(run_one, job=job),
+                                    {"cpu": s.resources.cpus, "gpu": s.resources.gpus})
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=EvalsOnly(scheduler),
+                                    num_samples=remaining, max_concurrent_trials=s.parallel,
+                                    reuse_actors=True, trial_dirname_creator=_trial_dirname),
+        run_config=tune.RunConfig(
+            name=f"ray-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(run.path.resolve()),
+            verbose=0, stop=budget, callbacks=[Recorder(run, s.trial_scheduler, budget, view)],
+            failure_config=tune.FailureConfig(max_failures=s.retries),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+        ),
+    )
+
+
+def _trial_dirname(trial: Any) -> str:
+    # addressable: stage-boundary checkpoints of trial n live in ray-<time>/trial-<n>/
+    return f"trial-{trial.config.get('trial_number', trial.trial_id)}"
+
+
+def _max_final_evals(study: Study) -> int:
+    from autostage.space import stage_plans
+
+    def evals(name: str) -> int:
+        stage = study.stage_named(name)
+        return math.ceil(stage.tokens / stage.every)
+
+    if study.final is not None:
+        return evals(study.final.name)
+    return max(sum(map(evals, plan)) for plan in stage_plans(study.stage, study.search.plan))

@@ -1,0 +1,107 @@
+"""Optuna and Ray's trial schedulers, adapted to stage-by-stage trials."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import optuna
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from autostage.search.worker import FINAL, TIME_ATTR
+
+
+class StudySearch(OptunaSearch):
+    """OptunaSearch that tags each config with its Optuna trial number and tells Optuna the
+    truth at the end: failed trials FAIL, trials stopped early PRUNED, and only a trial's own
+    final value (never a NaN or an intermediate eval) COMPLETE."""
+
+    def suggest(self, trial_id: str) -> dict | None:
+        config = super().suggest(trial_id)
+        if config is not None:
+            config["trial_number"] = self._ot_trials[trial_id].number
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        # Optuna's intermediate values, stepped by the trial's own eval count (Ray's iteration
+        # counter restarts when a trial is restored); a retried trial's repeats are dropped.
+        if FINAL in result or isinstance(self.metric, list) or self.metric not in result:
+            return
+        if trial_id in self._ot_trials and trial_id not in self._completed_trials:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                self._ot_trials[trial_id].report(result[self.metric], result["eval_index"])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        trial = self._ot_trials[trial_id]
+        values = (result or {}).get("values")
+        status = (result or {}).get(FINAL)
+        finite = values is not None and all(isinstance(v, int | float) and math.isfinite(v)
+                                            for v in values)
+        if status in ("completed", "stopped") and finite:
+            self._ot_study.tell(trial, values if len(values) > 1 else values[0])
+        elif error or status == "failed":
+            self._ot_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            self._ot_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        self._completed_trials.add(trial_id)
+
+
+class EvalsOnly(TrialScheduler):
+    """Shows a trial scheduler only the reports that carry a final-stage eval.
+
+    Ray's schedulers read `time_attr` and the metric from every report; a stage-boundary
+    report before the final stage has no `final_evals`, and a trial's outcome report (a
+    failed one has no value) has no metric. A trial that ends is completed with its last
+    eval, or removed when it never had one.
+    """
+
+    def __init__(self, inner: TrialScheduler) -> None:
+        super().__init__()
+        self.inner = inner
+        self.last: dict[str, dict] = {}
+
+    @property
+    def metric(self) -> Any:
+        return self.inner.metric
+
+    def supports_buffered_results(self) -> bool:
+        return self.inner.supports_buffered_results
+
+    def set_search_properties(self, metric: Any, mode: Any, **spec: Any) -> bool:
+        return self.inner.set_search_properties(metric, mode, **spec)
+
+    def on_trial_add(self, controller: Any, trial: Any) -> None:
+        self.inner.on_trial_add(controller, trial)
+
+    def on_trial_error(self, controller: Any, trial: Any) -> None:
+        self.last.pop(trial.trial_id, None)
+        self.inner.on_trial_error(controller, trial)
+
+    def on_trial_result(self, controller: Any, trial: Any, result: dict) -> str:
+        if TIME_ATTR not in result or FINAL in result:
+            return TrialScheduler.CONTINUE
+        self.last[trial.trial_id] = result
+        return self.inner.on_trial_result(controller, trial, result)
+
+    def on_trial_complete(self, controller: Any, trial: Any, result: dict) -> None:
+        last = self.last.pop(trial.trial_id, None)
+        if last is None:
+            self.inner.on_trial_remove(controller, trial)
+        else:
+            self.inner.on_trial_complete(controller, trial, last)
+
+    def on_trial_remove(self, controller: Any, trial: Any) -> None:
+        self.last.pop(trial.trial_id, None)
+        self.inner.on_trial_remove(controller, trial)
+
+    def choose_trial_to_run(self, controller: Any) -> Any:
+        return self.inner.choose_trial_to_run(controller)
+
+    def debug_string(self) -> str:
+        return self.inner.debug_string()

@@ -1,0 +1,137 @@
+"""The trial, in a Ray worker: build it from its config, run it, report to Ray."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from autostage.spec import Study
+
+# Trial schedulers count evals of the final stage, so rungs fall at evaluations and compare
+# trials at the same point of the stage that decides the metric. Counting every eval would
+# compare a trial still in its prerequisite stage with one already training on the target,
+# and stop every plan with a prefix (ASHA's short-horizon bias, made worse by stages).
+TIME_ATTR = "final_evals"
+FINAL = "autostage_status"  # key of a trial's last report: it ended on its own
+
+
+@dataclass(frozen=True)
+class SearchJob:
+    """Everything a trial needs in a Ray worker: plain, picklable data."""
+
+    study: Study
+    space: Any  # autostage.space.SearchSpace
+    run_dir: Path
+    threads: int
+    load_plugins: str | None  # AUTOSTAGE_LOAD_PLUGINS of the driver, for the workers
+    every_eval: bool  # a trial scheduler reads every final-stage eval as it happens
+
+
+# --- the trial, in a Ray worker ---------------------------------------------------------------
+
+
+@functools.cache
+def _registry(load_plugins: str | None) -> Any:
+    from autostage.host import load_registry
+
+    if load_plugins is not None:
+        os.environ["AUTOSTAGE_LOAD_PLUGINS"] = load_plugins
+    return load_registry()
+
+
+def run_one(config: dict[str, Any], job: SearchJob) -> None:
+    """The Ray trainable: build the trial from its config, run it, report every eval."""
+    from autostage.build import build_trial
+    from autostage.space import decode
+    from autostage.trial import LoopState, run_trial
+
+    number = int(config["trial_number"])
+    seed = job.study.study.seed + number
+    registry = _registry(job.load_plugins)
+    built = build_trial(job.study, registry, decode(job.space, config), seed=seed,
+                        threads=job.threads, workdir=str(job.run_dir / "trials" / str(number)))
+    trainer = built.trainer.start(built.setup)
+    resume = None
+    if (checkpoint := tune.get_checkpoint()) is not None:
+        with checkpoint.as_directory() as directory:
+            trainer.load(directory)
+            resume = LoopState.from_json(json.loads((Path(directory) / "loop.json").read_text()))
+    final = job.study.final.name if job.study.final else None
+    reporter = _Reporter(trainer, number, final, resume.evals if resume else (), job.every_eval)
+    try:
+        result = run_trial(built.plan, trainer, reporter.report, reporter.checkpoint, resume)
+    except Exception:
+        # the trial crashed (Ray records the error, and may retry): keep its evals so far
+        if held := reporter.take_held():
+            tune.report({"earlier_evals": held, "trial_number": number})
+        raise
+    values = [result.evals[-1].metrics.get(m) if result.evals and m != "tokens" else result.tokens
+              for m in job.study.study.metrics]
+    tune.report({
+        FINAL: result.status, "reason": result.reason, "trial_number": number,
+        "earlier_evals": reporter.take_held(), "tokens": result.tokens, "seed": seed,
+        "values": None if result.status == "failed" else values,
+    })
+
+
+class _Reporter:
+    """Turns the trial loop's evals and boundary states into Ray reports and checkpoints.
+
+    Each Ray report is a round trip to the driver (~8 ms here), so evals no trial scheduler
+    reads travel with the next report ("earlier_evals"): Ray hears of stage boundaries (with
+    their checkpoint), outcomes and, when a scheduler stops trials early, final-stage evals.
+    """
+
+    def __init__(self, trainer: Any, number: int, final: str | None, done: tuple,
+                 every_eval: bool) -> None:
+        self.trainer, self.number, self.final = trainer, number, final
+        self.every_eval = every_eval
+        self.final_evals = sum(final is None or e.stage == final for e in done)
+        self.seen = len(done)
+        self.pending: Path | None = None
+        self.held: list[dict[str, Any]] = []
+
+    def take_held(self) -> list[dict[str, Any]]:
+        held, self.held = self.held, []
+        return held
+
+    def checkpoint(self, state: Any) -> None:
+        directory = Path(tempfile.mkdtemp(prefix="autostage-ckpt-"))
+        self.trainer.save(str(directory))
+        (directory / "loop.json").write_text(json.dumps(state.to_json()))
+        self.pending = directory
+
+    def report(self, ev: Any) -> None:
+        from autostage.trial import eval_record
+
+        self.seen += 1
+        metrics = {**eval_record(ev), "trial_number": self.number, "eval_index": self.seen}
+        in_final = self.final is None or ev.stage == self.final
+        if in_final:
+            self.final_evals += 1
+            metrics[TIME_ATTR] = self.final_evals  # absent before: schedulers wait
+        if self.pending is None and not (in_final and self.every_eval):
+            self.held.append(metrics)
+            return
+        metrics["earlier_evals"], self.held = self.held, []
+        if self.pending is None:
+            tune.report(metrics)
+            return
+        try:
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(self.pending)))
+        finally:
+            _remove_tree(self.pending)
+            self.pending = None
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -36,6 +36,8 @@ class StudySection(Section):
     trial_scheduler: str = "fifo"
     token_budget: int | None = Field(None, gt=0, description="the search stops once spent")
     retries: int = Field(0, ge=0, description="retries of a failed trial from its checkpoint")
+    storage: str | None = Field(None, pattern=r"^[a-z0-9+]+://",
+                                description="Optuna RDB URL; default: optuna.db in the run dir")
     resources: Resources = Resources()
 
     @property

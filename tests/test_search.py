@@ -244,3 +244,18 @@ def test_every_trial_scheduler_runs_a_search_to_its_end(ray_session, tmp_path, t
     records = run.results()
     assert code == 0 and len(records) == 6
     assert all(r["status"] in FINISHED for r in records)
+
+
+def test_two_metrics_make_a_multi_objective_study_in_any_rdb_url(ray_session, tmp_path):
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    code, run = search(tmp_path, "--trials", "6", "--set", "study.sampler=nsga2",
+                       "--set", "study.trial_scheduler=fifo", "--set",
+                       'study.metric=["eval.target.loss", "tokens"]', "--set",
+                       f'study.storage="{url}"')
+    assert code == 0
+    stored = optuna.load_study(study_name="search-test", storage=url)
+    assert len(stored.directions) == 2
+    done = [t for t in stored.trials if t.state.name == "COMPLETE"]
+    assert done and all(len(t.values) == 2 for t in done)
+    assert {t.values[1] for t in done} <= {r["tokens"] for r in run.results()}
+    assert not (run.path / "optuna.db").exists()

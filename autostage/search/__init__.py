@@ -30,6 +30,7 @@ import optuna  # noqa: E402
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
+from autostage.errors import AutostageError  # noqa: E402
 from autostage.rundir import FINISHED, RunDir  # noqa: E402
 from autostage.search.bridge import EvalsOnly, StudySearch  # noqa: E402
 from autostage.search.driver import Recorder, TokenBudget  # noqa: E402
@@ -54,7 +55,11 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
     space = compile_space(study, registry)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run.path.mkdir(parents=True, exist_ok=True)
-    storage = open_storage(run.storage_url)
+    storage = open_storage(study.study.storage or run.storage_url)
+    if not resume and study.study.name in optuna.get_all_study_names(storage):
+        raise AutostageError(f"the Optuna storage already holds a study named "
+                             f"'{study.study.name}': continue it with --resume, or rename "
+                             "the study (--set study.name=...)")
     remaining, spent = reconcile(study, run, storage) if resume else (study.study.trials, 0)
     view.start(study, done=study.study.trials - remaining, tokens=spent)
     if remaining <= 0:

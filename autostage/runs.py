@@ -25,6 +25,7 @@ def start_search(study_path: str, study: Study, registry: Any, overrides: list[s
     elif (run.path / "optuna.db").exists() or (run.path / "trials").exists():
         raise AutostageError(f"{run.path} already holds a search: continue it with --resume, "
                              "or write this one elsewhere with --out DIR")
+    fresh = not run.path.exists()
     run.path.mkdir(parents=True, exist_ok=True)
     run.study_toml.write_text(Path(study_path).read_text())
     write_json(run.study_json, {"study": study.model_dump(mode="json"), "overrides": overrides,
@@ -38,10 +39,21 @@ def start_search(study_path: str, study: Study, registry: Any, overrides: list[s
     try:
         outcome = run_search(study, registry, run, resume=resume, address=address, view=view,
                              verbose=verbose)
+    except AutostageError:
+        if not resume and not (run.path / "trials").exists():
+            _forget(run, fresh)  # nothing ran: leave no half-made run directory behind
+        raise
     finally:
         view.stop()
     print_summary(console, outcome, study.study.modes[0], study.study.metrics[0])
     return 130 if outcome.interrupted else 0
+
+
+def _forget(run: RunDir, remove_dir: bool) -> None:
+    for name in ("study.toml", "study.json", "optuna.db", "optuna.db-wal", "optuna.db-shm"):
+        (run.path / name).unlink(missing_ok=True)
+    if remove_dir and not any(run.path.iterdir()):
+        run.path.rmdir()
 
 
 def check_resume(study: Study, run: RunDir) -> None:

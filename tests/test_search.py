@@ -259,3 +259,12 @@ def test_two_metrics_make_a_multi_objective_study_in_any_rdb_url(ray_session, tm
     assert done and all(len(t.values) == 2 for t in done)
     assert {t.values[1] for t in done} <= {r["tokens"] for r in run.results()}
     assert not (run.path / "optuna.db").exists()
+
+
+def test_an_unreachable_cluster_is_one_clear_error_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["search", write_study(tmp_path), "--out", str(out), "--address", "127.0.0.1:1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "cannot join the Ray cluster at 127.0.0.1:1" in err and "Traceback" not in err
+    assert not out.exists()

@@ -52,6 +52,8 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
     """Run (or resume) the study's search into `run`; return the records when it ends."""
     from autostage.space import compile_space
 
+    if address and ":" in address and "://" not in address:
+        _probe(address)  # Ray itself retries a dead address for minutes
     space = compile_space(study, registry)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run.path.mkdir(parents=True, exist_ok=True)
@@ -87,8 +89,30 @@ def _start_ray(address: str | None, verbose: bool) -> None:
     # A trial that raises is recorded with its reason; Ray's traceback is for -v only.
     for name in ("ray", "ray.tune", "ray.train", "ray.data"):
         logging.getLogger(name).setLevel(level if verbose else logging.CRITICAL)
-    ray.init(address=address, include_dashboard=False, log_to_driver=verbose,
-             logging_level=level, configure_logging=True)
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=verbose,
+                 logging_level=level, configure_logging=True)
+    except Exception as e:  # ConnectionError, AuthenticationError, ... from ray.init
+        if address is None:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise AutostageError(
+            f"cannot join the Ray cluster at {address}: {first}. Give the address `ray start "
+            "--head` printed (or 'auto' on a cluster node); a cluster with token "
+            "authentication (Ray's default) also needs RAY_AUTH_MODE=token here and its token "
+            "in ~/.ray/auth_token or RAY_AUTH_TOKEN") from None
+
+
+def _probe(address: str) -> None:
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as e:
+        raise AutostageError(f"cannot join the Ray cluster at {address}: nothing answers there "
+                             f"({e}). Give the address `ray start --head` printed, or 'auto' "
+                             "on a cluster node") from None
 
 
 def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,

@@ -24,7 +24,8 @@ class BuiltTrial:
 
 
 def build_trial(study: Study, registry: Registry, config: TrialConfig, seed: int,
-                threads: int = 0, workdir: str | None = None) -> BuiltTrial:
+                threads: int = 0, workdir: str | None = None,
+                cache_dir: str | None = None) -> BuiltTrial:
     """Instantiate every component `config` chose; raise AutostageError naming a bad one."""
     make = _Maker(registry, config)
     trainer = make("trainer", study.model.trainer, study.model.settings)
@@ -36,7 +37,8 @@ def build_trial(study: Study, registry: Registry, config: TrialConfig, seed: int
         metric=study.study.metrics[0], mode=study.study.modes[0], seed=seed,
     )
     setup = TrialSetup(seed=seed, data=data, init=make("init"), threads=threads,
-                       workdir=workdir)
+                       workdir=workdir, cache_dir=cache_dir,
+                       objectives=_source_objectives(study, stages))
     return BuiltTrial(trainer, setup, plan)
 
 
@@ -84,7 +86,8 @@ def _stage(study: Study, s: StageSection, trainer: Trainer, config: TrialConfig,
 
 def _watch(study: Study, s: StageSection, mix: dict[str, float], trainer: Trainer) -> str:
     """The metric a policy judges a stage by: its own `watch`, else the study metric when the
-    stage trains on the metric's data, else the same metric on the stage's main data source."""
+    stage trains on the metric's data, else the loss on the stage's main data source (every
+    objective has a loss; accuracy, say, does not fit a masked-LM stage)."""
     if s.watch:
         return s.watch
     metric = study.study.metrics[0]
@@ -92,10 +95,24 @@ def _watch(study: Study, s: StageSection, mix: dict[str, float], trainer: Traine
     if source in s.sources:
         return metric
     main = max(mix, key=mix.get)
-    return f"eval.{main}.{name if name in type(trainer).metrics else 'loss'}"
+    return f"eval.{main}.loss"
 
 
 def _mode(study: Study, watch: str, trainer: Trainer) -> str:
     if watch == study.study.metrics[0]:
         return study.study.modes[0]
     return "max" if watch.split(".")[-1] in type(trainer).maximize else "min"
+
+
+def _source_objectives(study: Study, stages: dict[str, StagePlan]) -> dict[str, str]:
+    """Each data source is evaluated with the objective of the first stage that trains on it
+    (so a forgetting curve measures the same thing throughout); a source no stage trains on,
+    with the objective of the first stage that evaluates it."""
+    out: dict[str, str] = {}
+    for stage in stages.values():
+        for source in stage.mix:
+            out.setdefault(source, stage.objective)
+    for stage in stages.values():
+        for source in stage.evals:
+            out.setdefault(source, stage.objective)
+    return out

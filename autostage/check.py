@@ -177,9 +177,23 @@ def _check_stages(ctx: Context) -> Iterator[Problem]:
             name = getattr(stage, kind)
             if name is not None and not registry.has(kind, name):
                 yield Problem(f"{path}.{kind}", _unknown(kind, name, registry))
+    yield from _check_trainer_objectives(sections, trainer, stages)
     finals = [s.name for s in stages if s.final]
     if len(finals) > 1:
         yield Problem("stage", f"only one stage may be final; these are: {', '.join(finals)}")
+
+
+def _check_trainer_objectives(sections: dict[str, Any], trainer: Any,
+                              stages: list) -> Iterator[Problem]:
+    if trainer is None:
+        return
+    try:
+        configured = trainer(**sections["model"].settings)
+    except Exception:
+        return  # the [model] table's own problems are reported where they are
+    chosen = {s.objective or trainer.objectives[0] for s in stages}
+    for problem in configured.check_objectives(chosen):
+        yield Problem("model", problem)
 
 
 def _check_stage_data(stage: Any, path: str, data: frozenset[str]) -> Iterator[Problem]:

@@ -92,6 +92,29 @@ class Dataset(Component):
     kind: ClassVar[str] = "dataset"
 
 
+@dataclass(frozen=True)
+class Example:
+    """One text example. For language modelling only `text` is scored (a `prompt` before it is
+    context, e.g. "00417+03905="); for classification `label` is the class."""
+
+    text: str
+    label: int | None = None
+    prompt: str = ""
+
+
+class TextDataset(Dataset):
+    """A dataset of text examples, deterministic given a seed: what real trainers read."""
+
+    @abstractmethod
+    def examples(self, split: str, seed: int) -> Sequence[Example]:
+        """The examples of `split` ("train" or "val"); the same seed gives the same list."""
+
+    def num_labels(self, seed: int) -> int:
+        """How many classes the labels take (0: no labels)."""
+        labels = {e.label for e in self.examples("train", seed) if e.label is not None}
+        return max(labels) + 1 if labels else 0
+
+
 class Sampler(Component):
     """Builds an Optuna sampler: decides across trials what to try next."""
 
@@ -142,8 +165,10 @@ class TrialSetup:
     data: Mapping[str, Dataset]  # data source name -> configured dataset
     init: Init
     threads: int = 0  # torch threads; 0 leaves the default
-    workdir: str | None = None  # where the trainer may cache (tokenizers, checkpoints)
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    workdir: str | None = None  # this trial's own directory
+    cache_dir: str | None = None  # shared by the trials of a study (e.g. a trained tokenizer)
+    #: data source -> the objective it is evaluated with (that of the stage that trains on it)
+    objectives: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -197,6 +222,11 @@ class Trainer(Component):
     @abstractmethod
     def start(self, setup: TrialSetup) -> TrainerRun:
         """Build the model and return a running trainer for one trial."""
+
+    def check_objectives(self, objectives: set[str]) -> list[str]:
+        """Problems with training these stage objectives under these settings (e.g. a
+        decoder-only model asked for masked LM); `validate` reports them before any compute."""
+        return []
 
 
 BASES: dict[str, type[Component]] = {

@@ -56,7 +56,8 @@ def run_one(config: dict[str, Any], job: SearchJob) -> None:
     seed = job.study.study.seed + number
     registry = _registry(job.load_plugins)
     built = build_trial(job.study, registry, decode(job.space, config), seed=seed,
-                        threads=job.threads, workdir=str(job.run_dir / "trials" / str(number)))
+                        threads=job.threads, workdir=str(job.run_dir / "trials" / str(number)),
+                        cache_dir=str(job.run_dir / "cache"))
     trainer = built.trainer.start(built.setup)
     resume = None
     if (checkpoint := tune.get_checkpoint()) is not None:

@@ -1,0 +1,73 @@
+"""Evaluation for the transformers trainer: the same held-out batches every time."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from autostage_plugins.lm_data import IGNORE, classify_batch, lm_batch, mlm_batch
+
+
+@torch.no_grad()
+def evaluate(model: Any, objective: str, data: Any, source: str, cfg: Any, tok: Any,
+             device: Any) -> dict[str, float]:
+    """loss and perplexity for language modelling; loss, accuracy, macro-F1 for classify."""
+    was_training = model.training
+    model.eval()
+    try:
+        if objective == "classify":
+            return _classify(model, data.examples[source]["val"], cfg, tok, device)
+        return _language(model, objective, data.streams[source]["val"], cfg, tok, device)
+    finally:
+        model.train(was_training)
+
+
+def _language(model: Any, objective: str, stream: Any, cfg: Any, tok: Any,
+              device: Any) -> dict[str, float]:
+    total, count = 0.0, 0
+    windows = list(stream.windows_in_order(cfg.context, cfg.eval_batches * cfg.batch_size))
+    gen = torch.Generator().manual_seed(0)  # the same masks at every eval
+    for start in range(0, len(windows), cfg.batch_size):
+        chunk = windows[start:start + cfg.batch_size]
+        batch = lm_batch(chunk) if objective == "causal_lm" else \
+            mlm_batch(chunk, tok, cfg.mlm_probability, gen)
+        logits = model(input_ids=batch["input_ids"].to(device)).logits.float()
+        labels = batch["labels"].to(device)
+        if objective == "causal_lm":  # position t predicts token t+1
+            logits, labels = logits[:, :-1], labels[:, 1:]
+        total += float(torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+            ignore_index=IGNORE, reduction="sum"))
+        count += int((labels != IGNORE).sum())
+    loss = total / max(1, count)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+
+
+def _classify(model: Any, examples: list, cfg: Any, tok: Any, device: Any) -> dict[str, float]:
+    examples = examples[: cfg.eval_batches * cfg.batch_size]
+    total, predicted, actual = 0.0, [], []
+    for start in range(0, len(examples), cfg.batch_size):
+        batch = {k: v.to(device) for k, v in
+                 classify_batch(examples[start:start + cfg.batch_size], tok,
+                                cfg.context).items()}
+        logits = model(input_ids=batch["input_ids"],
+                       attention_mask=batch["attention_mask"]).logits.float()
+        total += float(torch.nn.functional.cross_entropy(logits, batch["labels"],
+                                                          reduction="sum"))
+        predicted += logits.argmax(-1).tolist()
+        actual += batch["labels"].tolist()
+    accuracy = sum(p == a for p, a in zip(predicted, actual, strict=True)) / len(actual)
+    return {"loss": total / len(actual), "accuracy": accuracy, "f1": macro_f1(predicted, actual)}
+
+
+def macro_f1(predicted: list[int], actual: list[int]) -> float:
+    """F1 per class present in the labels, averaged with equal weight."""
+    scores = []
+    for c in sorted(set(actual)):
+        tp = sum(p == c and a == c for p, a in zip(predicted, actual, strict=True))
+        fp = sum(p == c and a != c for p, a in zip(predicted, actual, strict=True))
+        fn = sum(p != c and a == c for p, a in zip(predicted, actual, strict=True))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return sum(scores) / len(scores)

@@ -1,0 +1,319 @@
+"""The `transformers` trainer: GPT-2 / BERT models from `transformers`, trained stage by stage
+by our own lean torch loop (HF's Trainer needs `accelerate` and hides the step we steer).
+
+Objectives: causal_lm (GPT-2), mlm (BERT), classify (either). Every objective's model shares
+one backbone, so weights move between stages: an MLM-pretrained encoder is the classifier's.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from autostage.components import StageRun, TextDataset, Trainer, TrainResult, TrialSetup
+from autostage.decisions import TrialFailed
+from autostage.errors import AutostageError
+from autostage.hookspecs import hookimpl
+
+OBJECTIVES = {"gpt2": ("causal_lm", "classify"), "bert": ("mlm", "classify")}
+
+
+class Transformers(Trainer):
+    """A GPT-2 or BERT model sized here (or a `pretrained` directory), trained by autostage."""
+
+    objectives = ("causal_lm", "mlm", "classify")
+    metrics = ("loss", "perplexity", "accuracy", "f1")
+    maximize = ("accuracy", "f1")
+
+    arch: Literal["gpt2", "bert"] = "gpt2"
+    n_layer: int = Field(2, ge=1, le=96)
+    n_embd: int = Field(64, ge=8, le=16384, description="width; a multiple of n_head")
+    n_head: int = Field(4, ge=1, le=128)
+    context: int = Field(64, ge=8, le=32768, description="tokens per sequence")
+    dropout: float = Field(0.0, ge=0, le=0.9)
+    tokenizer: str = Field("byte", description='"byte", "bpe", or a tokenizer directory')
+    bpe_vocab: int = Field(1024, ge=300, le=262144, description="vocabulary of a bpe tokenizer")
+    pretrained: str | None = Field(None, description="a from_pretrained directory or hub name")
+    batch_size: int = Field(16, ge=1, le=65536, description="sequences per micro-batch")
+    grad_accum: int = Field(1, ge=1, le=4096, description="micro-batches per optimizer step")
+    max_grad_norm: float = Field(1.0, ge=0, le=1e6, description="gradient clipping (0: off)")
+    eval_batches: int = Field(4, ge=1, le=10000, description="batches per eval of a source")
+    mlm_probability: float = Field(0.15, gt=0, lt=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool = Field(True, description="bf16 autocast on CUDA")
+    nan_at_step: int = Field(0, ge=0, description="fault injection for tests: NaN loss there")
+
+    def check_objectives(self, objectives: set[str]) -> list[str]:
+        if self.pretrained:
+            return []  # the architecture comes from the checkpoint
+        wrong = sorted(objectives - set(OBJECTIVES[self.arch]))
+        return [f"arch '{self.arch}' cannot train {', '.join(wrong)}; it trains "
+                f"{', '.join(OBJECTIVES[self.arch])}"] if wrong else []
+
+    def start(self, setup: TrialSetup) -> TransformersRun:
+        return TransformersRun(self, setup)
+
+
+class TransformersRun:
+    """One trial: the models, the data of every source, the current stage's optimizer."""
+
+    def __init__(self, cfg: Transformers, setup: TrialSetup) -> None:
+        import torch
+        import transformers
+
+        transformers.logging.set_verbosity_error()  # its notices would drown our evals
+        self.cfg, self.setup = cfg, setup
+        if setup.threads:
+            torch.set_num_threads(setup.threads)
+        torch.manual_seed(setup.seed)
+        self.device = _device(cfg.device)
+        self.sources = _text_sources(setup)
+        self.tok = _tokenizer(cfg, self.sources, setup)
+        self.data = _Data(self.sources, self.tok, setup.seed)
+        self.num_labels = max([self.data.num_labels(s) for s, o in setup.objectives.items()
+                               if o == "classify"] or [2])
+        self.models: dict[str, Any] = {}
+        self.stage: StageRun | None = None
+        self.optimizer: Any = None
+        self.batch = 0  # batches drawn in the current stage visit
+        self.step = 0  # optimizer steps in the whole trial
+
+    # --- models ------------------------------------------------------------------------------
+
+    def model(self, objective: str) -> Any:
+        if objective not in self.models:
+            self.models[objective] = self._build(objective)
+        return self.models[objective]
+
+    def _build(self, objective: str) -> Any:
+        from transformers import (
+            AutoConfig,
+            AutoModelForCausalLM,
+            AutoModelForMaskedLM,
+            AutoModelForSequenceClassification,
+        )
+
+        auto = {"causal_lm": AutoModelForCausalLM, "mlm": AutoModelForMaskedLM,
+                "classify": AutoModelForSequenceClassification}[objective]
+        extra = {"num_labels": self.num_labels} if objective == "classify" else {}
+        first = not self.models
+        if self.cfg.pretrained and first:
+            model = _load_pretrained(auto, self.cfg.pretrained, extra)
+        else:
+            config = (AutoConfig.from_pretrained(self.cfg.pretrained, **extra)
+                      if self.cfg.pretrained else self._config(**extra))
+            config.pad_token_id = self.tok.pad_id
+            model = auto.from_config(config)
+            if first:
+                self.setup.init.apply(model)
+        if not first:
+            _share_backbone(next(iter(self.models.values())), model)
+        if model.config.vocab_size < self.tok.vocab_size:
+            raise AutostageError(f"the model's vocabulary ({model.config.vocab_size}) is "
+                                 f"smaller than the tokenizer's ({self.tok.vocab_size})")
+        return model.to(self.device)
+
+    def _config(self, **extra: Any) -> Any:
+        from transformers import BertConfig, GPT2Config
+
+        c, d = self.cfg, self.cfg.dropout
+        if c.arch == "gpt2":
+            return GPT2Config(vocab_size=self.tok.vocab_size, n_positions=c.context,
+                              n_embd=c.n_embd, n_layer=c.n_layer, n_head=c.n_head,
+                              resid_pdrop=d, embd_pdrop=d, attn_pdrop=d, summary_first_dropout=d,
+                              bos_token_id=self.tok.eos_id, eos_token_id=self.tok.eos_id,
+                              **extra)
+        return BertConfig(vocab_size=self.tok.vocab_size, hidden_size=c.n_embd,
+                          num_hidden_layers=c.n_layer, num_attention_heads=c.n_head,
+                          intermediate_size=4 * c.n_embd, max_position_embeddings=c.context,
+                          hidden_dropout_prob=d, attention_probs_dropout_prob=d, **extra)
+
+    # --- the trial loop's protocol -------------------------------------------------------------
+
+    def begin_stage(self, stage: StageRun) -> None:
+        self.stage = stage
+        model = self.model(stage.objective)
+        # a fresh optimizer per stage visit: its LR is set every step from the schedule, so a
+        # restored or inherited optimizer state can never override a ScaleLR
+        self.optimizer = stage.optimizer.build([p for p in model.parameters() if p.requires_grad])
+        self.batch = 0
+
+    def train(self, tokens: int, lr: Callable[[int], float]) -> TrainResult:
+        import torch
+
+        stage, model = self.stage, self.models[self.stage.objective]
+        model.train()
+        done, losses, norms = 0, [], []
+        while done < tokens:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr(done)
+            self.optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for _ in range(self.cfg.grad_accum):
+                batch = self.data.train_batch(stage, self.batch, self.cfg, self.tok)
+                self.batch += 1
+                done += _counted(batch)
+                loss = self._loss(model, batch) / self.cfg.grad_accum
+                if self.cfg.nan_at_step and self.step + 1 == self.cfg.nan_at_step:
+                    loss = loss * float("nan")  # injected fault (tests)
+                if not torch.isfinite(loss):
+                    raise TrialFailed(f"non-finite loss at stage {stage.name}, "
+                                      f"step {self.step}")
+                loss.backward()
+                step_loss += float(loss.detach())
+            norm = _clip(model, self.cfg.max_grad_norm)
+            if not math.isfinite(norm):
+                raise TrialFailed(f"non-finite loss at stage {stage.name}, step {self.step} "
+                                  "(gradient norm)")
+            self.optimizer.step()
+            self.step += 1
+            losses.append(step_loss)
+            norms.append(norm)
+        return TrainResult(done, {"loss": sum(losses) / len(losses),
+                                  "grad_norm": sum(norms) / len(norms),
+                                  "grad_norm_max": max(norms), "grad_norm_min": min(norms)})
+
+    def _loss(self, model: Any, batch: dict) -> Any:
+        import torch
+
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        use_bf16 = self.device.type == "cuda" and self.cfg.bf16
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            return model(**batch).loss.float()
+
+    def evaluate(self, sources: Sequence[str]) -> dict[str, dict[str, float]]:
+        from autostage_plugins.lm_eval import evaluate
+
+        out = {}
+        for source in sources:
+            objective = self.setup.objectives.get(source, self.stage.objective)
+            out[source] = evaluate(self.model(objective), objective, self.data, source,
+                                   self.cfg, self.tok, self.device)
+        return out
+
+    def snapshot(self) -> Any:
+        return ({k: copy.deepcopy(m.state_dict()) for k, m in self.models.items()},
+                copy.deepcopy(self.optimizer.state_dict()) if self.optimizer else None)
+
+    def restore(self, snapshot: Any) -> None:
+        weights, optimizer = snapshot
+        for objective, state in weights.items():
+            self.model(objective).load_state_dict(state)
+        if optimizer is not None and self.optimizer is not None:
+            self.optimizer.load_state_dict(optimizer)
+
+    def save(self, directory: str) -> None:
+        from autostage_plugins.lm_checkpoint import save
+
+        save(self, Path(directory))
+
+    def load(self, directory: str) -> None:
+        from autostage_plugins.lm_checkpoint import load
+
+        load(self, Path(directory))
+
+
+class _Data:
+    """Every source's train and val data, tokenized once per trial."""
+
+    def __init__(self, sources: dict[str, TextDataset], tok: Any, seed: int) -> None:
+        from autostage_plugins.lm_data import Stream
+
+        self.seed = seed
+        self.examples = {s: {split: d.examples(split, seed) for split in ("train", "val")}
+                         for s, d in sources.items()}
+        self.streams = {s: {split: Stream.build(ex, tok) for split, ex in splits.items()}
+                        for s, splits in self.examples.items()}
+
+    def num_labels(self, source: str) -> int:
+        labels = [e.label for e in self.examples[source]["train"] if e.label is not None]
+        return max(labels) + 1 if labels else 0
+
+    def train_batch(self, stage: StageRun, k: int, cfg: Transformers, tok: Any) -> dict:
+        import torch
+
+        from autostage_plugins.lm_data import classify_batch, lm_batch, mlm_batch
+
+        # stateless: batch k of this visit depends only on (seed, stage, visit, k)
+        rng = random.Random(f"{self.seed}-{stage.name}-{stage.visit}-{k}")
+        names, weights = zip(*stage.mix.items(), strict=True)
+        picks = rng.choices(names, weights=weights, k=cfg.batch_size)
+        if stage.objective == "classify":
+            return classify_batch([rng.choice(self.examples[s]["train"]) for s in picks], tok,
+                                  cfg.context)
+        windows = [self.streams[s]["train"].window(rng, cfg.context) for s in picks]
+        if stage.objective == "mlm":
+            gen = torch.Generator().manual_seed(rng.getrandbits(62))
+            return mlm_batch(windows, tok, cfg.mlm_probability, gen)
+        return lm_batch(windows)
+
+
+def _counted(batch: dict) -> int:
+    from autostage_plugins.lm_data import counted_tokens
+
+    return counted_tokens(batch)
+
+
+def _clip(model: Any, max_norm: float) -> float:
+    import torch
+
+    params = [p for p in model.parameters() if p.grad is not None]
+    return float(torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else math.inf))
+
+
+def _device(choice: str) -> Any:
+    import torch
+
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise AutostageError("model.device = 'cuda' but torch sees no CUDA device")
+    use_cuda = choice == "cuda" or (choice == "auto" and torch.cuda.is_available())
+    return torch.device("cuda" if use_cuda else "cpu")
+
+
+def _text_sources(setup: TrialSetup) -> dict[str, TextDataset]:
+    wrong = [f"{name} ({type(d).__name__})" for name, d in setup.data.items()
+             if not isinstance(d, TextDataset)]
+    if wrong:
+        raise AutostageError(f"the transformers trainer reads text datasets (pydoc, arith, "
+                             f"text, jsonl, csv, hf); these are not: {', '.join(wrong)}")
+    return dict(setup.data)
+
+
+def _tokenizer(cfg: Transformers, sources: dict[str, TextDataset], setup: TrialSetup) -> Any:
+    from autostage_plugins.tokenize import bpe_tokenizer, byte_tokenizer, pretrained_tokenizer
+
+    if cfg.tokenizer == "byte":
+        return byte_tokenizer()
+    if cfg.tokenizer == "bpe":
+        texts = [e.prompt + e.text for d in sources.values()
+                 for e in d.examples("train", setup.seed)]
+        return bpe_tokenizer(texts, cfg.bpe_vocab, setup.cache_dir)
+    return pretrained_tokenizer(cfg.tokenizer)
+
+
+def _load_pretrained(auto: Any, path: str, extra: dict) -> Any:
+    try:
+        return auto.from_pretrained(path, **extra)
+    except Exception as e:  # a missing directory, no network for a hub name, ...
+        raise AutostageError(f"model.pretrained: cannot load {path!r}: "
+                             f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
+
+
+def _share_backbone(source: Any, target: Any) -> None:
+    """Give `target` the backbone modules of `source` (embeddings, blocks), keeping its own
+    head: weights trained under one objective are the next objective's starting point."""
+    have, want = source.base_model, target.base_model
+    for name, module in have.named_children():
+        if hasattr(want, name):
+            setattr(want, name, module)
+
+
+@hookimpl
+def register_trainers(register):
+    register("transformers", Transformers)

@@ -1,0 +1,244 @@
+"""The transformers trainer: real tiny GPT-2 / BERT models trained on CPU in seconds."""
+
+import json
+import random
+import textwrap
+from pathlib import Path
+
+import pytest
+from pydantic import PrivateAttr
+
+from autostage.build import build_trial
+from autostage.check import load_study
+from autostage.cli import main
+from autostage.components import StagePolicy
+from autostage.decisions import Continue, ScaleLR
+from autostage.space import compile_space, decode, sample
+from autostage.trial import LoopState, run_trial
+
+BERT_STUDY = Path(__file__).parent.parent / "studies" / "bert-mlm-classify.toml"
+GPT2 = textwrap.dedent("""
+    [study]
+    name = "lm"
+    metric = "eval.target.loss"
+
+    [model]
+    trainer = "transformers"
+    n_layer = 1
+    n_embd = 32
+    n_head = 2
+    context = 32
+    batch_size = 8
+    eval_batches = 4
+
+    [data.general]
+    dataset = "pydoc"
+    [data.target]
+    dataset = "arith"
+    digits = 2
+
+    [[stage]]
+    name = "general"
+    data = "general"
+    tokens = 4096
+
+    [[stage]]
+    name = "target"
+    data = "target"
+    tokens = 4096
+    final = true
+
+    [search.optimizer.adamw]
+    lr = 3e-3
+""")
+
+
+def prepare(tmp_path, registry, text=GPT2, overrides=(), seed=0):
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    study = load_study(path, registry, list(overrides))
+    space = compile_space(study, registry)
+    return study, decode(space, sample(space, seed))
+
+
+def start(registry, study, config, seed=0, cache_dir=None, policy=None):
+    built = build_trial(study, registry, config, seed=seed, cache_dir=cache_dir)
+    plan = built.plan if policy is None else type(built.plan)(
+        **{**built.plan.__dict__, "policy": policy})
+    return plan, built.trainer.start(built.setup)
+
+
+def run(tmp_path, registry, text=GPT2, overrides=(), seed=0, **kw):
+    study, config = prepare(tmp_path, registry, text, overrides, seed)
+    plan, trainer = start(registry, study, config, seed=seed, **kw)
+    return run_trial(plan, trainer), trainer
+
+
+def test_a_tiny_gpt2_learns_pydoc_text(tmp_path, registry):
+    result, _ = run(tmp_path, registry, overrides=[
+        "stage.general.tokens=80000", "stage.general.eval_every=16000",
+        "stage.target.tokens=256", "search.plan={order='general>target'}"])
+    losses = [e.metrics["eval.general.loss"] for e in result.evals if e.stage == "general"]
+    assert result.status == "completed"
+    # untrained: ln(260) = 5.6 nats per byte; byte frequencies alone give ~3.0; 300 steps beat it
+    assert losses[-1] < 2.9 and losses[0] > losses[-1]
+
+
+def test_a_tiny_bert_learns_a_classification_task(tmp_path, registry):
+    rng = random.Random(0)
+    words = {0: ["apple", "pear", "plum", "fig", "grape", "lime"],
+             1: ["iron", "zinc", "tin", "lead", "gold", "neon"]}
+    rows = [{"text": " ".join(rng.choices(words[k], k=8)), "label": ["fruit", "metal"][k]}
+            for k in (rng.randint(0, 1) for _ in range(600))]
+    (tmp_path / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    study = textwrap.dedent(f"""
+        [study]
+        name = "clf"
+        metric = "eval.rows.accuracy"
+        mode = "max"
+        [model]
+        trainer = "transformers"
+        arch = "bert"
+        n_layer = 1
+        n_embd = 32
+        n_head = 2
+        context = 48
+        batch_size = 16
+        [data.rows]
+        dataset = "jsonl"
+        path = "{tmp_path / 'rows.jsonl'}"
+        label_field = "label"
+        [[stage]]
+        name = "classify"
+        data = "rows"
+        objective = "classify"
+        tokens = 40000
+        final = true
+        [search.optimizer.adamw]
+        lr = 2e-3
+    """)
+    result, _ = run(tmp_path, registry, study)
+    assert result.status == "completed"
+    assert result.evals[-1].metrics["eval.rows.accuracy"] > 0.8  # chance: ~0.5
+    assert 0 <= result.evals[-1].metrics["eval.rows.f1"] <= 1
+
+
+def test_same_seed_same_losses_other_seed_other_losses(tmp_path, registry):
+    def losses(seed):
+        result, _ = run(tmp_path, registry, seed=seed,
+                        overrides=["search.plan={order='general>target'}"])
+        return [e.metrics["eval.target.loss"] for e in result.evals]
+
+    assert losses(1) == losses(1)
+    assert losses(1) != losses(2)
+
+
+class ScaleOnce(StagePolicy):
+    """Scales the LR by 0.1 at the first eval, then continues."""
+
+    _calls: list = PrivateAttr(default_factory=list)
+
+    def decide(self, history):
+        return ScaleLR(0.1) if len(history.evals) == 1 else Continue()
+
+
+def test_resume_from_a_checkpoint_gives_the_same_next_losses_and_keeps_scale_lr(
+        tmp_path, registry):
+    study, config = prepare(tmp_path, registry, overrides=[
+        "search.plan={order='general>target'}", "stage.general.eval_every=1024"])
+    plan, trainer = start(registry, study, config, policy=ScaleOnce())
+    whole = run_trial(plan, trainer)
+
+    saved = {}
+
+    def checkpoint(state):
+        trainer.save(str(tmp_path / "ckpt"))
+        saved["state"] = state.to_json()
+
+    plan, trainer = start(registry, study, config, policy=ScaleOnce())
+    run_trial(plan, trainer, checkpoint=checkpoint)
+    plan, trainer = start(registry, study, config, policy=ScaleOnce())
+    trainer.load(str(tmp_path / "ckpt"))
+    resumed = run_trial(plan, trainer, resume=LoopState.from_json(saved["state"]))
+
+    after = [e for e in whole.evals if e.stage == "target"]
+    assert [e.metrics for e in resumed.evals if e.stage == "target"] == \
+        [e.metrics for e in after]
+    assert [e.lr for e in resumed.evals if e.stage == "target"] == [e.lr for e in after]
+    assert after[0].lr == pytest.approx(3e-4)  # the ScaleLR of stage one is still in force
+
+
+def test_a_nan_loss_fails_the_trial_with_stage_and_step(tmp_path, registry):
+    result, _ = run(tmp_path, registry, overrides=["model.nan_at_step=3",
+                                                   "search.plan={order='general>target'}"])
+    assert result.status == "failed"
+    assert result.reason == "non-finite loss at stage general, step 2"
+
+
+def test_a_local_pretrained_model_loads_and_finetunes(tmp_path, registry):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(vocab_size=260, n_positions=32, n_embd=32, n_layer=1,
+                               n_head=2)).save_pretrained(tmp_path / "tiny")
+    result, trainer = run(tmp_path, registry, overrides=[
+        f"model.pretrained='{tmp_path / 'tiny'}'", "search.plan={order='target'}",
+        "stage.target.tokens=16000"])
+    losses = [e.metrics["eval.target.loss"] for e in result.evals]
+    assert result.status == "completed" and losses[-1] < losses[0]
+    assert trainer.models["causal_lm"].config.n_embd == 32
+
+
+def test_a_missing_pretrained_directory_is_one_clear_error(tmp_path, registry, capsys):
+    (tmp_path / "study.toml").write_text(GPT2)
+    code = main(["trial", str(tmp_path / "study.toml"), "--set",
+                 f"model.pretrained='{tmp_path / 'nope'}'"])
+    err = capsys.readouterr().err
+    assert code == 2 and "model.pretrained: cannot load" in err and "Traceback" not in err
+
+
+def test_mlm_pretraining_hands_its_encoder_to_the_classifier(tmp_path, registry):
+    study, config = prepare(tmp_path, registry, text=BERT_STUDY.read_text(), overrides=[
+        "search.plan={order='pretrain>classify'}", "stage.pretrain.tokens=1024",
+        "stage.classify.tokens=1024", "model.n_layer=1", "model.n_embd=32"])
+    plan, trainer = start(registry, study, config)
+    run_trial(plan, trainer)
+    mlm, clf = trainer.models["mlm"], trainer.models["classify"]
+    assert clf.bert.encoder is mlm.bert.encoder
+    assert clf.bert.embeddings is mlm.bert.embeddings
+
+
+def test_a_torn_checkpoint_is_detected_and_the_previous_one_used(tmp_path, registry):
+    from autostage_plugins.lm_checkpoint import TornCheckpoint, latest_intact
+
+    study, config = prepare(tmp_path, registry)
+    plan, trainer = start(registry, study, config)
+    run_trial(plan, trainer)
+    first, second = tmp_path / "ckpt-1", tmp_path / "ckpt-2"
+    trainer.save(str(first))
+    trainer.save(str(second))
+    weights = second / "causal_lm.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a cut write
+    assert latest_intact([first, second]) == first
+    with pytest.raises(TornCheckpoint):
+        trainer.load(str(second))
+
+
+def test_masked_lm_on_gpt2_is_refused_by_validate(tmp_path, capsys):
+    (tmp_path / "study.toml").write_text(GPT2.replace('data = "general"',
+                                                      'data = "general"\nobjective = "mlm"'))
+    assert main(["validate", str(tmp_path / "study.toml")]) == 2
+    assert "arch 'gpt2' cannot train mlm" in capsys.readouterr().err
+
+
+def test_a_bpe_tokenizer_is_trained_once_and_cached(tmp_path, registry):
+    cache = tmp_path / "cache"
+    _, trainer = run(tmp_path, registry, overrides=[
+        "model.tokenizer=bpe", "model.bpe_vocab=400", "stage.general.tokens=1024",
+        "stage.target.tokens=1024"], cache_dir=str(cache))
+    files = list(cache.glob("bpe-400-*.json"))
+    assert len(files) == 1 and trainer.tok.kind == "bpe" and trainer.tok.vocab_size <= 400
+    stamp = files[0].stat().st_mtime_ns
+    run(tmp_path, registry, overrides=["model.tokenizer=bpe", "model.bpe_vocab=400",
+                                       "stage.general.tokens=1024", "stage.target.tokens=1024"],
+        cache_dir=str(cache))
+    assert files[0].stat().st_mtime_ns == stamp

@@ -50,10 +50,22 @@ class Stream:
         return self.ids[index], self.scored[index]
 
     def windows_in_order(self, length: int, count: int):
-        """The first `count` non-overlapping windows: a fixed evaluation set."""
-        for k in range(count):
-            index = torch.arange(k * length, (k + 1) * length) % len(self.ids)
+        """The first `count` non-overlapping windows: a fixed evaluation set. With prompts,
+        each window starts at an example, as in training: an answer cut from its prompt
+        cannot be predicted and would only add noise to the loss."""
+        starts = self._aligned_starts(length) if self.prompted else \
+            [k * length for k in range(count)]
+        for start in starts[:count]:
+            index = torch.arange(start, start + length) % len(self.ids)
             yield self.ids[index], self.scored[index]
+
+    def _aligned_starts(self, length: int) -> list[int]:
+        out, edge = [], 0
+        for start in self.starts:
+            if start >= edge:
+                out.append(start)
+                edge = start + length
+        return out
 
 
 def lm_batch(windows: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:

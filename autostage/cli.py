@@ -65,6 +65,15 @@ def _parser() -> argparse.ArgumentParser:
                    "trial's configuration, everything fixed")
     b.set_defaults(run=_best)
 
+    r = sub.add_parser("report", help="write a run directory's study report: one HTML file "
+                       "of Plotly figures (works while the study runs)")
+    r.add_argument("run_dir", metavar="RUN_DIR")
+    r.add_argument("-o", "--output", metavar="FILE", help="where to write it "
+                   "(default: RUN_DIR/report.html)")
+    r.add_argument("--cdn", action="store_true", help="load plotly.js from its CDN: a small "
+                   "file that needs the network to open (default: inlined, opens offline)")
+    r.set_defaults(run=_report)
+
     pl = sub.add_parser("plugins", help="list installed plugins and what they register")
     pl.set_defaults(run=_plugins)
     return p
@@ -182,6 +191,17 @@ def _best(args: argparse.Namespace) -> int:
     from autostage.runs import show_best
 
     return show_best(Path(args.run_dir), args.export)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from autostage.report import write_report
+
+    path = write_report(Path(args.run_dir), Path(args.output) if args.output else None,
+                        cdn=args.cdn)
+    print(f"wrote {path}")
+    return 0
 
 
 def _plugins(args: argparse.Namespace) -> int:

@@ -46,7 +46,24 @@ def start_search(study_path: str, study: Study, registry: Any, overrides: list[s
     finally:
         view.stop()
     print_summary(console, outcome, study.study.modes[0], study.study.metrics[0])
+    _write_report(console, run, registry.host)
     return 130 if outcome.interrupted else 0
+
+
+def _write_report(console: Any, run: RunDir, host: Any) -> None:
+    """The study report, with figures from the plugins this search loaded."""
+    from rich.markup import escape
+
+    from autostage.report import write_report
+
+    try:
+        path = write_report(run.path, host=host)
+    except Exception as e:  # the search's results are on disk: a report can be made later
+        console.print(f"[yellow]could not write the report[/]: {escape(type(e).__name__)}: "
+                      f"{escape(str(e))} (try `autostage report {escape(str(run.path))}`)",
+                      highlight=False, soft_wrap=True)
+        return
+    console.print(f"report: {escape(str(path))}", highlight=False, soft_wrap=True)
 
 
 def _forget(run: RunDir, remove_dir: bool) -> None:

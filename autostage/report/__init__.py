@@ -1,0 +1,60 @@
+"""The study report: `autostage report RUN_DIR` writes one HTML file of Plotly figures.
+
+Every figure is a pure function of the run's records (`_best_so_far_info(records, mode)` and
+the like, in the modules here) and a thin plotting function of that data (`plot_best_so_far`);
+the tests assert on the data. Plugins add figures through the `report_figures(records)` hook.
+A report can be written while the study runs: trials without a result are shown as running.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["build_report", "write_report"]
+
+
+def write_report(run_dir: Path, out: Path | None = None, *, cdn: bool = False,
+                 host: Any = None) -> Path:
+    """Write the report of `run_dir` to `out` (default `run_dir/report.html`); return where.
+
+    `host` is the plugin host whose `report_figures` hooks are called (default: the
+    installed plugins)."""
+    target = Path(out) if out is not None else Path(run_dir) / "report.html"
+    _write_atomically(target, build_report(run_dir, cdn=cdn, host=host))
+    return target
+
+
+def build_report(run_dir: Path, *, cdn: bool = False, host: Any = None,
+                 now: float | None = None) -> str:
+    """The report page of `run_dir`, as HTML."""
+    from autostage.report.page import render
+    from autostage.report.records import load_run
+    from autostage.report.sections import sections
+    from autostage.report.summary import _summary_info, summary_html
+
+    run = load_run(Path(run_dir))
+    now = time.time() if now is None else now
+    if host is None:
+        from autostage.host import plugin_manager
+
+        host = plugin_manager()
+    top = summary_html(_summary_info(run, now))
+    return render(f"autostage report: {run.name}", top, sections(run, host, now), cdn=cdn)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    # a report re-rendered while a study runs may be open in a browser: never a torn file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for sharing
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,61 @@
+"""How the report looks: one colour per trial status, one marker per policy decision, and the
+escaping every user-given string goes through before it reaches a figure or the page."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+STATUS_COLOURS = {
+    "completed": "#2a9d8f",
+    "stopped": "#8ab17d",
+    "pruned": "#e9c46a",
+    "failed": "#e76f51",
+    "running": "#457b9d",
+    "interrupted": "#adb5bd",
+}
+BEST_COLOUR = "#6a0dad"
+#: statuses in the order a reader thinks about them: results first, then what was cut short
+STATUS_ORDER = tuple(STATUS_COLOURS)
+
+#: a stage policy's decision, by its first word, as a Plotly marker symbol
+DECISION_SYMBOLS = {
+    "scale_lr": "triangle-down",
+    "rewind": "circle-x",
+    "advance": "triangle-right",
+    "stop": "square-x",
+}
+
+
+def esc(value: Any) -> str:
+    """A user-given string made inert in figure text: Plotly renders a subset of HTML tags
+    there and decodes `&lt;`, `&gt;` and `&amp;` back to the characters (not `&quot;`, so
+    quotes stay as they are: without a `<` they cannot open a tag). Names and parameter values
+    from a study file show as written, never as markup. The page escapes its own HTML."""
+    return html.escape(str(value), quote=False)
+
+
+def status_colour(status: str) -> str:
+    return STATUS_COLOURS.get(status, "#6c757d")
+
+
+def decision_kind(decision: str) -> str:
+    """`scale_lr x0.5` -> `scale_lr`; `advance to target` -> `advance`; `stop: ...` -> `stop`."""
+    return decision.split(":", 1)[0].split(" ", 1)[0].split(",", 1)[0]
+
+
+def short(value: Any) -> str:
+    """A parameter value as a reader wants it: 4 significant digits for floats."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def tokens(n: float | int | None) -> str:
+    """Token counts the way people say them: 401k, 2.52M."""
+    if n is None:
+        return "-"
+    for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{int(n)}"

@@ -1,0 +1,92 @@
+"""The report's tables: the top trials with the study metric at the end of each stage, and
+the failed trials with their reasons. Rendered as HTML here; every cell is escaped."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from autostage.report.records import (
+    executed_plan,
+    final_value,
+    metric_at,
+    searched_params,
+    stage_label,
+    stage_order,
+    stage_visits,
+)
+from autostage.report.style import short, tokens
+
+
+def _top_trials_info(records: list[dict[str, Any]], metric: str, mode: str, stages: list[str],
+                     limit: int = 10) -> dict[str, Any]:
+    """The `limit` best trials with a result: value, plan, tokens, the study metric at the
+    last eval of each stage visit, the stage policy's decisions, and the sampled parameters
+    (the plan has its own column)."""
+    ranked = sorted((r for r in records if final_value(r) is not None),
+                    key=lambda r: final_value(r) * (1 if mode == "min" else -1))[:limit]
+    if not ranked:
+        return {"missing": "no trial has a result yet"}
+    rows = [{"number": r["number"], "value": final_value(r), "plan": executed_plan(r),
+             "tokens": r.get("tokens") or 0, "stage_evals": _stage_ends(r, metric),
+             "decisions": _decisions(r),
+             "params": {k: r.get("config", {}).get(k) for k in searched_params(records)
+                        if k in r.get("config", {}) and k != "plan.order"}}
+            for r in ranked]
+    labels = {label for row in rows for label in row["stage_evals"]}
+    return {"rows": rows, "stages": sorted(labels, key=lambda s: stage_order(s, stages))}
+
+
+def _stage_ends(record: dict[str, Any], metric: str) -> dict[str, float | None]:
+    return {stage_label(v[-1]): metric_at(v[-1], metric)
+            for v in stage_visits(record.get("events", []))}
+
+
+def _decisions(record: dict[str, Any]) -> list[str]:
+    return [f"{e['decision']} ({stage_label(e)}, {tokens(e.get('tokens'))})"
+            for e in record.get("events", []) if e.get("decision") not in ("continue", "", None)]
+
+
+def top_trials_table(info: dict[str, Any], metric: str) -> str:
+    head = ["#", "trial", escape(metric), "stage plan", "tokens"] + \
+        [f"{escape(metric)}<br>after {escape(s)}" for s in info["stages"]] + \
+        ["stage-policy decisions", "parameters"]
+    body = []
+    for rank, row in enumerate(info["rows"], 1):
+        evals = [_number(row["stage_evals"].get(s)) for s in info["stages"]]
+        params = "<br>".join(f"{escape(k)} = {escape(short(v))}"
+                             for k, v in row["params"].items())
+        body.append([str(rank), str(row["number"]), _number(row["value"]),
+                     escape(row["plan"]), tokens(row["tokens"]), *evals,
+                     "<br>".join(escape(d) for d in row["decisions"]) or "-",
+                     f"<span class='params'>{params}</span>"])
+    return _table(head, body)
+
+
+def _failed_info(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every failed trial: where it was (stage, tokens) and why it failed."""
+    failed = [r for r in records if r["status"] == "failed"]
+    return {"rows": [{"number": r["number"], "plan": executed_plan(r),
+                      "stage": stage_label(r["events"][-1]) if r.get("events") else
+                      "before its first eval", "tokens": r.get("tokens") or 0,
+                      "reason": r.get("reason") or "(no reason recorded)"} for r in failed]}
+
+
+def failed_table(info: dict[str, Any]) -> str:
+    if not info["rows"]:
+        return "<p class='note'>No trial failed.</p>"
+    head = ["trial", "stage plan", "last stage evaluated", "tokens", "reason"]
+    body = [[str(r["number"]), escape(r["plan"]), escape(r["stage"]), tokens(r["tokens"]),
+             escape(r["reason"])] for r in info["rows"]]
+    return _table(head, body)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    """Cells arrive escaped (some carry <br> of our own)."""
+    th = "".join(f"<th>{h}</th>" for h in head)
+    trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"

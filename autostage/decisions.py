@@ -108,6 +108,7 @@ class History:
     remaining: tuple[str, ...]  # stages planned after the current one
     final: str | None  # the final stage, if the study pins one
     seed: int = 0
+    max_visits: int = 0  # stage visits the trial loop allows before it fails the trial
     extra: Mapping[str, object] = field(default_factory=dict)
 
     @property

@@ -177,7 +177,7 @@ class _Loop:
         ))
         rewinds = self.plan.policy.rewinds
         best = self.trainer.snapshot() if rewinds else None
-        best_value: float | None = None
+        best_eval: Eval | None = None
         done = 0
         while True:
             ev = self._segment(stage, visit, done)
@@ -193,6 +193,9 @@ class _Loop:
                 case Rewind(lr_factor=f):
                     self.trainer.restore(best)
                     self.lr_scale *= f
+                    if best_eval is not None:  # the weights are the best eval's again
+                        ev = replace(ev, metrics=best_eval.metrics)
+                        self.evals[-1] = ev
                 case Advance() | Stop():
                     return ev, decision
                 case _:
@@ -200,9 +203,9 @@ class _Loop:
             if done >= stage.tokens:
                 return ev, decision
             self.report(ev)
-            improved = best_value is None or _better(ev.value, best_value, stage)
+            improved = best_eval is None or _better(ev.value, best_eval.value, stage)
             if rewinds and not isinstance(decision, Rewind) and improved:
-                best, best_value = self.trainer.snapshot(), ev.value
+                best, best_eval = self.trainer.snapshot(), ev
 
     def _segment(self, stage: StagePlan, visit: int, done: int) -> Eval:
         """Train up to the next eval, evaluate, and return the (undecided) eval."""
@@ -238,7 +241,7 @@ class _Loop:
             evals=(*self.evals, latest), metric=self.plan.metric, mode=self.plan.mode,
             stages=tuple(self.plan.stages), remaining=tuple(self.queue),
             final=next((s.name for s in self.plan.stages.values() if s.final), None),
-            seed=self.plan.seed,
+            seed=self.plan.seed, max_visits=self.max_visits,
         )
 
 

@@ -1,2 +1,3 @@
-"""autostage's built-in plugins. Each module is one plugin, registered through the
-`autostage` entry-point group exactly as a third-party package would be."""
+"""autostage's built-in plugins. Each module named in the `autostage` entry-point group of
+pyproject.toml is one plugin, registered exactly as a third-party package would be; the other
+modules (lion, tokenize, lm_*) are helpers those plugins import."""

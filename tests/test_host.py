@@ -115,8 +115,10 @@ def installed(monkeypatch):
 
     def install(*fakes: FakeEntryPoint) -> None:
         def entry_points(**kw):
-            if kw.get("group") == "autostage":
-                return [*real(group="autostage"), *fakes]
+            if kw.get("group") == "autostage":  # only the built-ins: whatever else is installed
+                builtins = [ep for ep in real(group="autostage")
+                            if ep.dist and ep.dist.name == "autostage"]
+                return [*builtins, *fakes]
             return real(**kw)
 
         monkeypatch.setattr(metadata, "entry_points", entry_points)

@@ -177,3 +177,13 @@ def test_history_shows_the_policy_the_current_visit_and_what_remains():
                   order=("a", "b"), policy=Spy(), metric="eval.b.loss", mode="min")
     run_trial(p, ScriptedTrainer())
     assert seen == [("a", 1, ("b",)), ("a", 2, ("b",)), ("b", 1, ()), ("b", 2, ())]
+
+
+def test_a_rewind_at_the_last_eval_reports_the_restored_weights():
+    # the final eval regresses and the policy rewinds: the trial's value is the best eval's,
+    # the one its restored weights were evaluated at, not the regressed one
+    trainer = ScriptedTrainer(losses=[3.0, 2.0, 2.5, 6.0])
+    result = run_trial(plan({4: Rewind()}, stage("a", final=True)), trainer)
+    assert trainer.weights == 50
+    assert result.value == 2.0
+    assert result.evals[-1].decision == Rewind()

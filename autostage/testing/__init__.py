@@ -1,0 +1,46 @@
+"""Testing helpers for plugin authors (needs pytest): the toy trainer (a millisecond FAKE),
+tiny trials on it, a trainer run with scripted curves, scripted histories for stage policies,
+and contract suites to inherit — one fixture (`component`) buys a battery of checks:
+
+    import pytest
+    from autostage.testing import StagePolicyContract
+
+    class TestMyPolicy(StagePolicyContract):
+        @pytest.fixture
+        def component(self):
+            return MyPolicy(patience=3)
+
+The built-ins pass every suite; see docs/plugins.md.
+"""
+
+from autostage.testing.contracts import (
+    ComponentContract,
+    InitContract,
+    LRScheduleContract,
+    OptimizerContract,
+    SamplerContract,
+    SearchableContract,
+    TrialSchedulerContract,
+)
+from autostage.testing.fakes import (
+    TOY_DATA,
+    TOY_STAGES,
+    CurveRun,
+    run_toy_trial,
+    stage_plan,
+    tiny_model,
+    toy_setup,
+    trial_plan,
+)
+from autostage.testing.histories import decisions, replay, script
+from autostage.testing.policy_contract import StagePolicyContract, decision_problem
+from autostage.testing.trainer_contract import TrainerContract
+from autostage_plugins.toy import Toy, ToyRun, ToyTask
+
+__all__ = [
+    "TOY_DATA", "TOY_STAGES", "ComponentContract", "CurveRun", "InitContract",
+    "LRScheduleContract", "OptimizerContract", "SamplerContract", "SearchableContract",
+    "StagePolicyContract", "Toy", "ToyRun", "ToyTask", "TrainerContract",
+    "TrialSchedulerContract", "decision_problem", "decisions", "replay", "run_toy_trial",
+    "script", "stage_plan", "tiny_model", "toy_setup", "trial_plan",
+]

@@ -1,0 +1,291 @@
+"""Contract suites: pytest classes a plugin author subclasses, giving one fixture, to get a
+battery of checks every component of that kind must pass.
+
+    class TestMyOptimizer(OptimizerContract):
+        @pytest.fixture
+        def component(self):
+            return MyOptimizer(lr=1e-3)
+
+Every built-in passes these (tests/test_contracts.py), so they say what autostage relies on.
+This module has the suites of the small kinds; stage policies and trainers have their own.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import pytest
+
+from autostage.components import BASES, Component
+from autostage.fields import check_value, fields_of
+from autostage.testing.fakes import tiny_model
+
+
+class ComponentContract:
+    """What every component must be: fields autostage can validate and search, defaults
+    inside their own bounds, and nothing about it that its fields do not say."""
+
+    @pytest.fixture
+    def component_class(self, component: Component) -> type[Component]:
+        return type(component)
+
+    def test_is_a_component_of_its_kind(self, component: Component) -> None:
+        assert isinstance(component, BASES[component.kind])
+
+    def test_fields_are_types_autostage_accepts(self, component_class: type) -> None:
+        fields_of(component_class)  # raises FieldTypeError naming the field
+
+    def test_defaults_lie_inside_their_bounds(self, component_class: type) -> None:
+        wrong = {name: check_value(component_class, name, info.default)
+                 for name, info in fields_of(component_class).items() if not info.required}
+        assert {k: v for k, v in wrong.items() if v} == {}
+
+    def test_is_rebuilt_from_its_fields(self, component: Component) -> None:
+        # Ray workers and `autostage best --export` rebuild components from field values
+        assert type(component)(**component.model_dump()) == component
+
+
+class SearchableContract(ComponentContract):
+    """For the kinds a study searches: bounds are the search range, so declare both."""
+
+    def test_numeric_fields_declare_both_bounds(self, component_class: type) -> None:
+        open_ended = [
+            name for name, f in fields_of(component_class).items()
+            if f.numeric and (f.ge is None and f.gt is None or f.le is None and f.lt is None)
+        ]
+        assert open_ended == [], "a numeric field's ge/gt and le/lt are its search range"
+
+
+# --- LR schedules ---------------------------------------------------------------------------
+
+
+def _progress_points(total: int) -> list[int]:
+    grid = {round(total * i / 40) for i in range(41)}
+    # trainers round up to whole batches, so `done` can pass `total` a little
+    return sorted(grid | {0, 1, total - 1, total, total + 1, total + total // 10 + 1})
+
+
+class LRScheduleContract(SearchableContract):
+    """A multiplier of the peak LR: a finite float in [0, 1] everywhere in (and a little past)
+    a stage of any length, and a pure function of (done, total)."""
+
+    TOTALS = (1, 7, 1000, 123_457)
+
+    def test_multiplier_is_a_number_between_0_and_1(self, component: Any) -> None:
+        bad = []
+        for total in self.TOTALS:
+            for done in _progress_points(total):
+                m = component.multiplier(done, total)
+                ok = isinstance(m, int | float) and math.isfinite(m) and 0 <= m <= 1 + 1e-12
+                if not ok:
+                    bad.append((done, total, m))
+        assert bad == [], "multiplier(done, total) must be a finite float in [0, 1]"
+
+    def test_multiplier_at_the_stage_start_and_end(self, component: Any) -> None:
+        for total in self.TOTALS:
+            for done in (0, total):
+                assert 0 <= component.multiplier(done, total) <= 1 + 1e-12
+
+    def test_multiplier_is_pure(self, component: Any) -> None:
+        points = _progress_points(1000)
+        forward = [component.multiplier(d, 1000) for d in points]
+        backward = [component.multiplier(d, 1000) for d in reversed(points)]
+        assert forward == backward[::-1]
+
+
+# --- optimizers -----------------------------------------------------------------------------
+
+
+def _quadratic_params(seed: int = 0) -> list[Any]:
+    """A matrix and a vector (Adafactor factors matrices), far from the optimum at 1."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(4, 3, generator=g) * 3),
+            torch.nn.Parameter(torch.randn(3, generator=g) * 3)]
+
+
+def _quadratic(params: list[Any]) -> Any:
+    return sum(((p - 1.0) ** 2).sum() for p in params)
+
+
+def _steps(optimizer: Any, params: list[Any], n: int) -> float:
+    for _ in range(n):
+        optimizer.zero_grad()
+        _quadratic(params).backward()
+        optimizer.step()
+    return float(_quadratic(params).detach())
+
+
+class OptimizerContract(SearchableContract):
+    """Builds a torch optimizer over tensors or param groups, lowers a small quadratic,
+    follows the LR the trainer writes into its param groups, and resumes from its state."""
+
+    def test_builds_a_torch_optimizer_at_its_peak_lr(self, component: Any) -> None:
+        import torch
+
+        optimizer = component.build(_quadratic_params())
+        assert isinstance(optimizer, torch.optim.Optimizer)
+        assert [g["lr"] for g in optimizer.param_groups] == [component.lr]
+
+    def test_reduces_a_small_quadratic(self, component: Any) -> None:
+        params = _quadratic_params()
+        start = float(_quadratic(params).detach())
+        assert _steps(component.build(params), params, 50) < start
+
+    def test_accepts_param_groups(self, component: Any) -> None:
+        # trainers may exempt biases and norms from weight decay with a group of their own
+        matrix, vector = _quadratic_params()
+        optimizer = component.build([{"params": [matrix]},
+                                     {"params": [vector], "weight_decay": 0.0}])
+        assert len(optimizer.param_groups) == 2
+        start = float(_quadratic([matrix, vector]).detach())
+        assert _steps(optimizer, [matrix, vector], 20) < start
+
+    def test_follows_the_lr_in_its_param_groups(self, component: Any) -> None:
+        # trainers set each group's lr every step from the schedule: lr 0 must mean no step
+        params = _quadratic_params()
+        optimizer = component.build(params)
+        _steps(optimizer, params, 3)
+        for group in optimizer.param_groups:
+            group["lr"] = 0.0
+        before = [p.detach().clone() for p in params]
+        _steps(optimizer, params, 2)
+        assert all(bool((p.detach() == b).all()) for p, b in zip(params, before, strict=True))
+
+    def test_resumes_from_its_state_dict(self, component: Any) -> None:
+        params = _quadratic_params()
+        optimizer = component.build(params)
+        _steps(optimizer, params, 5)
+        copies = [_detached_parameter(p) for p in params]
+        resumed = component.build(copies)
+        # a deep copy, as a checkpoint on disk is: load_state_dict may share the tensors
+        resumed.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+        _steps(optimizer, params, 3)
+        _steps(resumed, copies, 3)
+        assert all(bool((a.detach() == b.detach()).all()) for a, b in zip(params, copies,
+                                                                        strict=True))
+
+
+def _detached_parameter(p: Any) -> Any:
+    import torch
+
+    return torch.nn.Parameter(p.detach().clone())
+
+
+# --- inits ----------------------------------------------------------------------------------
+
+
+def _state(model: Any) -> dict[str, Any]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+
+
+class InitContract(SearchableContract):
+    """Initialises a model in place: deterministically under torch's seed, finite, keeping
+    every parameter (and tied weights tied). Override the `model_factory` fixture to test on
+    your own model, and `changes_parameters` (False) for an init that keeps the model's."""
+
+    @pytest.fixture
+    def model_factory(self) -> Any:
+        return tiny_model
+
+    @pytest.fixture
+    def changes_parameters(self) -> bool:
+        return True
+
+    def _initialised(self, component: Any, factory: Any, seed: int) -> tuple[Any, dict]:
+        import torch
+
+        torch.manual_seed(seed)
+        model = factory()
+        before = _state(model)
+        component.apply(model)
+        return model, before
+
+    def test_is_deterministic_under_a_seed(self, component: Any, model_factory: Any) -> None:
+        a, _ = self._initialised(component, model_factory, seed=0)
+        b, _ = self._initialised(component, model_factory, seed=0)
+        assert _same(_state(a), _state(b))
+
+    def test_changes_parameters_only_if_it_says_so(self, component: Any, model_factory: Any,
+                                                   changes_parameters: bool) -> None:
+        model, before = self._initialised(component, model_factory, seed=0)
+        assert (not _same(_state(model), before)) == changes_parameters
+
+    def test_keeps_parameters_finite(self, component: Any, model_factory: Any) -> None:
+        model, _ = self._initialised(component, model_factory, seed=0)
+        assert all(bool(p.isfinite().all()) for p in model.parameters())
+
+    def test_keeps_every_parameter_and_tied_weights(self, component: Any,
+                                                    model_factory: Any) -> None:
+        import torch
+
+        torch.manual_seed(0)
+        model = model_factory()
+        before = {n: (p, p.shape, p.data_ptr()) for n, p in model.named_parameters()}
+        component.apply(model)
+        after = {n: (p, p.shape, p.data_ptr()) for n, p in model.named_parameters()}
+        assert before.keys() == after.keys()
+        assert all(before[n][0] is after[n][0] and before[n][1:] == after[n][1:] for n in before)
+
+
+# --- samplers and trial schedulers -----------------------------------------------------------
+
+
+class SamplerContract(ComponentContract):
+    """Builds a seeded Optuna sampler: the same seed suggests the same points, and it finds
+    a good point of a 1-D quadratic in 20 trials (a two-metric study too, if it says so)."""
+
+    def _study(self, component: Any, seed: int, directions: int = 1) -> Any:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        return optuna.create_study(sampler=component.build(seed=seed),
+                                   directions=["minimize"] * directions)
+
+    def test_builds_an_optuna_sampler(self, component: Any) -> None:
+        import optuna
+
+        assert isinstance(component.build(seed=0), optuna.samplers.BaseSampler)
+
+    def test_same_seed_same_suggestions(self, component: Any) -> None:
+        def params(seed: int) -> list:
+            study = self._study(component, seed)
+            study.optimize(lambda t: t.suggest_float("x", -4, 4) ** 2, n_trials=5)
+            return [t.params for t in study.trials]
+
+        assert params(3) == params(3)
+
+    def test_finds_a_good_point(self, component: Any) -> None:
+        study = self._study(component, seed=0)
+        study.optimize(lambda t: (t.suggest_float("x", -4, 4) - 1) ** 2, n_trials=20)
+        assert study.best_value < 1.0
+
+    def test_runs_the_studies_it_declares(self, component: Any) -> None:
+        multi = type(component).multi_objective
+        study = self._study(component, seed=0, directions=2 if multi else 1)
+
+        def objective(t: Any) -> Any:
+            x = t.suggest_float("x", -4, 4)
+            return (x**2, (x - 2) ** 2) if multi else x**2
+
+        study.optimize(objective, n_trials=6)
+        assert len(study.best_trials) >= 1
+
+
+class TrialSchedulerContract(ComponentContract):
+    """Builds a Ray Tune trial scheduler for either mode."""
+
+    @pytest.mark.parametrize("mode", ["min", "max"])
+    def test_builds_a_ray_tune_trial_scheduler(self, component: Any, mode: str) -> None:
+        from ray.tune.schedulers import TrialScheduler
+
+        built = component.build(metric="eval.target.loss", mode=mode, time_attr="final_evals",
+                                max_t=12)
+        assert isinstance(built, TrialScheduler)

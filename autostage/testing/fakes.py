@@ -1,0 +1,145 @@
+"""Fast fakes: tiny trials on the toy trainer, a trainer run with scripted curves, and a tiny
+torch model with GPT-2's module names."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from autostage.components import (
+    LRSchedule,
+    Optimizer,
+    StagePolicy,
+    StageRun,
+    TrainResult,
+    TrialSetup,
+)
+from autostage.trial import Report, StagePlan, TrialPlan, TrialResult, run_trial
+from autostage_plugins.inits import Default
+from autostage_plugins.lr_schedules import Constant
+from autostage_plugins.optimizers import AdamW
+from autostage_plugins.stage_policies import Fixed
+from autostage_plugins.toy import Toy, ToyTask
+
+# The quickstart's curriculum: a general stage, a prerequisite that makes the target easier,
+# and the target, pinned last. 48 toy steps per prefix stage: a whole trial takes milliseconds.
+TOY_DATA: dict[str, ToyTask] = {
+    "general": ToyTask(difficulty=0.5),
+    "prereq": ToyTask(difficulty=1.0),
+    "target": ToyTask(difficulty=4.0, prerequisite="prereq", floor=0.3),
+}
+TOY_STAGES: tuple[tuple[str, int], ...] = (("general", 98_304), ("prereq", 98_304),
+                                           ("target", 196_608))
+
+
+def stage_plan(name: str, tokens: int, *, every: int | None = None, final: bool = False,
+               metric_source: str | None = None, optimizer: Optimizer | None = None,
+               lr_schedule: LRSchedule | None = None, mode: str = "min") -> StagePlan:
+    """One stage training on the data source of its own name, watched by that source's loss
+    (by its accuracy for mode "max"), and also evaluating `metric_source`."""
+    metric = "accuracy" if mode == "max" else "loss"
+    evals = tuple(dict.fromkeys([name, metric_source or name]))
+    return StagePlan(
+        name=name, objective="causal_lm", mix={name: 1.0}, tokens=tokens,
+        eval_every=every or max(1, tokens // 4), evals=evals, watch=f"eval.{name}.{metric}",
+        watch_mode=mode, optimizer=optimizer or AdamW(lr=3e-3),
+        lr_schedule=lr_schedule or Constant(), final=final,
+    )
+
+
+def trial_plan(policy: StagePolicy | None, stages: Sequence[tuple[str, int]], *,
+               every: int | None = None, seed: int = 0, order: Sequence[str] | None = None,
+               optimizer: Optimizer | None = None, lr_schedule: LRSchedule | None = None,
+               final: bool = True) -> TrialPlan:
+    """A plan over `stages` ((name, tokens) pairs, the last one final unless `final` is
+    False), judged by the last stage's loss."""
+    last = stages[-1][0]
+    plans = {name: stage_plan(name, tokens, every=every, final=final and name == last,
+                              metric_source=last, optimizer=optimizer, lr_schedule=lr_schedule)
+             for name, tokens in stages}
+    return TrialPlan(stages=plans, order=tuple(order or plans), policy=policy or Fixed(),
+                     metric=f"eval.{last}.loss", mode="min", seed=seed)
+
+
+def toy_setup(seed: int = 0, data: Mapping[str, ToyTask] | None = None) -> TrialSetup:
+    return TrialSetup(seed=seed, data=dict(data or TOY_DATA), init=Default())
+
+
+def run_toy_trial(policy: StagePolicy | None = None, *, optimizer: Optimizer | None = None,
+                  lr_schedule: LRSchedule | None = None, seed: int = 0,
+                  order: Sequence[str] | None = None, trainer: Toy | None = None,
+                  report: Report | None = None) -> TrialResult:
+    """One trial of the toy curriculum (general, prereq, then target, final) on the toy
+    trainer: a few hundred fake steps, milliseconds."""
+    plan = trial_plan(policy, TOY_STAGES, seed=seed, order=order, optimizer=optimizer,
+                      lr_schedule=lr_schedule)
+    run = (trainer or Toy()).start(toy_setup(seed))
+    return run_trial(plan, run, report)
+
+
+Curve = Callable[[str, Mapping[str, int]], float]
+
+
+class CurveRun:
+    """A trainer run whose eval loss is scripted: `curve(source, trained)` gives the loss of
+    data source `source` when `trained` maps each stage name to the tokens trained on it so
+    far. `trained` is the run's "weights": snapshot/restore/save/load carry it, so a Rewind
+    or a resume is visible in the losses that follow. Records every stage it begins and the
+    LR at the start of every segment in `stages` and `lrs`."""
+
+    def __init__(self, curve: Curve, metric: str = "loss") -> None:
+        self.curve, self.metric = curve, metric
+        self.trained: dict[str, int] = {}
+        self.stage: StageRun | None = None
+        self.stages: list[str] = []
+        self.lrs: list[tuple[str, float]] = []
+
+    def begin_stage(self, stage: StageRun) -> None:
+        self.stage = stage
+        self.stages.append(stage.name)
+
+    def train(self, tokens: int, lr: Callable[[int], float]) -> TrainResult:
+        name = self.stage.name
+        self.lrs.append((name, lr(0)))
+        self.trained[name] = self.trained.get(name, 0) + tokens
+        return TrainResult(tokens=tokens, metrics={"loss": self.curve(name, dict(self.trained))})
+
+    def evaluate(self, sources: Sequence[str]) -> dict[str, dict[str, float]]:
+        return {s: {self.metric: self.curve(s, dict(self.trained))} for s in sources}
+
+    def snapshot(self) -> Any:
+        return dict(self.trained)
+
+    def restore(self, snapshot: Any) -> None:
+        self.trained = dict(snapshot)
+
+    def save(self, directory: str) -> None:
+        (Path(directory) / "curve.json").write_text(json.dumps(self.trained))
+
+    def load(self, directory: str) -> None:
+        self.trained = json.loads((Path(directory) / "curve.json").read_text())
+
+
+def tiny_model(n_layer: int = 2, width: int = 16, vocab: int = 32) -> Any:
+    """A tiny GPT-like torch module (no forward: for inits) with GPT-2's module names —
+    `wte`, `h.<i>.attn.c_attn`, `h.<i>.attn.c_proj`, `h.<i>.mlp.c_fc`, `h.<i>.mlp.c_proj`,
+    layer norms — and an output head tied to the token embedding."""
+    from torch import nn
+
+    def block() -> nn.Module:
+        b = nn.Module()
+        b.ln_1, b.ln_2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        b.attn, b.mlp = nn.Module(), nn.Module()
+        b.attn.c_attn, b.attn.c_proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
+        b.mlp.c_fc, b.mlp.c_proj = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
+        return b
+
+    model = nn.Module()
+    model.wte = nn.Embedding(vocab, width)
+    model.h = nn.ModuleList(block() for _ in range(n_layer))
+    model.ln_f = nn.LayerNorm(width)
+    model.lm_head = nn.Linear(width, vocab, bias=False)
+    model.lm_head.weight = model.wte.weight
+    return model

@@ -1,0 +1,64 @@
+"""Scripted histories: feed a stage policy an eval curve, eval by eval, as the trial loop
+would, without training anything."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from autostage.components import StagePolicy
+from autostage.decisions import Decision, Eval, History
+
+Segment = tuple[str, Sequence[float]]  # a stage visit: its name and its watched values
+
+
+def script(segments: Sequence[Segment], *, every: int = 1000, mode: str = "min",
+           final: bool = True, seed: int = 0) -> list[History]:
+    """The history after each eval of a scripted trial: one visit per segment (a name seen
+    again is a repeat visit), `every` tokens between evals, each visit's budget exactly its
+    evals. The last segment's stage is the final one unless `final` is False. Evals carry
+    no decisions: `replay` fills in a policy's own."""
+    names = list(dict.fromkeys(name for name, _ in segments))
+    last = segments[-1][0]
+    metric = _watch(last, mode)
+    evals: list[Eval] = []
+    out: list[History] = []
+    for i, (name, values) in enumerate(segments):
+        visit = sum(1 for other, _ in segments[:i] if other == name)
+        remaining = tuple(dict.fromkeys(n for n, _ in segments[i + 1:] if n != name))
+        for k, value in enumerate(values):
+            ev = Eval(stage=name, visit=visit, tokens=(len(evals) + 1) * every,
+                      stage_tokens=(k + 1) * every, stage_budget=len(values) * every, lr=1e-3,
+                      # every eval reports the study metric too, as in a real trial
+                      metrics={_watch(name, mode): float(value), metric: float(value)},
+                      watch=_watch(name, mode), watch_mode=mode)
+            evals.append(ev)
+            out.append(History(evals=tuple(evals), metric=metric, mode=mode,
+                               stages=tuple(names), remaining=remaining,
+                               final=last if final else None, seed=seed))
+    return out
+
+
+def replay(policy: StagePolicy, segments: Sequence[Segment], **kw) -> list[
+        tuple[History, Decision]]:
+    """`policy`'s decision after each eval of `script(segments, **kw)`, each earlier eval
+    carrying the decision the policy made there (as the trial loop records them). The script
+    does not react to the decisions: it tests what a policy says, not what it causes."""
+    out: list[tuple[History, Decision]] = []
+    decided: list[Eval] = []
+    for history in script(segments, **kw):
+        history = replace(history, evals=(*decided, history.last))
+        decision = policy.decide(history)
+        decided.append(replace(history.last, decision=decision))
+        out.append((history, decision))
+    return out
+
+
+def decisions(policy: StagePolicy, values: Sequence[float], *, stage: str = "target",
+              **kw) -> list[Decision]:
+    """The decisions of `policy` along one final stage whose watched values are `values`."""
+    return [d for _, d in replay(policy, [(stage, values)], **kw)]
+
+
+def _watch(stage: str, mode: str) -> str:
+    return f"eval.{stage}.{'accuracy' if mode == 'max' else 'loss'}"

@@ -1,0 +1,1 @@
+"""An example third-party autostage plugin package (see `plugin.py`)."""

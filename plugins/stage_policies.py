@@ -146,9 +146,10 @@ class Bandit(StagePolicy):
 
 Run = tuple[str, list[Eval]]
 
-# The trial loop fails a trial after 4 stage visits per planned stage (autostage/trial.py);
-# the bandit heads for the final stage before its switching could get there.
-_LOOP_VISITS_PER_STAGE = 4
+# The trial loop fails a trial after history.max_visits stage visits; the bandit heads for
+# the final stage before its switching could get there. A history built by hand (max_visits
+# 0) gets the loop's default: 4 visits per planned stage.
+_DEFAULT_VISITS_PER_STAGE = 4
 
 
 def _candidates(history: History) -> list[str]:
@@ -190,7 +191,8 @@ def _budget(history: History, stages: list[str]) -> int:
 def _room_for_a_visit(history: History, stages: list[str]) -> bool:
     visits = len({(e.stage, e.visit) for e in history.evals})
     planned = len(stages) + (history.final is not None)
-    return visits + 1 + (history.final is not None) <= _LOOP_VISITS_PER_STAGE * planned
+    limit = history.max_visits or _DEFAULT_VISITS_PER_STAGE * planned
+    return visits + 1 + (history.final is not None) <= limit
 
 
 def _finish(history: History) -> Decision:

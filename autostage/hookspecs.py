@@ -61,7 +61,10 @@ def register_trial_schedulers(register: Register) -> None:
 
 @hookspec
 def report_figures(records: Any) -> list[Any]:
-    """Called when a report is written, with the run's records; return extra Plotly figures.
+    """Called when a report is written; return a list of extra Plotly figures.
 
-    Results of all plugins are concatenated, in plugin load order.
+    `records` is a list of dicts, one per trial: its `result.json` (number, status, value,
+    tokens, config, plan, decisions, ...; status "running" while it has no result yet) with
+    its evals under "events". Figures appear in plugin load order; a plugin that raises
+    becomes a note in the report naming it, and the other figures stay.
     """

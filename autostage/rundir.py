@@ -6,7 +6,8 @@
       optuna.db           Optuna storage (optuna-dashboard and optuna.load_study open it)
       trials/<n>/events.jsonl   one line per eval of trial n (Optuna's trial number)
       trials/<n>/result.json    the trial's outcome, written once it ended
-      ray-<time>/         Ray Tune's experiment, with stage-boundary checkpoints
+      ray-<time>/trial-<n>/   Ray Tune's experiment, with stage-boundary checkpoints
+      report.html         the study report (`autostage report`), rewritten after each search
 """
 
 from __future__ import annotations
@@ -80,11 +81,17 @@ class RunDir:
         return out
 
     def events(self, number: int) -> list[dict[str, Any]]:
+        """Trial `number`'s evals so far (read while a search runs, too)."""
         path = self.trial_dir(number) / "events.jsonl"
         if not path.exists():
             return []
-        lines = path.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        events = []
+        for line in path.read_text().splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # the line being appended as we read: the next read has it
+        return events
 
     def settings(self) -> dict[str, Any]:
         return json.loads(self.study_json.read_text())

@@ -71,7 +71,7 @@ def trial_records(run: RunDir) -> list[dict[str, Any]]:
     records = []
     for number in numbers:
         record = _result(run.trial_dir(number) / "result.json")
-        events = _events(run, number)
+        events = run.events(number)
         if record is None and not events:
             continue  # a trial directory made before its first eval
         if record is None:
@@ -87,18 +87,6 @@ def _result(path: Path) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None  # not written yet (results are written atomically)
 
-
-def _events(run: RunDir, number: int) -> list[dict[str, Any]]:
-    path = run.trial_dir(number) / "events.jsonl"
-    if not path.exists():
-        return []
-    events = []
-    for line in path.read_text().splitlines():
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # the line being appended while we read: the next report has it
-    return events
 
 
 def running_record(number: int, events: list[dict[str, Any]], source: Path) -> dict[str, Any]:

@@ -13,6 +13,12 @@ and contract suites to inherit — one fixture (`component`) buys a battery of c
 The built-ins pass every suite; see docs/plugins.md.
 """
 
+try:
+    import pytest  # noqa: F401  (the contract suites are pytest classes)
+except ImportError:  # pragma: no cover - depends on the environment
+    raise ImportError("autostage.testing needs pytest: pip install 'autostage[testing]'") \
+        from None
+
 from autostage.testing.contracts import (
     ComponentContract,
     InitContract,

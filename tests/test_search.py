@@ -268,3 +268,27 @@ def test_an_unreachable_cluster_is_one_clear_error_and_writes_nothing(tmp_path, 
     assert code == 2
     assert "cannot join the Ray cluster at 127.0.0.1:1" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_ctrl_c_then_resume_finishes_the_study(ray_session, tmp_path):
+    slow = STUDY.replace("[model]\ntrainer = \"toy\"",
+                         "[model]\ntrainer = \"toy\"\nstep_seconds = 0.01")
+    slow = slow.replace("trials = 8", "trials = 6").replace('"asha"', '"fifo"')
+    path = write_study(tmp_path, slow)
+    out = tmp_path / "run"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "autostage.cli", "search", path, "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    run = RunDir(out)
+    deadline = time.time() + 120
+    while len(run.results()) < 1 and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    assert driver.wait(timeout=120) == 130
+    assert len(run.results()) < 6
+    assert main(["search", path, "--out", str(out), "--resume"]) == 0
+    records = run.results()
+    assert sum(r["status"] in FINISHED for r in records) == 6
+    # fifo stops nothing: the trials Ctrl-C cut were re-queued, none is recorded as pruned
+    assert not [r for r in records if r["status"] == "pruned"]
+    assert [r for r in records if r["status"] == "interrupted"]

@@ -32,7 +32,7 @@ from ray import tune  # noqa: E402
 
 from autostage.errors import AutostageError  # noqa: E402
 from autostage.rundir import FINISHED, RunDir  # noqa: E402
-from autostage.search.bridge import EvalsOnly, StudySearch  # noqa: E402
+from autostage.search.bridge import EarlyStops, EvalsOnly, StudySearch  # noqa: E402
 from autostage.search.driver import Recorder, TokenBudget  # noqa: E402
 from autostage.search.storage import open_storage, reconcile, settle  # noqa: E402
 from autostage.search.worker import TIME_ATTR, SearchJob, run_one  # noqa: E402
@@ -131,6 +131,7 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
     scheduler = registry.create("trial_scheduler", s.trial_scheduler).build(
         metric=s.metrics[0], mode=s.modes[0], time_attr=TIME_ATTR, max_t=max_t)
     budget = TokenBudget(s.token_budget, spent)
+    stops = searcher.stops = EarlyStops(s.trial_scheduler, budget)
     cores = int(ray.cluster_resources().get("CPU", 1))
     job = SearchJob(study, space, run.path.resolve(), threads=max(1, cores // s.parallel),
                     load_plugins=os.environ.get("AUTOSTAGE_LOAD_PLUGINS"),
@@ -139,12 +140,12 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
                                     {"cpu": s.resources.cpus, "gpu": s.resources.gpus})
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=EvalsOnly(scheduler),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=EvalsOnly(scheduler, stops),
                                     num_samples=remaining, max_concurrent_trials=s.parallel,
                                     reuse_actors=True, trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
             name=f"ray-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(run.path.resolve()),
-            verbose=0, stop=budget, callbacks=[Recorder(run, s.trial_scheduler, budget, view)],
+            verbose=0, stop=budget, callbacks=[Recorder(run, stops, view)],
             failure_config=tune.FailureConfig(max_failures=s.retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         ),

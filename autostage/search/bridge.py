@@ -13,10 +13,29 @@ from ray.tune.search.optuna import OptunaSearch
 from autostage.search.worker import FINAL, TIME_ATTR
 
 
+class EarlyStops:
+    """Why a trial ended without reporting its own outcome: a trial scheduler stopped it, or
+    the token budget ran out. Anything else (Ctrl-C) is an interruption: such a trial gets no
+    record and stays RUNNING in Optuna, so --resume re-queues it as after a killed driver."""
+
+    def __init__(self, scheduler: str, budget: Any) -> None:
+        self.scheduler, self.budget = scheduler, budget
+        self.by_scheduler: set[str] = set()
+
+    def reason(self, trial_id: str) -> str | None:
+        if trial_id in self.by_scheduler:
+            return f"stopped early by the {self.scheduler} trial scheduler"
+        if self.budget.spent_out():
+            return "stopped: the study's token budget was spent"
+        return None
+
+
 class StudySearch(OptunaSearch):
     """OptunaSearch that tags each config with its Optuna trial number and tells Optuna the
     truth at the end: failed trials FAIL, trials stopped early PRUNED, and only a trial's own
     final value (never a NaN or an intermediate eval) COMPLETE."""
+
+    stops: EarlyStops | None = None  # set once the trial scheduler exists
 
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
@@ -43,7 +62,9 @@ class StudySearch(OptunaSearch):
         status = (result or {}).get(FINAL)
         finite = values is not None and all(isinstance(v, int | float) and math.isfinite(v)
                                             for v in values)
-        if status in ("completed", "stopped") and finite:
+        if status is None and not error and self.stops and self.stops.reason(trial_id) is None:
+            pass  # interrupted: left RUNNING for --resume to re-queue
+        elif status in ("completed", "stopped") and finite:
             self._ot_study.tell(trial, values if len(values) > 1 else values[0])
         elif error or status == "failed":
             self._ot_study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -61,9 +82,9 @@ class EvalsOnly(TrialScheduler):
     eval, or removed when it never had one.
     """
 
-    def __init__(self, inner: TrialScheduler) -> None:
+    def __init__(self, inner: TrialScheduler, stops: EarlyStops) -> None:
         super().__init__()
-        self.inner = inner
+        self.inner, self.stops = inner, stops
         self.last: dict[str, dict] = {}
 
     @property
@@ -87,7 +108,10 @@ class EvalsOnly(TrialScheduler):
         if TIME_ATTR not in result or FINAL in result:
             return TrialScheduler.CONTINUE
         self.last[trial.trial_id] = result
-        return self.inner.on_trial_result(controller, trial, result)
+        action = self.inner.on_trial_result(controller, trial, result)
+        if action == TrialScheduler.STOP:
+            self.stops.by_scheduler.add(trial.trial_id)
+        return action
 
     def on_trial_complete(self, controller: Any, trial: Any, result: dict) -> None:
         last = self.last.pop(trial.trial_id, None)

@@ -15,8 +15,8 @@ from autostage.search.worker import FINAL, TIME_ATTR
 class Recorder(tune.Callback):
     """Writes each trial's events and outcome into the run directory as they happen."""
 
-    def __init__(self, run: RunDir, scheduler: str, budget: TokenBudget, view: Any) -> None:
-        self.run, self.scheduler, self.budget, self.view = run, scheduler, budget, view
+    def __init__(self, run: RunDir, stops: Any, view: Any) -> None:
+        self.run, self.stops, self.view = run, stops, view
         self.started: dict[str, float] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -45,12 +45,10 @@ class Recorder(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
         if FINAL in last:
-            status, reason = last[FINAL], last.get("reason", "")
-        elif self.budget.spent_out():
-            status, reason = "pruned", "stopped: the study's token budget was spent"
-        else:
-            status, reason = "pruned", f"stopped early by the {self.scheduler} trial scheduler"
-        self._write(trial, status, reason)
+            self._write(trial, last[FINAL], last.get("reason", ""))
+        elif (reason := self.stops.reason(trial.trial_id)) is not None:
+            self._write(trial, "pruned", reason)
+        # else interrupted (Ctrl-C): no record, so --resume re-queues it
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._write(trial, "failed", _error_reason(trial))
@@ -58,7 +56,7 @@ class Recorder(tune.Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         # Ray stops the running trials without completing them when the budget is spent;
         # an interrupted search leaves them for --resume to re-queue.
-        if not self.budget.spent_out():
+        if not self.stops.budget.spent_out():
             return
         for trial in trials:
             number = (trial.config or {}).get("trial_number")

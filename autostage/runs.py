@@ -27,7 +27,9 @@ def start_search(study_path: str, study: Study, registry: Any, overrides: list[s
                              "or write this one elsewhere with --out DIR")
     fresh = not run.path.exists()
     run.path.mkdir(parents=True, exist_ok=True)
-    run.study_toml.write_text(Path(study_path).read_text())
+    made = [n for n in RUN_FILES if not (run.path / n).exists()]  # ours to remove on failure
+    if not _same_file(run.study_toml, Path(study_path)):  # --out may be the study's folder
+        run.study_toml.write_text(Path(study_path).read_text())
     write_json(run.study_json, {"study": study.model_dump(mode="json"), "overrides": overrides,
                                 "source": str(study_path)})
 
@@ -41,7 +43,7 @@ def start_search(study_path: str, study: Study, registry: Any, overrides: list[s
                              verbose=verbose)
     except AutostageError:
         if not resume and not (run.path / "trials").exists():
-            _forget(run, fresh)  # nothing ran: leave no half-made run directory behind
+            _forget(run, made, fresh)  # nothing ran: leave no half-made run directory behind
         raise
     finally:
         view.stop()
@@ -66,9 +68,20 @@ def _write_report(console: Any, run: RunDir, host: Any) -> None:
     console.print(f"report: {escape(str(path))}", highlight=False, soft_wrap=True)
 
 
-def _forget(run: RunDir, remove_dir: bool) -> None:
-    for name in ("study.toml", "study.json", "optuna.db", "optuna.db-wal", "optuna.db-shm"):
+RUN_FILES = ("study.toml", "study.json", "optuna.db", "optuna.db-wal", "optuna.db-shm")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.exists() and b.exists() and a.resolve() == b.resolve()
+
+
+def _forget(run: RunDir, made: list[str], remove_dir: bool) -> None:
+    """Remove what this search created, never a file that was there before it."""
+    for name in made:
         (run.path / name).unlink(missing_ok=True)
+    for name in ("optuna.db-wal", "optuna.db-shm"):  # SQLite's side files of a db we made
+        if "optuna.db" in made:
+            (run.path / name).unlink(missing_ok=True)
     if remove_dir and not any(run.path.iterdir()):
         run.path.rmdir()
 

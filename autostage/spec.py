@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from autostage.errors import Problem, StudyError
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+# no "." in a stage's name: it is one part of the keys `mix.<stage>.<source>` and of
+# `--set stage.<name>.<key>`
+STAGE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_\-]*$"
 SEARCHABLE_KINDS = ("optimizer", "lr_schedule", "stage_policy", "init", "trainer")
 
 
@@ -73,7 +76,7 @@ class DataSection(BaseModel):
 
 
 class StageSection(Section):
-    name: str = Field(pattern=NAME)
+    name: str = Field(pattern=STAGE_NAME)
     # One data source name, or a mixture {source = weight}; a weight may be a search range.
     data: str | dict[str, Any]
     objective: str | None = Field(None, description="default: the trainer's first objective")
@@ -258,7 +261,8 @@ def _message(err: dict, loc: tuple) -> str:
     if kind == "literal_error":
         return f"must be {ctx.get('expected', '?')}, got {value!r}"
     if kind == "string_pattern_mismatch":
-        return f"{value!r} is not a valid name: use letters, digits, '_', '-' or '.'"
+        allowed = "'_' or '-'" if "." not in str(ctx.get("pattern", ".")) else "'_', '-' or '.'"
+        return f"{value!r} is not a valid name: use letters, digits, {allowed}"
     if kind == "too_short":
         return "needs at least one entry"
     expected = {"int": "an integer", "float": "a number", "bool": "true or false",

@@ -210,15 +210,15 @@ class _Loop:
     def _segment(self, stage: StagePlan, visit: int, done: int) -> Eval:
         """Train up to the next eval, evaluate, and return the (undecided) eval."""
         tokens = min(stage.eval_every, stage.tokens - done)
-        peak, scale, schedule = stage.optimizer.lr, self.lr_scale, stage.lr_schedule
+        peak, scale, schedule, start = stage.optimizer.lr, self.lr_scale, stage.lr_schedule, done
 
         def lr(t: int) -> float:
-            return peak * scale * schedule.multiplier(done + t, stage.tokens)
+            return peak * scale * schedule.multiplier(start + t, stage.tokens)
 
         result = self.trainer.train(tokens, lr)
         if result.tokens <= 0:
             raise TrialFailed(f"the trainer trained no tokens at stage {stage.name}")
-        done += result.tokens
+        done = start + result.tokens
         self.tokens += result.tokens
         metrics = {f"train.{k}": float(v) for k, v in result.metrics.items()}
         for source, values in self.trainer.evaluate(stage.evals).items():

@@ -291,8 +291,9 @@ def _tokenizer(cfg: Transformers, sources: dict[str, TextDataset], setup: TrialS
     if cfg.tokenizer == "byte":
         return byte_tokenizer()
     if cfg.tokenizer == "bpe":
-        texts = [e.prompt + e.text for d in sources.values()
-                 for e in d.examples("train", setup.seed)]
+        # the same corpus (seed 0) for every trial: one tokenizer per study, so per-token
+        # losses compare across trials and the cache is hit
+        texts = [e.prompt + e.text for d in sources.values() for e in d.examples("train", 0)]
         return bpe_tokenizer(texts, cfg.bpe_vocab, setup.cache_dir)
     return pretrained_tokenizer(cfg.tokenizer)
 

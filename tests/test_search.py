@@ -292,3 +292,12 @@ def test_ctrl_c_then_resume_finishes_the_study(ray_session, tmp_path):
     # fifo stops nothing: the trials Ctrl-C cut were re-queued, none is recorded as pruned
     assert not [r for r in records if r["status"] == "pruned"]
     assert [r for r in records if r["status"] == "interrupted"]
+
+
+def test_a_failed_start_never_deletes_the_users_study_file(tmp_path, capsys):
+    # --out is the folder the study file lives in, and the search fails before any trial
+    path = write_study(tmp_path, name="study.toml")
+    code = main(["search", path, "--out", str(tmp_path), "--address", "127.0.0.1:1"])
+    assert code == 2
+    assert Path(path).read_text() == STUDY
+    assert not (tmp_path / "study.json").exists()

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 from pydantic import PrivateAttr
 
 from autostage.components import StagePolicy, TrainResult
@@ -187,3 +188,11 @@ def test_a_rewind_at_the_last_eval_reports_the_restored_weights():
     assert trainer.weights == 50
     assert result.value == 2.0
     assert result.evals[-1].decision == Rewind()
+
+
+def test_each_eval_records_the_lr_at_its_own_position():
+    sched = Cosine(warmup=0.0, min_ratio=0.1)
+    result = run_trial(plan({}, stage("a", tokens=100, every=25, schedule=sched, final=True)),
+                       ScriptedTrainer())
+    for ev in result.evals:
+        assert ev.lr == pytest.approx(1e-3 * sched.multiplier(ev.stage_tokens, 100))

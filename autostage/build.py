@@ -12,7 +12,7 @@ from autostage.components import Trainer, TrialSetup
 from autostage.errors import AutostageError
 from autostage.host import Registry
 from autostage.space import TrialConfig
-from autostage.spec import StageSection, Study
+from autostage.spec import StageSection, Study, source_objectives
 from autostage.trial import StagePlan, TrialPlan
 
 
@@ -36,9 +36,12 @@ def build_trial(study: Study, registry: Registry, config: TrialConfig, seed: int
         stages=stages, order=config.plan, policy=make("stage_policy"),
         metric=study.study.metrics[0], mode=study.study.modes[0], seed=seed,
     )
+    judged = tuple(m.split(".")[1] for m in study.study.metrics if m.startswith("eval."))
+    everywhere = tuple(s.watch.split(".")[1] for s in stages.values()) + judged
+    objectives = source_objectives(study.stage, type(trainer).objectives[0], everywhere,
+                                   judged)
     setup = TrialSetup(seed=seed, data=data, init=make("init"), threads=threads,
-                       workdir=workdir, cache_dir=cache_dir,
-                       objectives=_source_objectives(study, stages))
+                       workdir=workdir, cache_dir=cache_dir, objectives=objectives)
     return BuiltTrial(trainer, setup, plan)
 
 
@@ -102,17 +105,3 @@ def _mode(study: Study, watch: str, trainer: Trainer) -> str:
     if watch == study.study.metrics[0]:
         return study.study.modes[0]
     return "max" if watch.split(".")[-1] in type(trainer).maximize else "min"
-
-
-def _source_objectives(study: Study, stages: dict[str, StagePlan]) -> dict[str, str]:
-    """Each data source is evaluated with the objective of the first stage that trains on it
-    (so a forgetting curve measures the same thing throughout); a source no stage trains on,
-    with the objective of the first stage that evaluates it."""
-    out: dict[str, str] = {}
-    for stage in stages.values():
-        for source in stage.mix:
-            out.setdefault(source, stage.objective)
-    for stage in stages.values():
-        for source in stage.evals:
-            out.setdefault(source, stage.objective)
-    return out

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from autostage.errors import Problem, StudyError
 from autostage.fields import check_value, fields_of
 from autostage.host import Registry
@@ -20,6 +22,7 @@ from autostage.spec import (
     apply_overrides,
     parse_sections,
     read_toml,
+    source_objectives,
 )
 
 # What a trial uses when a study has no search table for a kind.
@@ -189,8 +192,11 @@ def _check_trainer_objectives(sections: dict[str, Any], trainer: Any,
         return
     try:
         configured = trainer(**sections["model"].settings)
-    except Exception:
-        return  # the [model] table's own problems are reported where they are
+    except ValidationError as e:
+        for err in e.errors():  # field errors are reported where they are; these are not
+            if not err["loc"]:
+                yield Problem("model", err["msg"].removeprefix("Value error, "))
+        return
     chosen = {s.objective or trainer.objectives[0] for s in stages}
     for problem in configured.check_objectives(chosen):
         yield Problem("model", problem)
@@ -224,6 +230,7 @@ def _check_metric(ctx: Context) -> Iterator[Problem]:
     places = [("study.metric", m) for m in (study.metrics if study else [])]
     places += [(f"stage.{s.name}.watch", s.watch) for s in stages or [] if s.watch]
     trainer = _trainer(sections, registry)
+    evaluated_as = _evaluated_as(trainer, stages, places)
     for i, (path, metric) in enumerate(places):
         if metric == "tokens" and path == "study.metric":
             if i == 0:
@@ -243,6 +250,21 @@ def _check_metric(ctx: Context) -> Iterator[Problem]:
         if trainer is not None and name not in trainer.metrics:
             yield Problem(path, f"'{metric}': trainer '{sections['model'].trainer}' reports no "
                           f"metric '{name}'; it reports: {', '.join(trainer.metrics)}")
+        elif trainer is not None and source in evaluated_as:
+            objective = evaluated_as[source]
+            reported = trainer.objective_metrics.get(objective, trainer.metrics)
+            if name not in reported:
+                yield Problem(path, f"'{metric}': data source '{source}' is evaluated as "
+                              f"{objective} (by the objective of the stage training on it), "
+                              f"which reports {', '.join(reported)}")
+
+
+def _evaluated_as(trainer: Any, stages: list | None, places: list) -> dict[str, str]:
+    if trainer is None or not stages:
+        return {}
+    everywhere = tuple(m.split(".")[1] for _, m in places if m.count(".") == 2)
+    judged = tuple(m.split(".")[1] for p, m in places if p == "study.metric" and m.count(".") == 2)
+    return source_objectives(stages, trainer.objectives[0], everywhere, judged)
 
 
 def _check_search(ctx: Context) -> Iterator[Problem]:

@@ -218,6 +218,8 @@ class Trainer(Component):
     metrics: ClassVar[tuple[str, ...]] = ("loss",)
     #: the metrics among those where higher is better (accuracy, f1); the rest are minimised
     maximize: ClassVar[tuple[str, ...]] = ()
+    #: the metrics a source evaluated under each objective gets (empty: `metrics` for all)
+    objective_metrics: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     @abstractmethod
     def start(self, setup: TrialSetup) -> TrainerRun:

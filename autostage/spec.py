@@ -346,3 +346,24 @@ def _stage_by_name(stages: list, name: str, where: str) -> dict:
     names = [s.get("name") for s in stages if isinstance(s, dict)]
     raise LookupError(f"no stage named '{name}' at {where}; stages: {', '.join(map(str, names))}")
 
+
+
+def source_objectives(stages: list[StageSection], default: str,
+                      evaluated_everywhere: tuple[str, ...] = (),
+                      judged: tuple[str, ...] = ()) -> dict[str, str]:
+    """The objective each data source is evaluated with: that of the first stage that trains
+    on it (a forgetting curve then measures one thing throughout); for a source the study
+    metric is `judged` on, that of the last stage training on it (the model is judged as it
+    ends: masked-LM pretraining on the target's texts, then classifying them, is judged by
+    accuracy); for a source no stage trains on, that of the first stage evaluating it."""
+    out: dict[str, str] = {}
+    for stage in stages:
+        for source in stage.sources:
+            if source in judged:
+                out[source] = stage.objective or default
+            else:
+                out.setdefault(source, stage.objective or default)
+    for stage in stages:
+        for source in (*stage.evals, *evaluated_everywhere):
+            out.setdefault(source, stage.objective or default)
+    return out

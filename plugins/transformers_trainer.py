@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from autostage.components import StageRun, TextDataset, Trainer, TrainResult, TrialSetup
 from autostage.decisions import TrialFailed
@@ -30,6 +30,8 @@ class Transformers(Trainer):
     objectives = ("causal_lm", "mlm", "classify")
     metrics = ("loss", "perplexity", "accuracy", "f1")
     maximize = ("accuracy", "f1")
+    objective_metrics = {"causal_lm": ("loss", "perplexity"), "mlm": ("loss", "perplexity"),
+                         "classify": ("loss", "accuracy", "f1")}
 
     arch: Literal["gpt2", "bert"] = "gpt2"
     n_layer: int = Field(2, ge=1, le=96)
@@ -48,6 +50,13 @@ class Transformers(Trainer):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = Field(True, description="bf16 autocast on CUDA")
     nan_at_step: int = Field(0, ge=0, description="fault injection for tests: NaN loss there")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> Transformers:
+        if not self.pretrained and self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head "
+                             f"({self.n_head})")
+        return self
 
     def check_objectives(self, objectives: set[str]) -> list[str]:
         if self.pretrained:
@@ -76,8 +85,15 @@ class TransformersRun:
         self.sources = _text_sources(setup)
         self.tok = _tokenizer(cfg, self.sources, setup)
         self.data = _Data(self.sources, self.tok, setup.seed)
-        self.num_labels = max([self.data.num_labels(s) for s, o in setup.objectives.items()
-                               if o == "classify"] or [2])
+        classified = [s for s, o in setup.objectives.items() if o == "classify" and s in
+                      self.sources]
+        unlabelled = [s for s in classified if not self.data.num_labels(s)]
+        if unlabelled:
+            raise AutostageError(
+                f"data source {unlabelled[0]!r} has no labels, but a classify stage trains on "
+                "or evaluates it: give it labels (e.g. label_field, or pydoc's variant = "
+                "\"classify\"), or evaluate it in a language-model stage")
+        self.num_labels = max([self.data.num_labels(s) for s in classified] or [2])
         self.models: dict[str, Any] = {}
         self.stage: StageRun | None = None
         self.optimizer: Any = None

@@ -242,3 +242,36 @@ def test_a_bpe_tokenizer_is_trained_once_and_cached(tmp_path, registry):
                                        "stage.general.tokens=1024", "stage.target.tokens=1024"],
         cache_dir=str(cache))
     assert files[0].stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["study.metric=eval.target.accuracy", "study.mode=max"],
+     "'target' is evaluated as causal_lm"),
+    (["model.n_head=3"], "n_embd (32) must be a multiple of n_head (3)"),
+])
+def test_settings_that_could_only_fail_at_run_time_are_refused_by_validate(
+        tmp_path, capsys, overrides, message):
+    (tmp_path / "study.toml").write_text(GPT2)
+    args = [a for o in overrides for a in ("--set", o)]
+    assert main(["validate", str(tmp_path / "study.toml"), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_classifying_an_unlabelled_source_is_one_clear_error(tmp_path, capsys):
+    args = ["--set", 'data.extra={dataset="pydoc"}', "--set", 'stage.classify.evals=["extra"]',
+            "--set", "model.n_layer=1", "--set", "model.n_embd=32"]
+    assert main(["trial", str(BERT_STUDY), *args]) == 2
+    err = capsys.readouterr().err
+    assert "data source 'extra' has no labels" in err and "Traceback" not in err
+
+
+def test_pretraining_on_the_target_texts_is_judged_by_the_final_objective(tmp_path, registry):
+    # masked-LM on the very texts the classifier is then trained on, judged by accuracy
+    study, config = prepare(tmp_path, registry, text=BERT_STUDY.read_text(), overrides=[
+        "stage.pretrain.data=topics", "search.plan={order='pretrain>classify'}",
+        "stage.pretrain.tokens=1024", "stage.classify.tokens=1024", "model.n_layer=1",
+        "model.n_embd=32"])
+    plan, trainer = start(registry, study, config)
+    result = run_trial(plan, trainer)
+    assert result.status == "completed"
+    assert 0 <= result.value <= 1  # eval.topics.accuracy, measured through the classifier

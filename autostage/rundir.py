@@ -66,6 +66,16 @@ class RunDir:
         with path.open("a") as f:
             f.write(json.dumps(_finite(event), default=str) + "\n")
 
+    def truncate_events(self, number: int, keep: int) -> None:
+        """Keep the first `keep` evals of trial `number` (a retried trial resumes there)."""
+        path = self.trial_dir(number) / "events.jsonl"
+        if path.exists():
+            lines = path.read_text().splitlines(keepends=True)[:keep]
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".events.")
+            with os.fdopen(fd, "w") as f:
+                f.writelines(lines)
+            os.replace(tmp, path)
+
     def write_result(self, number: int, record: dict[str, Any]) -> None:
         write_json(self.trial_dir(number) / "result.json", _finite(record))
 

@@ -134,7 +134,7 @@ def test_best_never_picks_a_non_finite_or_unfinished_value():
 def test_a_failed_trial_is_retried_from_its_stage_checkpoint(ray_session, tmp_path):
     study = STUDY.replace('skip = ["prereq"]', "") + textwrap.dedent("""
         [search.trainer.toy]
-        crash_at_tokens = 60_000
+        crash_at_tokens = 90_000
         crash_once = true
     """)
     study = study.replace("trials = 8", "trials = 2\nretries = 1").replace(
@@ -147,8 +147,11 @@ def test_a_failed_trial_is_retried_from_its_stage_checkpoint(ray_session, tmp_pa
         # 4 x 10,240 + 4 x 20,480 (whole 2048-token steps), as without the crash: no token
         # was trained twice or lost in the accounting
         assert r["tokens"] == 122_880
-        stages = [e["stage"] for e in run.events(r["number"])]
+        events = run.events(r["number"])
+        stages = [e["stage"] for e in events]
         assert stages.count("prereq") == 4  # the prerequisite was not retrained
+        tokens = [e["tokens"] for e in events]
+        assert tokens == sorted(set(tokens)) and r["evals"] == 8  # no eval recorded twice
         assert (run.trial_dir(r["number"]) / "crashed-once").exists()
 
 

@@ -31,6 +31,9 @@ class Recorder(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
         number = int(result["trial_number"])
+        if "resumed_at" in result:
+            self.run.truncate_events(number, int(result["resumed_at"]))
+            return
         for earlier in result.get("earlier_evals", []):
             self.run.append_event(number, {k: v for k, v in earlier.items() if _is_ours(k)})
         if FINAL in result or "stage" not in result:

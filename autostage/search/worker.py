@@ -64,6 +64,8 @@ def run_one(config: dict[str, Any], job: SearchJob) -> None:
         with checkpoint.as_directory() as directory:
             trainer.load(directory)
             resume = LoopState.from_json(json.loads((Path(directory) / "loop.json").read_text()))
+        # a retry: the evals after this checkpoint were recorded once already, and will be again
+        tune.report({"resumed_at": len(resume.evals), "trial_number": number})
     final = job.study.final.name if job.study.final else None
     reporter = _Reporter(trainer, number, final, resume.evals if resume else (), job.every_eval)
     try:

@@ -89,6 +89,9 @@ def _check_study(ctx: Context) -> Iterator[Problem]:
         name = getattr(study, kind)
         if not registry.has(kind, name):
             yield Problem(f"study.{kind}", _unknown(kind, name, registry))
+        else:
+            yield from _check_settings(kind, name, getattr(study, f"{kind}_settings"),
+                                       f"study.{kind}_settings", registry)
     if len(study.metrics) != len(study.modes):
         yield Problem("study.mode", f"give one mode, or one per metric ({len(study.metrics)})")
     if len(study.metrics) > 1 and study.trial_scheduler != "fifo":

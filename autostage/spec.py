@@ -36,7 +36,11 @@ class StudySection(Section):
     parallel: int = Field(1, ge=1, description="trials running at once")
     seed: int = 0
     sampler: str = "tpe"
+    sampler_settings: dict[str, Any] = Field(
+        default_factory=dict, description="the sampler's fields, e.g. {n_startup_trials = 4}")
     trial_scheduler: str = "fifo"
+    trial_scheduler_settings: dict[str, Any] = Field(
+        default_factory=dict, description="the trial scheduler's fields, e.g. {grace_period = 1}")
     token_budget: int | None = Field(None, gt=0, description="the search stops once spent")
     retries: int = Field(0, ge=0, description="retries of a failed trial from its checkpoint")
     storage: str | None = Field(None, pattern=r"^[a-z0-9+]+://",

@@ -304,3 +304,14 @@ def test_a_failed_start_never_deletes_the_users_study_file(tmp_path, capsys):
     assert code == 2
     assert Path(path).read_text() == STUDY
     assert not (tmp_path / "study.json").exists()
+
+
+def test_trial_scheduler_settings_reach_the_scheduler(ray_session, tmp_path):
+    code, run = search(tmp_path, "--trials", "10", "--set",
+                       "search.optimizer.adamw.lr={low = 1e-5, high = 2e-2, log = true}",
+                       "--set", "study.trial_scheduler_settings={grace_period = 3}")
+    assert code == 0
+    for r in run.results():
+        if r["status"] == "pruned":  # ASHA's first rung is now at the 3rd target eval
+            targets = [e for e in run.events(r["number"]) if e["stage"] == "target"]
+            assert len(targets) >= 3

@@ -124,11 +124,12 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
     modes = s.modes if len(s.metrics) > 1 else s.modes[0]
     searcher = StudySearch(
         space=functools.partial(suggest, space), metric=metrics, mode=modes,
-        sampler=registry.create("sampler", s.sampler).build(seed=s.seed),
+        sampler=registry.create("sampler", s.sampler, s.sampler_settings).build(seed=s.seed),
         study_name=s.name, storage=storage,
     )
     max_t = _max_final_evals(study)
-    scheduler = registry.create("trial_scheduler", s.trial_scheduler).build(
+    scheduler = registry.create("trial_scheduler", s.trial_scheduler,
+                                s.trial_scheduler_settings).build(
         metric=s.metrics[0], mode=s.modes[0], time_attr=TIME_ATTR, max_t=max_t)
     budget = TokenBudget(s.token_budget, spent)
     stops = searcher.stops = EarlyStops(s.trial_scheduler, budget)

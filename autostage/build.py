@@ -68,7 +68,7 @@ class _Maker:
 def _stage(study: Study, s: StageSection, trainer: Trainer, config: TrialConfig,
            make: _Maker) -> StagePlan:
     mix = config.mix.get(s.name) or {src: 1.0 / len(s.sources) for src in s.sources}
-    watch = _watch(study, s, mix, trainer)
+    watch = _watch(study, s, mix)
     metric_sources = [m.split(".")[1] for m in study.study.metrics if m.startswith("eval.")]
     watch_source = watch.split(".")[1]
     evals = tuple(dict.fromkeys([*s.sources, *metric_sources, *s.evals, watch_source]))
@@ -87,14 +87,14 @@ def _stage(study: Study, s: StageSection, trainer: Trainer, config: TrialConfig,
     )
 
 
-def _watch(study: Study, s: StageSection, mix: dict[str, float], trainer: Trainer) -> str:
+def _watch(study: Study, s: StageSection, mix: dict[str, float]) -> str:
     """The metric a policy judges a stage by: its own `watch`, else the study metric when the
     stage trains on the metric's data, else the loss on the stage's main data source (every
     objective has a loss; accuracy, say, does not fit a masked-LM stage)."""
     if s.watch:
         return s.watch
     metric = study.study.metrics[0]
-    _, source, name = metric.split(".")
+    source = metric.split(".")[1]
     if source in s.sources:
         return metric
     main = max(mix, key=mix.get)

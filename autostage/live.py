@@ -15,6 +15,16 @@ from rich.table import Table
 from autostage.rundir import best_trial
 
 
+class QuietView:
+    """A search view that draws nothing: for `run_search` from Python (benchmarks, notebooks)."""
+
+    def start(self, study: Any, done: int, tokens: int) -> None: ...
+    def stop(self) -> None: ...
+    def trial_started(self) -> None: ...
+    def trial_result(self, result: dict[str, Any]) -> None: ...
+    def trial_ended(self, record: dict[str, Any]) -> None: ...
+
+
 class SearchView:
     """Counts trials and tokens from the driver's callbacks; draws them."""
 

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from autostage.live import QuietView
+
 STUDY = Path(__file__).parent.parent / "studies" / "quickstart-toy.toml"
 # Every trial does the same work (nothing searched), so both paths train the same tokens.
 FIXED = ["study.trial_scheduler=fifo", "study.sampler=random", "study.parallel=1",
@@ -76,20 +78,14 @@ def time_bare_optuna(trials: int, step_seconds: float) -> float:
     return time.perf_counter() - start
 
 
-class _Quiet:
-    """A search view that draws nothing (the benchmark times the search, not the terminal)
-    and notes when the first trial started: the one-off cost of starting a Ray actor."""
+class _Quiet(QuietView):
+    """Draws nothing (the benchmark times the search, not the terminal) and notes when the
+    first trial started: the one-off cost of starting a Ray actor."""
 
     first_start = 0.0
 
-    def start(self, *args, **kwargs): ...
-    def stop(self): ...
-
     def trial_started(self):
         self.first_start = self.first_start or time.perf_counter()
-
-    def trial_result(self, result): ...
-    def trial_ended(self, record): ...
 
 
 def main() -> None:

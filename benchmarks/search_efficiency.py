@@ -103,6 +103,7 @@ def run_method(name: str, seed: int, budget: int, workdir: Path) -> dict:
     """One search; its best-so-far curve over the tokens it spent."""
     from autostage.check import load_study
     from autostage.host import load_registry
+    from autostage.live import QuietView
     from autostage.rundir import RunDir, best_trial
     from autostage.search import run_search
 
@@ -113,7 +114,7 @@ def run_method(name: str, seed: int, budget: int, workdir: Path) -> dict:
     study = load_study(path, registry, overrides)
     start = time.perf_counter()
     outcome = run_search(study, registry, RunDir(workdir / f"{name}-{seed}"), resume=False,
-                         address=None, view=_Quiet())
+                         address=None, view=QuietView())
     wall = time.perf_counter() - start
     records = sorted(outcome.records, key=lambda r: r.get("ended") or 0)
     curve, spent, best = [], 0, math.inf
@@ -139,14 +140,6 @@ def paired_ci(a: list[float], b: list[float], draws: int = 4000) -> tuple[float,
     rng = random.Random(0)
     means = sorted(statistics.fmean(rng.choices(diffs, k=len(diffs))) for _ in range(draws))
     return statistics.fmean(diffs), means[int(0.025 * draws)], means[int(0.975 * draws) - 1]
-
-
-class _Quiet:
-    def start(self, *args, **kwargs): ...
-    def stop(self): ...
-    def trial_started(self): ...
-    def trial_result(self, result): ...
-    def trial_ended(self, record): ...
 
 
 def prerequisite_check(seeds: list[int], workdir: Path) -> dict:

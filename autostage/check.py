@@ -109,14 +109,28 @@ def _check_settings(kind: str, name: str, settings: dict[str, Any], path: str,
     """A component's fixed settings (the [model] or [data.x] table) against its fields."""
     cls = registry.get(kind, name)
     fields = fields_of(cls)
+    problems = []
     for key, value in settings.items():
         if key not in fields:
-            yield Problem(f"{path}.{key}", _unknown_field(kind, name, key, fields))
+            problems.append(Problem(f"{path}.{key}", _unknown_field(kind, name, key, fields)))
         elif (why := check_value(cls, key, value)) is not None:
-            yield Problem(f"{path}.{key}", why)
+            problems.append(Problem(f"{path}.{key}", why))
     for key, info in fields.items():
         if info.required and key not in settings:
-            yield Problem(f"{path}.{key}", f"required by {kind} '{name}': {info.type_text()}")
+            problems.append(Problem(f"{path}.{key}",
+                                    f"required by {kind} '{name}': {info.type_text()}"))
+    yield from problems or _check_together(cls, settings, path)
+
+
+def _check_together(cls: Any, settings: dict[str, Any], path: str) -> Iterator[Problem]:
+    """Rules between fields (the plugin's own validators), once each field is fine alone:
+    otherwise they would only fail when a trial starts."""
+    try:
+        cls(**settings)
+    except ValidationError as e:
+        for err in e.errors():
+            if not err["loc"]:
+                yield Problem(path, err["msg"].removeprefix("Value error, "))
 
 
 def _unknown_field(kind: str, name: str, key: str, fields: dict) -> str:
@@ -195,11 +209,8 @@ def _check_trainer_objectives(sections: dict[str, Any], trainer: Any,
         return
     try:
         configured = trainer(**sections["model"].settings)
-    except ValidationError as e:
-        for err in e.errors():  # field errors are reported where they are; these are not
-            if not err["loc"]:
-                yield Problem("model", err["msg"].removeprefix("Value error, "))
-        return
+    except ValidationError:
+        return  # reported with the [model] table's settings
     chosen = {s.objective or trainer.objectives[0] for s in stages}
     for problem in configured.check_objectives(chosen):
         yield Problem("model", problem)

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from autostage.components import Example, TextDataset
 from autostage.errors import AutostageError
@@ -62,22 +62,35 @@ def _pydoc(variant: str, chars: int, classes: int, val_fraction: float,
 class Arith(TextDataset):
     """Seeded addition problems, e.g. `00417+03905=223400` with `reverse` answers written
     least-significant digit first (easier for a left-to-right model). Only the answer is
-    scored; the prompt is context."""
+    scored; the prompt is context. `operand_digits` below `digits` makes an easier task in the
+    same format (`00042+00017=950000`): a prerequisite whose skills sit at the target's
+    positions."""
 
-    digits: int = Field(3, ge=1, le=12, description="digits per operand")
+    digits: int = Field(3, ge=1, le=12, description="digits per operand (the format's width)")
+    operand_digits: int | None = Field(None, ge=1, le=12,
+                                       description="operands below 10**this (default: digits)")
     reverse: bool = Field(True, description="answer digits least-significant first")
     pad: bool = Field(True, description="zero-pad operands and answer to fixed width")
     train_size: int = Field(20_000, ge=10, le=10_000_000)
     val_size: int = Field(256, ge=8, le=100_000)
 
+    @model_validator(mode="after")
+    def _operands_fit(self) -> Arith:
+        if (self.operand_digits or 0) > self.digits:
+            raise ValueError(f"operand_digits ({self.operand_digits}) must be at most digits "
+                             f"({self.digits}), the width operands are written in")
+        return self
+
     def examples(self, split: str, seed: int) -> list[Example]:
         # val comes from its own fixed stream so every trial is scored on the same problems
-        rng = random.Random(f"arith-val-{self.digits}" if split == "val" else f"{seed}-train")
+        task = self.digits if self.operand_digits is None else \
+            f"{self.digits}-{self.operand_digits}"
+        rng = random.Random(f"arith-val-{task}" if split == "val" else f"{seed}-train")
         size = self.val_size if split == "val" else self.train_size
         return [self._problem(rng) for _ in range(size)]
 
     def _problem(self, rng: random.Random) -> Example:
-        top = 10**self.digits - 1
+        top = 10**(self.operand_digits or self.digits) - 1
         a, b = rng.randint(0, top), rng.randint(0, top)
         width = self.digits + 1
         answer = str(a + b).zfill(width) if self.pad else str(a + b)

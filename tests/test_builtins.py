@@ -83,3 +83,19 @@ def test_optimizers_reduce_a_quadratic(registry, name, lr):
         loss().backward()
         opt.step()
     assert float(loss().detach()) < start * 0.1
+
+
+def test_arith_operand_digits_writes_easy_problems_in_the_targets_format():
+    from autostage_plugins.datasets import Arith
+
+    easy = Arith(digits=4, operand_digits=2, train_size=200).examples("train", seed=0)
+    full = Arith(digits=4, train_size=200).examples("train", seed=0)
+    for e in easy:
+        a, b = (int(x) for x in e.prompt.rstrip("=").split("+"))
+        assert a < 100 and b < 100 and len(e.prompt) == len("0000+0000=")
+        assert int(e.text[::-1]) == a + b and len(e.text) == 5  # reversed, padded answer
+    assert max(int(e.prompt[:4]) for e in full) >= 100  # the default uses every digit
+    # the held-out problems of the easy task are its own, and the same for every trial
+    val = Arith(digits=4, operand_digits=2).examples("val", seed=0)
+    assert val == Arith(digits=4, operand_digits=2).examples("val", seed=7)
+    assert val != Arith(digits=4).examples("val", seed=0)

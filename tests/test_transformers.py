@@ -248,6 +248,8 @@ def test_a_bpe_tokenizer_is_trained_once_and_cached(tmp_path, registry):
     (["study.metric=eval.target.accuracy", "study.mode=max"],
      "'target' is evaluated as causal_lm"),
     (["model.n_head=3"], "n_embd (32) must be a multiple of n_head (3)"),
+    (["data.target={dataset = 'arith', digits = 2, operand_digits = 3}"],
+     "operand_digits (3) must be at most digits (2)"),
 ])
 def test_settings_that_could_only_fail_at_run_time_are_refused_by_validate(
         tmp_path, capsys, overrides, message):

@@ -1,22 +1,25 @@
 """Does autostage find better training strategies with less compute? (a benchmark, not a test)
 
-Every method gets the same total training-token budget (`study.token_budget`: trials stop
-once it is spent) on one stage study with real training — a tiny GPT-2 on CPython's docs,
-2-digit addition (the prerequisite) and 3-digit reversed addition (the target) — and returns
-its best trial. Paired seeds: seed s fixes the search RNG and each trial's init and data.
+Every method gets the same compute budget (`study.token_budget` stops a search once its
+trials have trained that many tokens; evals are added at a third of a training token each)
+on one stage study with real training — a tiny GPT-2 on CPython's docs, easy addition in the
+target's format (operands < 100: the prerequisite) and 4-digit reversed addition (the
+target) — and returns its best trial.
+Paired seeds: seed s fixes the search RNG and each trial's init and data, for every method.
 
-  M1  random search over optimizer + LR, the stage order fixed (general > prereq > target)
-  M2  random search over stage plans (order, skips) + the target's replay weight + LR
+  M1  random search over the AdamW LR, the stage order fixed (general > prereq > target)
+  M2  random search over stage plans (order, skips) + prereq mixed into the target + LR
   M3  Optuna TPE over the same space as M2, no early stopping
-  M4  TPE + ASHA at final-stage evals + stage policies (fixed / plateau / bandit) searched
+  M4  TPE + ASHA at target evals + stage policies (fixed / plateau / bandit) searched
   null  M4 with the prerequisite replaced by a copy of the target: order cannot matter
 
-  python benchmarks/search_efficiency.py --smoke    # 3 seeds, small budget (~10 min)
-  python benchmarks/search_efficiency.py --full     # 5 seeds, larger budget (~60 min)
+  python benchmarks/search_efficiency.py --smoke    # 3 seeds, ~3 half-size trials each (~9 min)
+  python benchmarks/search_efficiency.py --full     # 5 seeds, ~8 trials each (~50 min)
 
-Reports per method: best target loss at the budget, tokens until the best-so-far first
-reaches TARGET_LOSS (fixed up front), paired bootstrap 95% CIs of the differences against M1
-and M2, wall time. Writes JSON, a markdown table and a Plotly figure to benchmarks/results/.
+First a fixed-strategy check shows whether the prerequisite helps at all at this size.
+Then per method: best target loss at the budget, compute until the best-so-far first reaches
+TARGET_LOSS (fixed up front), paired bootstrap 95% CIs of the differences against M1 and M2,
+wall time. Writes JSON, a markdown table and a Plotly figure to benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -30,9 +33,16 @@ import tempfile
 import time
 from pathlib import Path
 
-TARGET_LOSS = 1.5  # answer-token loss (nats) counted as "reached", fixed before any run
+TARGET_LOSS = 0.5  # answer-token loss (nats) counted as "reached", fixed before the full run
+EVAL_COST = 1 / 3  # an eval token is a forward pass only: a third of a training token's work
 RESULTS = Path(__file__).parent / "results"
 
+# Knobs chosen with a fixed-strategy probe at equal tokens (3 seeds, 750k): 4-digit reversed
+# addition sits on a ~1.55-nat plateau until the model "gets" carrying, at 300k tokens or
+# never. Mixing in easy problems written in the same 4-digit format (operands < 100) gets
+# there on every seed (answer loss 0.007-0.026 vs 0.085-1.54 for the target alone); the
+# same problems as an earlier stage do not help (0.42-1.47), nor do 2-digit problems in
+# their own format. One 4-digit problem per 20-token row; 200k problems per source.
 STUDY = """
 [study]
 name = "efficiency"
@@ -48,59 +58,89 @@ trainer = "transformers"
 n_layer = 2
 n_embd = 64
 n_head = 4
-context = 64
-batch_size = 16
-eval_batches = 2
+context = 20
+batch_size = 32
+eval_batches = 4
 
 [data.general]
 dataset = "pydoc"
 [data.prereq]
 dataset = "arith"
-digits = 2
+digits = 4
+operand_digits = 2
+reverse = true
+train_size = 200_000
 [data.target]
 dataset = "arith"
-digits = 3
+digits = 4
 reverse = true
+train_size = 200_000
 
 [[stage]]
 name = "general"
 data = "general"
-tokens = 40_000
+tokens = 50_000
+watch = "eval.general.loss"
 [[stage]]
 name = "prereq"
 data = "prereq"
-tokens = 60_000
+tokens = 150_000
+watch = "eval.prereq.loss"
 [[stage]]
 name = "target"
 data = { target = 1.0, prereq = 0.0 }
-tokens = 240_000
+tokens = 600_000
+eval_every = 75_000
 final = true
 
 [search.optimizer.adamw]
-lr = { low = 3e-4, high = 1e-2, log = true }
-[search.optimizer.sgd]
-lr = { low = 1e-2, high = 0.5, log = true }
-momentum = 0.9
+lr = { low = 1e-3, high = 2e-2, log = true }
 [search.lr_schedule.cosine]
 warmup = 0.05
+min_ratio = 0.1
 """
 
+TPE = ["study.sampler=tpe", "study.sampler_settings={n_startup_trials = 3}"]
 PLAN_SEARCH = ["search.plan={reorder = ['general', 'prereq'], skip = ['general', 'prereq']}",
                "stage.target.data={target = 1.0, prereq = {low = 0.0, high = 1.0}}"]
+ADAPTIVE = ["study.trial_scheduler=asha",
+            "study.trial_scheduler_settings={grace_period = 4, reduction_factor = 2}",
+            "search.stage_policy={fixed = {}, plateau = {patience = {low = 1, high = 3}}, "
+            "bandit = {}}"]
 METHODS = {
     "M1": ["search.plan={order = 'general>prereq>target'}"],
     "M2": PLAN_SEARCH,
-    "M3": [*PLAN_SEARCH, "study.sampler=tpe"],
-    "M4": [*PLAN_SEARCH, "study.sampler=tpe", "study.trial_scheduler=asha",
-           "search.stage_policy={fixed = {}, plateau = {patience = {low = 1, high = 3}}, "
-           "bandit = {}}"],
-    "null": [*PLAN_SEARCH, "study.sampler=tpe", "study.trial_scheduler=asha",
-             "data.prereq={dataset = 'arith', digits = 3, reverse = true}"],
+    "M3": [*PLAN_SEARCH, *TPE],
+    "M4": [*PLAN_SEARCH, *TPE, *ADAPTIVE],
+    "null": [*PLAN_SEARCH, *TPE, *ADAPTIVE,
+             "data.prereq={dataset = 'arith', digits = 4, reverse = true, "
+             "train_size = 200_000}"],
 }
+# --smoke checks the plumbing, not the claim: every stage at half length, ~3 trials a search
+SIZES = {"full": {"general": 50_000, "prereq": 150_000, "target": 600_000},
+         "smoke": {"general": 25_000, "prereq": 75_000, "target": 300_000}}
 
 
-def run_method(name: str, seed: int, budget: int, workdir: Path) -> dict:
-    """One search; its best-so-far curve over the tokens it spent."""
+def sized(mode: str) -> list[str]:
+    """Overrides that set every stage's length (8 target evals)."""
+    size = SIZES[mode]
+    return [*(f"stage.{name}.tokens={tokens}" for name, tokens in size.items()),
+            f"stage.target.eval_every={size['target'] // 8}"]
+
+
+def check_arms(mode: str) -> dict[str, list[str]]:
+    """The fixed-strategy check: the same LR and the same tokens in every arm."""
+    both = SIZES[mode]["prereq"] + SIZES[mode]["target"]
+    alone = ["search.plan={order = 'target'}", f"stage.target.tokens={both}"]
+    return {
+        "target only": alone,
+        "prereq > target": ["search.plan={order = 'prereq>target'}"],
+        "target, prereq mixed in 1:1": [*alone, "stage.target.data={target = 1.0, prereq = 1.0}"],
+    }
+
+
+def run_method(name: str, seed: int, budget: int, workdir: Path, mode: str) -> dict:
+    """One search; its best-so-far curve over the compute it spent."""
     from autostage.check import load_study
     from autostage.host import load_registry
     from autostage.live import QuietView
@@ -110,28 +150,37 @@ def run_method(name: str, seed: int, budget: int, workdir: Path) -> dict:
     path = workdir / "study.toml"
     path.write_text(STUDY)
     registry = load_registry()
-    overrides = [*METHODS[name], f"study.seed={seed}", f"study.token_budget={budget}"]
+    overrides = [*sized(mode), *METHODS[name], f"study.seed={seed}",
+                 f"study.token_budget={budget}"]
     study = load_study(path, registry, overrides)
+    run = RunDir(workdir / f"{name}-{seed}")
     start = time.perf_counter()
-    outcome = run_search(study, registry, RunDir(workdir / f"{name}-{seed}"), resume=False,
-                         address=None, view=QuietView())
+    outcome = run_search(study, registry, run, resume=False, address=None, view=QuietView())
     wall = time.perf_counter() - start
+    per_eval = study.model.settings["eval_batches"] * study.model.settings["batch_size"] \
+        * study.model.settings["context"]
     records = sorted(outcome.records, key=lambda r: r.get("ended") or 0)
-    curve, spent, best = [], 0, math.inf
+    curve, spent, trained, best = [], 0.0, 0, math.inf
     for r in records:
-        spent += r.get("tokens") or 0
+        evaluated = sum(1 for e in run.events(r["number"]) for k in e
+                        if k.startswith("eval.") and k.endswith(".loss")) * per_eval
+        trained += r.get("tokens") or 0
+        spent += (r.get("tokens") or 0) + EVAL_COST * evaluated
         if r["status"] in ("completed", "stopped") and r.get("value") is not None:
             best = min(best, r["value"])
-        curve.append((spent, best))
+        curve.append((round(spent), best))
     top = best_trial(outcome.records, "min")
     reached = next((t for t, b in curve if b <= TARGET_LOSS and t <= budget), None)
     # Trials still running when the budget is spent finish their segment first, so a search
-    # overruns a little: judge every method by its best trial that ended within the budget.
+    # overruns a little: judge every method by its best trial that ended within the budget,
+    # counted in compute (training tokens + a third of each eval token).
     at_budget = min((b for t, b in curve if t <= budget), default=math.inf)
     return {"method": name, "seed": seed, "best": at_budget, "best_overall": best,
-            "tokens": spent, "wall_s": wall,
-            "tokens_to_target": reached, "trials": len(records), "curve": curve,
-            "best_plan": top["plan"] if top else None}
+            "tokens": trained, "compute": round(spent), "wall_s": wall,
+            "tokens_to_target": reached, "trials": len(records),
+            "pruned": sum(r["status"] == "pruned" for r in records), "curve": curve,
+            "best_plan": top["plan"] if top else None,
+            "best_config": top["config"] if top else None}
 
 
 def paired_ci(a: list[float], b: list[float], draws: int = 4000) -> tuple[float, float, float]:
@@ -142,9 +191,23 @@ def paired_ci(a: list[float], b: list[float], draws: int = 4000) -> tuple[float,
     return statistics.fmean(diffs), means[int(0.025 * draws)], means[int(0.975 * draws) - 1]
 
 
-def prerequisite_check(seeds: list[int], workdir: Path) -> dict:
-    """Before comparing searches: does the prerequisite help the target at this size, with
-    the order fixed and the LR fixed? (target alone vs prereq > target, same target tokens)"""
+def prerequisite_check(seeds: list[int], workdir: Path, mode: str) -> dict:
+    """Before comparing searches: does the prerequisite help the target at this size?
+    Fixed strategies (check_arms), AdamW at 3e-3; one trial per arm and seed, two at a time
+    on Ray."""
+    import ray
+
+    path = workdir / "check.toml"
+    path.write_text(STUDY)
+    fixed_trial = ray.remote(num_cpus=1)(_fixed_trial)
+    arms = check_arms(mode)
+    jobs = {(arm, seed): fixed_trial.remote(str(path), [*sized(mode), *overrides], seed)
+            for arm, overrides in arms.items() for seed in seeds}
+    values = dict(zip(jobs, ray.get(list(jobs.values())), strict=True))
+    return {arm: [values[arm, s] for s in seeds] for arm in arms}
+
+
+def _fixed_trial(path: str, overrides: list[str], seed: int) -> float:
     from autostage.build import build_trial
     from autostage.check import load_study
     from autostage.host import load_registry
@@ -152,52 +215,74 @@ def prerequisite_check(seeds: list[int], workdir: Path) -> dict:
     from autostage.trial import run_trial
 
     registry = load_registry()
-    path = workdir / "check.toml"
-    path.write_text(STUDY)
-    out: dict[str, list[float]] = {}
-    for plan in ("target", "prereq>target"):
-        study = load_study(path, registry, [f"search.plan={{order = '{plan}'}}",
-                                            "search.optimizer={adamw = {lr = 3e-3}}"])
-        space = compile_space(study, registry)
-        for seed in seeds:
-            built = build_trial(study, registry, decode(space, sample(space, seed)), seed=seed)
-            result = run_trial(built.plan, built.trainer.start(built.setup))
-            out.setdefault(plan, []).append(result.value)
-    return out
+    study = load_study(Path(path), registry,
+                       [*overrides, "search.optimizer={adamw = {lr = 3e-3}}"])
+    space = compile_space(study, registry)
+    built = build_trial(study, registry, decode(space, sample(space, seed)), seed=seed,
+                        threads=1)
+    return run_trial(built.plan, built.trainer.start(built.setup)).value
 
 
 def report(rows: list[dict], check: dict, args: argparse.Namespace, mode: str) -> None:
-    methods = list(METHODS)
     by = {m: sorted((r for r in rows if r["method"] == m), key=lambda r: r["seed"])
-          for m in methods}
+          for m in METHODS}
     lines = [f"# Search efficiency ({mode}): {len(args.seeds)} paired seeds, "
-             f"{args.budget:,} training tokens per search; target loss {TARGET_LOSS}", "",
-             "Prerequisite check (fixed order, AdamW 3e-3, per seed): "
-             + ", ".join(f"{k}: {[round(v, 3) for v in vs]}" for k, vs in check.items()), "",
-             "Best = the best trial that ended within the budget (searches overrun it by the "
-             "segments their last trials were in).", "",
-             "| method | best target loss (mean) | vs M1: diff [95% CI] | vs M2: diff [95% CI] "
-             "| tokens to target (median) | wall s (mean) |", "|---|---|---|---|---|---|"]
-    for m in methods:
-        best = [r["best"] for r in by[m]]
-        cells = []
-        for ref in ("M1", "M2"):
-            d, lo, hi = paired_ci(best, [r["best"] for r in by[ref]])
-            cells.append("—" if m == ref else f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
-        reached = [r["tokens_to_target"] for r in by[m]]
-        med = statistics.median([t if t is not None else math.inf for t in reached])
-        lines.append(f"| {m} | {statistics.fmean(best):.3f} | {cells[0]} | {cells[1]} | "
-                     f"{'not reached' if math.isinf(med) else f'{med:,.0f}'} "
-                     f"({sum(t is not None for t in reached)}/{len(reached)} seeds) | "
-                     f"{statistics.fmean(r['wall_s'] for r in by[m]):.0f} |")
+             f"{args.budget:,} tokens of compute per search", "",
+             f"Command: `python benchmarks/search_efficiency.py --{mode}`", "",
+             "## Prerequisite check (fixed strategy, AdamW 3e-3, equal tokens)", "",
+             "| strategy | target loss per seed | mean |", "|---|---|---|"]
+    lines += [f"| {arm} | {', '.join(f'{v:.3f}' for v in vs)} | {statistics.fmean(vs):.3f} |"
+              for arm, vs in check.items()]
+    lines += ["", "## Best target loss at the budget (lower is better)", "",
+              "Compute = training tokens + a third of every eval token (forward only). Best = "
+              "the best trial that ended within the budget: searches overrun it by the "
+              "segments their last trials were in, and that overrun is not counted.", "",
+              "| method | mean | per seed | vs M1: diff [95% CI] | vs M2: diff [95% CI] "
+              "| trials (pruned) | wall s |", "|---|---|---|---|---|---|---|"]
+    for m, runs in by.items():
+        best = [r["best"] for r in runs]
+        lines.append(
+            f"| {m} | {statistics.fmean(best):.3f} | {', '.join(f'{b:.3f}' for b in best)} | "
+            f"{_vs(best, by, 'M1', m, 'best', '.3f')} | {_vs(best, by, 'M2', m, 'best', '.3f')} | "
+            f"{statistics.fmean(r['trials'] for r in runs):.1f} "
+            f"({statistics.fmean(r['pruned'] for r in runs):.1f}) | "
+            f"{statistics.fmean(r['wall_s'] for r in runs):.0f} |")
+    lines += ["", f"## Compute until the best-so-far first reaches {TARGET_LOSS} nats "
+              "(lower is better)", "",
+              "A search that never reached it counts as the whole budget, so differences "
+              "involving it understate the gap.", "",
+              "| method | reached | median | vs M1: diff [95% CI] | vs M2: diff [95% CI] |",
+              "|---|---|---|---|---|"]
+    for m, runs in by.items():
+        tokens = [_reached(r, args.budget) for r in runs]
+        lines.append(
+            f"| {m} | {sum(r['tokens_to_target'] is not None for r in runs)}/{len(runs)} | "
+            f"{statistics.median(tokens):,.0f} | "
+            f"{_vs(tokens, by, 'M1', m, 'reached', ',.0f', args.budget)} | "
+            f"{_vs(tokens, by, 'M2', m, 'reached', ',.0f', args.budget)} |")
     table = "\n".join(lines)
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"search_efficiency-{mode}.md").write_text(table + "\n")
     (RESULTS / f"search_efficiency-{mode}.json").write_text(json.dumps(
         {"rows": rows, "prerequisite_check": check, "budget": args.budget,
-         "seeds": args.seeds, "target_loss": TARGET_LOSS}, indent=1))
+         "seeds": args.seeds, "target_loss": TARGET_LOSS, "eval_cost": EVAL_COST}, indent=1))
     _figure(by, mode)
+
+
+def _reached(row: dict, budget: int) -> float:
+    return budget if row["tokens_to_target"] is None else row["tokens_to_target"]
+
+
+def _vs(values: list[float], by: dict, ref: str, m: str, key: str, fmt: str,
+        budget: int = 0) -> str:
+    if m == ref:
+        return "—"
+    base = [r["best"] if key == "best" else _reached(r, budget) for r in by[ref]]
+    if not all(map(math.isfinite, [*values, *base])):
+        return "n/a (a search ended no trial within the budget)"
+    d, lo, hi = paired_ci(values, base)
+    return f"{d:+{fmt}} [{lo:+{fmt}}, {hi:+{fmt}}]"
 
 
 def _figure(by: dict, mode: str) -> None:
@@ -210,8 +295,10 @@ def _figure(by: dict, mode: str) -> None:
             ys = [b for _, b in r["curve"] if math.isfinite(b)]
             fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{m} seed {r['seed']}",
                                      legendgroup=m, line_shape="hv"))
-    fig.update_layout(title="Best target loss so far vs training tokens spent",
-                      xaxis_title="training tokens", yaxis_title="best eval.target.loss")
+    fig.add_hline(y=TARGET_LOSS, line_dash="dot", annotation_text="target loss")
+    fig.update_layout(title="Best target loss so far vs compute spent (paired seeds)",
+                      xaxis_title="compute (training tokens + evals)",
+                      yaxis_title="best eval.target.loss")
     fig.write_html(RESULTS / f"search_efficiency-{mode}.html", include_plotlyjs="cdn")
 
 
@@ -223,7 +310,8 @@ def main() -> None:
     args = p.parse_args()
     mode = "smoke" if args.smoke else "full"
     args.seeds = [0, 1, 2] if args.smoke else [0, 1, 2, 3, 4]
-    args.budget = 700_000 if args.smoke else 2_400_000
+    # ~8 trials per search in --full (~50 min), ~3 half-length ones in --smoke (~9 min)
+    args.budget = 1_200_000 if args.smoke else 6_400_000
 
     import ray
 
@@ -231,13 +319,15 @@ def main() -> None:
     rows = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            check = prerequisite_check(args.seeds[:2] if args.smoke else args.seeds, Path(tmp))
+            check = prerequisite_check(args.seeds, Path(tmp), mode)
+            print("prerequisite check:", json.dumps(check), flush=True)
             for seed in args.seeds:
                 for m in METHODS:
-                    rows.append(run_method(m, seed, args.budget, Path(tmp)))
+                    rows.append(run_method(m, seed, args.budget, Path(tmp), mode))
                     r = rows[-1]
-                    print(f"{m:>4} seed {seed}: best {r['best']:.3f} after {r['tokens']:,} "
-                          f"tokens, {r['trials']} trials, {r['wall_s']:.0f} s", flush=True)
+                    print(f"{m:>4} seed {seed}: best {r['best']:.3f}, {r['compute']:,} compute, "
+                          f"{r['trials']} trials ({r['pruned']} pruned), {r['wall_s']:.0f} s",
+                          flush=True)
     finally:
         ray.shutdown()
     report(rows, check, args, mode)

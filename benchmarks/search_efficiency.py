@@ -13,8 +13,8 @@ Paired seeds: seed s fixes the search RNG and each trial's init and data, for ev
   M4  TPE + ASHA at target evals + stage policies (fixed / plateau / bandit) searched
   null  M4 with the prerequisite replaced by a copy of the target: order cannot matter
 
-  python benchmarks/search_efficiency.py --smoke    # 3 seeds, ~3 half-size trials each (~9 min)
-  python benchmarks/search_efficiency.py --full     # 5 seeds, ~8 trials each (~50 min)
+  python benchmarks/search_efficiency.py --smoke    # 3 seeds, 2-3 half-size trials each (~10 min)
+  python benchmarks/search_efficiency.py --full     # 5 seeds, ~8 trials each (57 min)
 
 First a fixed-strategy check shows whether the prerequisite helps at all at this size.
 Then per method: best target loss at the budget, compute until the best-so-far first reaches
@@ -116,7 +116,7 @@ METHODS = {
              "data.prereq={dataset = 'arith', digits = 4, reverse = true, "
              "train_size = 200_000}"],
 }
-# --smoke checks the plumbing, not the claim: every stage at half length, ~3 trials a search
+# --smoke checks the plumbing, not the claim: every stage at half length, 2-3 trials a search
 SIZES = {"full": {"general": 50_000, "prereq": 150_000, "target": 600_000},
          "smoke": {"general": 25_000, "prereq": 75_000, "target": 300_000}}
 
@@ -310,8 +310,8 @@ def main() -> None:
     args = p.parse_args()
     mode = "smoke" if args.smoke else "full"
     args.seeds = [0, 1, 2] if args.smoke else [0, 1, 2, 3, 4]
-    # ~8 trials per search in --full (~50 min), ~3 half-length ones in --smoke (~9 min)
-    args.budget = 1_200_000 if args.smoke else 6_400_000
+    # ~8 trials per search in --full (57 min), 2-3 half-length ones in --smoke (~10 min)
+    args.budget = 900_000 if args.smoke else 6_400_000
 
     import ray
 
@@ -319,7 +319,8 @@ def main() -> None:
     rows = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            check = prerequisite_check(args.seeds, Path(tmp), mode)
+            check = prerequisite_check(args.seeds[:2] if args.smoke else args.seeds, Path(tmp),
+                                       mode)
             print("prerequisite check:", json.dumps(check), flush=True)
             for seed in args.seeds:
                 for m in METHODS:

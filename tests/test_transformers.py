@@ -277,3 +277,18 @@ def test_pretraining_on_the_target_texts_is_judged_by_the_final_objective(tmp_pa
     result = run_trial(plan, trainer)
     assert result.status == "completed"
     assert 0 <= result.value <= 1  # eval.topics.accuracy, measured through the classifier
+
+
+def test_a_stream_scores_answers_and_end_tokens_never_prompts():
+    from autostage.components import Example
+    from autostage_plugins.lm_data import Stream
+    from autostage_plugins.tokenize import byte_tokenizer
+
+    tok = byte_tokenizer()
+    stream = Stream.build([Example("21", prompt="9+3="), Example("x"), Example("7", prompt="")],
+                          tok)
+    eos = tok.eos_id
+    assert stream.ids.tolist() == [*b"9+3=", *b"21", eos, *b"x", eos, *b"7", eos]
+    assert stream.scored.tolist() == [False] * 4 + [True] * 7
+    assert stream.starts == [0, 7, 9] and stream.prompted
+    assert Stream.build([], tok).ids.numel() == 0

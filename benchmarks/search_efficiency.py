@@ -31,6 +31,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 TARGET_LOSS = 0.5  # answer-token loss (nats) counted as "reached", fixed before the full run
@@ -164,8 +165,9 @@ def run_method(name: str, seed: int, budget: int, workdir: Path, mode: str) -> d
     for r in records:
         evaluated = sum(1 for e in run.events(r["number"]) for k in e
                         if k.startswith("eval.") and k.endswith(".loss")) * per_eval
-        trained += r.get("tokens") or 0
-        spent += (r.get("tokens") or 0) + EVAL_COST * evaluated
+        tokens = r.get("tokens") or 0
+        trained += tokens
+        spent += tokens + EVAL_COST * evaluated
         if r["status"] in ("completed", "stopped") and r.get("value") is not None:
             best = min(best, r["value"])
         curve.append((round(spent), best))
@@ -243,7 +245,7 @@ def report(rows: list[dict], check: dict, args: argparse.Namespace, mode: str) -
         best = [r["best"] for r in runs]
         lines.append(
             f"| {m} | {statistics.fmean(best):.3f} | {', '.join(f'{b:.3f}' for b in best)} | "
-            f"{_vs(best, by, 'M1', m, 'best', '.3f')} | {_vs(best, by, 'M2', m, 'best', '.3f')} | "
+            f"{_vs(_best, by, 'M1', m, '.3f')} | {_vs(_best, by, 'M2', m, '.3f')} | "
             f"{statistics.fmean(r['trials'] for r in runs):.1f} "
             f"({statistics.fmean(r['pruned'] for r in runs):.1f}) | "
             f"{statistics.fmean(r['wall_s'] for r in runs):.0f} |")
@@ -253,13 +255,14 @@ def report(rows: list[dict], check: dict, args: argparse.Namespace, mode: str) -
               "involving it understate the gap.", "",
               "| method | reached | median | vs M1: diff [95% CI] | vs M2: diff [95% CI] |",
               "|---|---|---|---|---|"]
+    def reached(row: dict) -> float:  # not reached: the whole budget
+        return args.budget if row["tokens_to_target"] is None else row["tokens_to_target"]
+
     for m, runs in by.items():
-        tokens = [_reached(r, args.budget) for r in runs]
         lines.append(
             f"| {m} | {sum(r['tokens_to_target'] is not None for r in runs)}/{len(runs)} | "
-            f"{statistics.median(tokens):,.0f} | "
-            f"{_vs(tokens, by, 'M1', m, 'reached', ',.0f', args.budget)} | "
-            f"{_vs(tokens, by, 'M2', m, 'reached', ',.0f', args.budget)} |")
+            f"{statistics.median(map(reached, runs)):,.0f} | "
+            f"{_vs(reached, by, 'M1', m, ',.0f')} | {_vs(reached, by, 'M2', m, ',.0f')} |")
     table = "\n".join(lines)
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -270,15 +273,15 @@ def report(rows: list[dict], check: dict, args: argparse.Namespace, mode: str) -
     _figure(by, mode)
 
 
-def _reached(row: dict, budget: int) -> float:
-    return budget if row["tokens_to_target"] is None else row["tokens_to_target"]
+def _best(row: dict) -> float:
+    return row["best"]
 
 
-def _vs(values: list[float], by: dict, ref: str, m: str, key: str, fmt: str,
-        budget: int = 0) -> str:
+def _vs(measure: Callable[[dict], float], by: dict, ref: str, m: str, fmt: str) -> str:
+    """`measure` of method m against method ref, paired by seed: diff [95% CI]."""
     if m == ref:
         return "—"
-    base = [r["best"] if key == "best" else _reached(r, budget) for r in by[ref]]
+    values, base = [measure(r) for r in by[m]], [measure(r) for r in by[ref]]
     if not all(map(math.isfinite, [*values, *base])):
         return "n/a (a search ended no trial within the budget)"
     d, lo, hi = paired_ci(values, base)

@@ -16,8 +16,10 @@ from pydantic import ValidationError
 from autostage.errors import Problem, StudyError
 from autostage.fields import check_value, fields_of
 from autostage.host import Registry
+from autostage.keys import PLAN_SEP, TOKENS, join_plan, parse_metric, split_plan
+from autostage.kinds import DEFAULTS, IN_STUDY, PER_STAGE, SEARCHABLE_KINDS
+from autostage.space import stage_plans
 from autostage.spec import (
-    SEARCHABLE_KINDS,
     Study,
     apply_overrides,
     parse_sections,
@@ -25,9 +27,6 @@ from autostage.spec import (
     source_objectives,
 )
 
-# What a trial uses when a study has no search table for a kind.
-DEFAULTS = {"optimizer": "adamw", "lr_schedule": "constant", "stage_policy": "fixed",
-            "init": "default"}
 MAX_PLANS = 1000
 
 
@@ -85,7 +84,7 @@ def _check_study(ctx: Context) -> Iterator[Problem]:
     study = sections.get("study")
     if study is None:
         return
-    for kind in ("sampler", "trial_scheduler"):
+    for kind in IN_STUDY:
         name = getattr(study, kind)
         if not registry.has(kind, name):
             yield Problem(f"study.{kind}", _unknown(kind, name, registry))
@@ -193,7 +192,7 @@ def _check_stages(ctx: Context) -> Iterator[Problem]:
         if stage.eval_every is not None and stage.eval_every > stage.tokens:
             yield Problem(f"{path}.eval_every", f"{stage.eval_every} is more than the stage's "
                           f"tokens ({stage.tokens}): it would never evaluate")
-        for kind in ("optimizer", "lr_schedule"):
+        for kind in PER_STAGE:
             name = getattr(stage, kind)
             if name is not None and not registry.has(kind, name):
                 yield Problem(f"{path}.{kind}", _unknown(kind, name, registry))
@@ -246,18 +245,18 @@ def _check_metric(ctx: Context) -> Iterator[Problem]:
     trainer = _trainer(sections, registry)
     evaluated_as = _evaluated_as(trainer, stages, places)
     for i, (path, metric) in enumerate(places):
-        if metric == "tokens" and path == "study.metric":
+        if metric == TOKENS and path == "study.metric":
             if i == 0:
                 yield Problem(path, "the first metric must be an eval (eval.<source>.<metric>)"
                               ": stage policies and trial schedulers judge trials by it; "
                               '"tokens" may come second')
             continue  # training tokens spent: a second objective every trial reports
-        parts = metric.split(".")
-        if len(parts) != 3 or parts[0] != "eval":
+        parsed = parse_metric(metric)
+        if parsed is None or parsed.source is None:
             yield Problem(path, f"'{metric}' is not of the form eval.<data source>.<metric>, "
                           "e.g. eval.target.loss")
             continue
-        _, source, name = parts
+        source, name = parsed.source, parsed.name
         if source not in data:
             yield Problem(path, f"'{metric}': no data source named '{source}' to evaluate; "
                           f"defined: {', '.join(sorted(data)) or 'none'}")
@@ -276,9 +275,9 @@ def _check_metric(ctx: Context) -> Iterator[Problem]:
 def _evaluated_as(trainer: Any, stages: list | None, places: list) -> dict[str, str]:
     if trainer is None or not stages:
         return {}
-    everywhere = tuple(m.split(".")[1] for _, m in places if m.count(".") == 2)
-    judged = tuple(m.split(".")[1] for p, m in places if p == "study.metric" and m.count(".") == 2)
-    return source_objectives(stages, trainer.objectives[0], everywhere, judged)
+    metrics = [m for p, m in places if p == "study.metric"]
+    watches = [m for p, m in places if p != "study.metric"]
+    return source_objectives(stages, trainer.objectives[0], metrics, watches)
 
 
 def _check_search(ctx: Context) -> Iterator[Problem]:
@@ -337,18 +336,23 @@ def _check_range(spec: dict, where: str, integer: bool, cls: Any = None, key: st
                       f"got keys {', '.join(sorted(spec))}")
         return
     low, high, log = spec["low"], spec["high"], spec.get("log", False)
+    unusable = False  # an end that is no number of the field's type: no order to compare
     for end, value in (("low", low), ("high", high)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                 (isinstance(value, float) and not math.isfinite(value)):
             yield Problem(f"{where}.{end}", f"expected a finite number, got {value!r}")
-            return
+            unusable = True
+            continue
         if integer and not isinstance(value, int):
             yield Problem(f"{where}.{end}", f"the field is an integer; got {value!r}")
-            return
+            unusable = True
+            continue
         if cls is not None and (why := check_value(cls, key, value)) is not None:
             yield Problem(f"{where}.{end}", why)
         if low_bound is not None and value < low_bound:
             yield Problem(f"{where}.{end}", f"must be >= {low_bound:g}, got {value!r}")
+    if unusable:
+        return
     if not isinstance(log, bool):
         yield Problem(f"{where}.log", f"expected true or false, got {log!r}")
     if not low < high:
@@ -386,8 +390,6 @@ def _check_plan(ctx: Context) -> Iterator[Problem]:
             yield Problem(f"search.plan.repeat.{name}", f"most visits must be >= 1, got {count}")
             bad = True
     if not bad:
-        from autostage.space import stage_plans  # plan enumeration lives with the space
-
         count = len(stage_plans(stages, plan, limit=MAX_PLANS + 1))
         if count > MAX_PLANS:
             yield Problem("search.plan", f"more than {MAX_PLANS} stage plans; narrow "
@@ -395,12 +397,16 @@ def _check_plan(ctx: Context) -> Iterator[Problem]:
 
 
 def _check_order(order: str, stages: list) -> Iterator[Problem]:
-    names = order.split(">")
+    names = split_plan(order)
     known = [s.name for s in stages]
+    if not names:
+        yield Problem("search.plan.order", f"an empty order; write the stages joined by "
+                      f"'{PLAN_SEP}': {join_plan(known)}")
+        return
     final = next((s.name for s in stages if s.final), None)
     for name in names:
         if name not in known:
             yield Problem("search.plan.order", f"no stage named '{name}'; stages: "
-                          f"{', '.join(known)} (write them joined by '>')")
+                          f"{', '.join(known)} (write them joined by '{PLAN_SEP}')")
     if final is not None and (names[-1] != final or names.count(final) != 1):
         yield Problem("search.plan.order", f"the final stage '{final}' must end the order, once")

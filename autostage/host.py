@@ -20,22 +20,13 @@ from typing import Any
 import pluggy
 
 from autostage import hookspecs
-from autostage.components import BASES, KINDS, Component
+from autostage.components import BASES, Component
 from autostage.errors import PluginError
 from autostage.fields import FieldTypeError, fields_of
+from autostage.kinds import KINDS, REGISTER_HOOKS
 
 GROUP = "autostage"
 BUILTIN_DIST = "autostage"
-REGISTER_HOOKS = {
-    "optimizer": "register_optimizers",
-    "lr_schedule": "register_lr_schedules",
-    "stage_policy": "register_stage_policies",
-    "init": "register_inits",
-    "trainer": "register_trainers",
-    "dataset": "register_datasets",
-    "sampler": "register_samplers",
-    "trial_scheduler": "register_trial_schedulers",
-}
 NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
 
 

@@ -13,9 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autostage.fields import fields_of
-
-PLAN_KEY = "plan.order"
-PLAN_SEP = ">"
+from autostage.keys import (
+    PLAN_KEY,
+    component_key,
+    join_plan,
+    mix_key,
+    parse_component_key,
+    parse_mix_key,
+    split_plan,
+)
+from autostage.kinds import KIND, PER_STAGE, SEARCHABLE_KINDS, default_name
 
 
 @dataclass(frozen=True)
@@ -72,21 +79,21 @@ class TrialConfig:
 
 def compile_space(study: Any, registry: Any) -> SearchSpace:
     """Plain data from a checked study: no plugin objects, so it pickles to Ray workers."""
-    from autostage.check import DEFAULTS  # the defaults live with the check that enforces them
-
     kinds = []
-    for kind in ("optimizer", "lr_schedule", "stage_policy", "init", "trainer"):
+    for kind in SEARCHABLE_KINDS:
         tables = study.search.tables(kind)
-        default = study.model.trainer if kind == "trainer" else DEFAULTS[kind]
-        names = tuple(t for t in tables if kind != "trainer") or (default,)
+        # only kinds named by [search] tables are chosen among; the others' tables (the
+        # trainer's) search the fields of the one component the study names elsewhere
+        candidates = tuple(tables) if KIND[kind].named_in == "search" else ()
+        names = candidates or (default_name(kind, study),)
         pinned = tuple(sorted({getattr(s, kind) for s in study.stage
-                               if getattr(s, kind, None)}))
+                               if kind in PER_STAGE and getattr(s, kind)}))
         params = tuple(
             (name, _params(registry.get(kind, name), kind, name, tables.get(name, {})))
             for name in dict.fromkeys((*names, *pinned))
         )
         kinds.append(KindSpace(kind, names, pinned, params))
-    plans = tuple(PLAN_SEP.join(p) for p in stage_plans(study.stage, study.search.plan))
+    plans = tuple(join_plan(p) for p in stage_plans(study.stage, study.search.plan))
     return SearchSpace(tuple(kinds), plans, _mix_params(study))
 
 
@@ -94,7 +101,7 @@ def _params(cls: Any, kind: str, name: str, table: dict[str, Any]) -> tuple[Para
     fields = fields_of(cls)
     out = []
     for key, spec in table.items():
-        full = f"{kind}.{name}.{key}"
+        full = component_key(kind, name, key)
         if isinstance(spec, dict):
             # int vs float comes from the plugin's declaration, never from the range ends
             ptype = "int" if fields[key].type == "int" else "float"
@@ -111,7 +118,7 @@ def _mix_params(study: Any) -> tuple[Param, ...]:
     for stage in study.stage:
         if isinstance(stage.data, dict):
             for source, w in stage.data.items():
-                key = f"mix.{stage.name}.{source}"
+                key = mix_key(stage.name, source)
                 if isinstance(w, dict):
                     out.append(Param(key, "float", w["low"], w["high"], w.get("log", False)))
                 else:
@@ -125,7 +132,7 @@ def stage_plans(stages: Sequence[Any], plan: Any, limit: int | None = None) -> l
     (that is one longer visit); the final stage ends every plan. The declared order is first.
     `plan.order` names one plan instead (what `autostage best --export` writes)."""
     if plan.order:
-        return [tuple(plan.order.split(PLAN_SEP))]
+        return [split_plan(plan.order)]
     movable = [s.name for s in stages if not s.final]
     final = tuple(s.name for s in stages if s.final)
     fixed_rank = {n: i for i, n in enumerate(n for n in movable if n not in plan.reorder)}
@@ -203,18 +210,18 @@ def decode(space: SearchSpace, config: dict[str, Any]) -> TrialConfig:
             raise KeyError(f"config chooses {ks.kind} '{chosen}', not one of {ks.names}")
         choice[ks.kind] = chosen
         for name in dict.fromkeys((chosen, *ks.pinned)):
-            prefix = f"{ks.kind}.{name}."
             settings[f"{ks.kind}.{name}"] = {
-                k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)
+                parsed[2]: v for k, v in config.items()
+                if (parsed := parse_component_key(k)) and parsed[:2] == (ks.kind, name)
             }
-    plan = tuple(config.get(PLAN_KEY, space.plans[0]).split(PLAN_SEP))
+    plan = split_plan(config.get(PLAN_KEY, space.plans[0]))
     return TrialConfig(choice, settings, plan, _mixes(space, config))
 
 
 def _mixes(space: SearchSpace, config: dict[str, Any]) -> dict[str, dict[str, float]]:
     raw: dict[str, dict[str, float]] = {}
     for p in space.mixes:
-        _, stage, source = p.key.split(".", 2)
+        stage, source = parse_mix_key(p.key)
         raw.setdefault(stage, {})[source] = float(config.get(p.key, p.value or 0.0))
     out = {}
     for stage, weights in raw.items():

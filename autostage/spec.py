@@ -8,15 +8,16 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from autostage.errors import Problem, StudyError
+from autostage.keys import eval_sources
+from autostage.kinds import KIND, SEARCHABLE_KINDS
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 # no "." in a stage's name: it is one part of the keys `mix.<stage>.<source>` and of
 # `--set stage.<name>.<key>`
 STAGE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_\-]*$"
-SEARCHABLE_KINDS = ("optimizer", "lr_schedule", "stage_policy", "init", "trainer")
 
 
 class Section(BaseModel):
@@ -35,10 +36,10 @@ class StudySection(Section):
     trials: int = Field(16, ge=1)
     parallel: int = Field(1, ge=1, description="trials running at once")
     seed: int = 0
-    sampler: str = "tpe"
+    sampler: str = KIND["sampler"].default
     sampler_settings: dict[str, Any] = Field(
         default_factory=dict, description="the sampler's fields, e.g. {n_startup_trials = 4}")
-    trial_scheduler: str = "fifo"
+    trial_scheduler: str = KIND["trial_scheduler"].default
     trial_scheduler_settings: dict[str, Any] = Field(
         default_factory=dict, description="the trial scheduler's fields, e.g. {grace_period = 1}")
     token_budget: int | None = Field(None, gt=0, description="the search stops once spent")
@@ -110,16 +111,20 @@ class PlanSection(Section):
     repeat: dict[str, int] = Field(default_factory=dict, description="stage -> most visits")
 
 
-class SearchSection(Section):
-    plan: PlanSection = PlanSection()
-    optimizer: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    lr_schedule: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    stage_policy: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    init: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    trainer: dict[str, dict[str, Any]] = Field(default_factory=dict)
-
+class _Search(Section):
     def tables(self, kind: str) -> dict[str, dict[str, Any]]:
         return getattr(self, kind)
+
+
+# `[search.plan]`, then one `[search.<kind>.<name>]` table per candidate of a searchable kind.
+SearchSection = create_model(
+    "SearchSection",
+    __base__=_Search,
+    __module__=__name__,
+    plan=(PlanSection, PlanSection()),
+    **{kind: (dict[str, dict[str, Any]], Field(default_factory=dict))
+       for kind in SEARCHABLE_KINDS},
+)
 
 
 class Study(Section):
@@ -352,14 +357,17 @@ def _stage_by_name(stages: list, name: str, where: str) -> dict:
 
 
 
-def source_objectives(stages: list[StageSection], default: str,
-                      evaluated_everywhere: tuple[str, ...] = (),
-                      judged: tuple[str, ...] = ()) -> dict[str, str]:
-    """The objective each data source is evaluated with: that of the first stage that trains
-    on it (a forgetting curve then measures one thing throughout); for a source the study
-    metric is `judged` on, that of the last stage training on it (the model is judged as it
-    ends: masked-LM pretraining on the target's texts, then classifying them, is judged by
-    accuracy); for a source no stage trains on, that of the first stage evaluating it."""
+def source_objectives(stages: list[StageSection], default: str, metrics: list[str],
+                      watches: list[str] = ()) -> dict[str, str]:
+    """The objective each data source is evaluated with — one rule, which `validate` checks
+    and a trial builds with: that of the first stage that trains on it (a forgetting curve
+    then measures one thing throughout); for a source a study metric is judged on, that of the
+    last stage training on it (the model is judged as it ends: masked-LM pretraining on the
+    target's texts, then classifying them, is judged by accuracy); for a source no stage
+    trains on, that of the first stage evaluating it (every stage evaluates the study
+    metrics' and the watched metrics' sources)."""
+    judged = eval_sources(metrics)
+    everywhere = eval_sources([*watches, *metrics])
     out: dict[str, str] = {}
     for stage in stages:
         for source in stage.sources:
@@ -368,6 +376,6 @@ def source_objectives(stages: list[StageSection], default: str,
             else:
                 out.setdefault(source, stage.objective or default)
     for stage in stages:
-        for source in (*stage.evals, *evaluated_everywhere):
+        for source in (*stage.evals, *everywhere):
             out.setdefault(source, stage.objective or default)
     return out

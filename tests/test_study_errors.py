@@ -207,3 +207,25 @@ def test_broken_stage_is_not_also_reported_as_missing_from_the_plan(tmp_path, ca
     assert code == 2
     assert "stage.general.tokns: unknown key 'tokns'; did you mean 'tokens'?" in err
     assert "search.plan" not in err, err
+
+
+@pytest.mark.parametrize(("edit", "toml_path", "hints"), [
+    pytest.param((LR, "weight_decay = { low = -1, high = 2 }"),
+                 "search.optimizer.adamw.weight_decay", ("outside the plugin's bounds",),
+                 id="both-outside-bounds"),
+    pytest.param(("patience = { low = 1, high = 3 }", "patience = { low = 1.5, high = 2.5 }"),
+                 "search.stage_policy.plateau.patience", ("the field is an integer",),
+                 id="both-not-integers"),
+    pytest.param((LR, 'lr = { low = "small", high = inf }'),
+                 "search.optimizer.adamw.lr", ("expected a finite number",),
+                 id="both-not-numbers"),
+])
+def test_a_range_reports_both_bad_ends(tmp_path, capsys, edit, toml_path, hints):
+    study = write_study(tmp_path, edit)
+    code, _, err = validate(capsys, str(study))
+    assert code == 2
+    lines = err.splitlines()
+    for end in ("low", "high"):
+        assert sum(line.startswith(f"{study}: {toml_path}.{end}:") and
+                   all(h in line for h in hints) for line in lines) == 1, err
+    assert len(lines) == 2, err  # and no `low < high` on top of two unusable ends

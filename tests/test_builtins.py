@@ -63,6 +63,7 @@ def test_plateau_reads_max_mode_metrics_the_right_way_round():
 
 
 # an LR each optimizer suits on this problem: Adagrad's steps shrink, Lion's are all +-lr
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "lr"), [
     ("sgd", 0.05), ("adam", 0.05), ("adamw", 0.05), ("adagrad", 0.5), ("rmsprop", 0.05),
     ("adafactor", 0.05), ("lion", 0.05)])

@@ -40,10 +40,21 @@ def builtins(kind: str) -> list[str]:
                   if REGISTRY.host.info[entry.plugin].builtin)
 
 
+# Built-ins whose contract tests train with torch (the transformers trainer; optuna's GP
+# sampler fits a torch model): in the slow lane only.
+SLOW = {("trainer", "transformers"), ("sampler", "gp")}
+
+
+def params(kind: str) -> list[Any]:
+    """`builtins(kind)` as fixture params, the SLOW ones marked slow."""
+    return [pytest.param(name, marks=pytest.mark.slow) if (kind, name) in SLOW else name
+            for name in builtins(kind)]
+
+
 def every_builtin(kind: str) -> Any:
     """A `component` fixture that is each built-in of `kind` in turn, with default fields."""
 
-    @pytest.fixture(params=builtins(kind))
+    @pytest.fixture(params=params(kind))
     def component(self, request):
         return REGISTRY.create(kind, request.param, SETTINGS.get((kind, request.param), {}))
 
@@ -88,6 +99,7 @@ def tiny_gpt2() -> Any:
                                       n_positions=32))
 
 
+@pytest.mark.slow
 class TestInitsOnGPT2(TestInits):
     """The same suite on transformers' GPT-2 (Conv1D layers, a tied output head)."""
 
@@ -129,7 +141,7 @@ TRAINER_CASES = {
 
 
 class TestTrainers(TrainerContract):
-    @pytest.fixture(params=builtins("trainer"))
+    @pytest.fixture(params=params("trainer"))
     def case(self, request):
         assert request.param in TRAINER_CASES, (
             f"add a contract case for the built-in trainer '{request.param}' to TRAINER_CASES")

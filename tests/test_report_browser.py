@@ -21,6 +21,8 @@ from autostage.cli import main
 from autostage.host import plugin_manager
 from autostage.report import write_report
 
+pytestmark = pytest.mark.slow  # a headless browser (and, for one test, a Ray search)
+
 CHROMIUM = shutil.which("chromium")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
                                     "(apt-get install -y chromium)")

@@ -32,6 +32,7 @@ from autostage.testing.fakes import (
     TOY_DATA,
     TOY_STAGES,
     CurveRun,
+    builtin,
     run_toy_trial,
     stage_plan,
     tiny_model,
@@ -41,12 +42,12 @@ from autostage.testing.fakes import (
 from autostage.testing.histories import decisions, replay, script
 from autostage.testing.policy_contract import StagePolicyContract, decision_problem
 from autostage.testing.trainer_contract import TrainerContract
-from autostage_plugins.toy import Toy, ToyRun, ToyTask
+from autostage.toy import Toy, ToyRun, ToyTask
 
 __all__ = [
     "TOY_DATA", "TOY_STAGES", "ComponentContract", "CurveRun", "InitContract",
     "LRScheduleContract", "OptimizerContract", "SamplerContract", "SearchableContract",
     "StagePolicyContract", "Toy", "ToyRun", "ToyTask", "TrainerContract",
-    "TrialSchedulerContract", "decision_problem", "decisions", "replay", "run_toy_trial",
-    "script", "stage_plan", "tiny_model", "toy_setup", "trial_plan",
+    "TrialSchedulerContract", "builtin", "decision_problem", "decisions", "replay",
+    "run_toy_trial", "script", "stage_plan", "tiny_model", "toy_setup", "trial_plan",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +13,13 @@ from autostage.components import (
     LRSchedule,
     Optimizer,
     StagePolicy,
-    StageRun,
+    StageVisit,
     TrainResult,
     TrialSetup,
 )
-from autostage.trial import Report, StagePlan, TrialPlan, TrialResult, run_trial
-from autostage_plugins.inits import Default
-from autostage_plugins.lr_schedules import Constant
-from autostage_plugins.optimizers import AdamW
-from autostage_plugins.stage_policies import Fixed
-from autostage_plugins.toy import Toy, ToyTask
+from autostage.host import Registry, load_registry
+from autostage.toy import Toy, ToyTask
+from autostage.trial import Report, TrialPlan, TrialResult, run_trial
 
 # The quickstart's curriculum: a general stage, a prerequisite that makes the target easier,
 # and the target, pinned last. 48 toy steps per prefix stage: a whole trial takes milliseconds.
@@ -34,18 +32,31 @@ TOY_STAGES: tuple[tuple[str, int], ...] = (("general", 98_304), ("prereq", 98_30
                                            ("target", 196_608))
 
 
+@cache
+def _registry() -> Registry:
+    return load_registry()
+
+
+def builtin(kind: str, name: str, **params: Any) -> Any:
+    """A component by its registered name, through the plugin registry — e.g.
+    `builtin("optimizer", "adamw", lr=3e-3)`. The test kit imports no plugin package: the
+    built-ins it defaults to (AdamW, Constant, Fixed, Default) come from the installed
+    registry, loaded once."""
+    return _registry().create(kind, name, params)
+
+
 def stage_plan(name: str, tokens: int, *, every: int | None = None, final: bool = False,
                metric_source: str | None = None, optimizer: Optimizer | None = None,
-               lr_schedule: LRSchedule | None = None, mode: str = "min") -> StagePlan:
+               lr_schedule: LRSchedule | None = None, mode: str = "min") -> StageVisit:
     """One stage training on the data source of its own name, watched by that source's loss
     (by its accuracy for mode "max"), and also evaluating `metric_source`."""
     metric = "accuracy" if mode == "max" else "loss"
     evals = tuple(dict.fromkeys([name, metric_source or name]))
-    return StagePlan(
+    return StageVisit(
         name=name, objective="causal_lm", mix={name: 1.0}, tokens=tokens,
         eval_every=every or max(1, tokens // 4), evals=evals, watch=f"eval.{name}.{metric}",
-        watch_mode=mode, optimizer=optimizer or AdamW(lr=3e-3),
-        lr_schedule=lr_schedule or Constant(), final=final,
+        watch_mode=mode, optimizer=optimizer or builtin("optimizer", "adamw", lr=3e-3),
+        lr_schedule=lr_schedule or builtin("lr_schedule", "constant"), final=final,
     )
 
 
@@ -59,12 +70,13 @@ def trial_plan(policy: StagePolicy | None, stages: Sequence[tuple[str, int]], *,
     plans = {name: stage_plan(name, tokens, every=every, final=final and name == last,
                               metric_source=last, optimizer=optimizer, lr_schedule=lr_schedule)
              for name, tokens in stages}
-    return TrialPlan(stages=plans, order=tuple(order or plans), policy=policy or Fixed(),
+    policy = policy or builtin("stage_policy", "fixed")
+    return TrialPlan(stages=plans, order=tuple(order or plans), policy=policy,
                      metric=f"eval.{last}.loss", mode="min", seed=seed)
 
 
 def toy_setup(seed: int = 0, data: Mapping[str, ToyTask] | None = None) -> TrialSetup:
-    return TrialSetup(seed=seed, data=dict(data or TOY_DATA), init=Default())
+    return TrialSetup(seed=seed, data=dict(data or TOY_DATA), init=builtin("init", "default"))
 
 
 def run_toy_trial(policy: StagePolicy | None = None, *, optimizer: Optimizer | None = None,
@@ -92,11 +104,11 @@ class CurveRun:
     def __init__(self, curve: Curve, metric: str = "loss") -> None:
         self.curve, self.metric = curve, metric
         self.trained: dict[str, int] = {}
-        self.stage: StageRun | None = None
+        self.stage: StageVisit | None = None
         self.stages: list[str] = []
         self.lrs: list[tuple[str, float]] = []
 
-    def begin_stage(self, stage: StageRun) -> None:
+    def begin_stage(self, stage: StageVisit) -> None:
         self.stage = stage
         self.stages.append(stage.name)
 

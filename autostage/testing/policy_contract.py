@@ -11,10 +11,10 @@ import pytest
 
 from autostage.components import StagePolicy
 from autostage.decisions import Advance, Continue, Decision, History, Rewind, ScaleLR, Stop
+from autostage.records import TrialStatus
 from autostage.testing.contracts import SearchableContract
-from autostage.testing.fakes import run_toy_trial
+from autostage.testing.fakes import builtin, run_toy_trial
 from autostage.testing.histories import replay
-from autostage_plugins.optimizers import AdamW
 
 # name -> (segments, mode, whether the last stage is final)
 POLICY_SCENARIOS: dict[str, tuple[list, str, bool]] = {
@@ -91,9 +91,10 @@ class StagePolicyContract(SearchableContract):
     @pytest.mark.parametrize("lr", LRS)
     def test_toy_trials_end_on_the_final_stage(self, component: Any, lr: float) -> None:
         for seed in self.SEEDS:
-            result = run_toy_trial(component, optimizer=AdamW(lr=lr), seed=seed)
-            assert result.status != "failed", result.reason
-            if result.status == "completed":
+            optimizer = builtin("optimizer", "adamw", lr=lr)
+            result = run_toy_trial(component, optimizer=optimizer, seed=seed)
+            assert result.status != TrialStatus.FAILED, result.reason
+            if result.status == TrialStatus.COMPLETED:
                 assert result.evals[-1].stage == "target", "a trial must end on its final stage"
             else:
                 assert result.reason, "a Stop needs a reason"

@@ -7,12 +7,11 @@ from typing import Any
 
 import pytest
 
-from autostage.components import StageRun, TrialSetup
+from autostage.components import StageVisit, TrialSetup
+from autostage.records import TrialStatus
 from autostage.testing.contracts import ComponentContract
-from autostage.trial import StagePlan, TrialPlan, run_trial
-from autostage_plugins.lr_schedules import Constant
-from autostage_plugins.optimizers import AdamW
-from autostage_plugins.stage_policies import Fixed
+from autostage.testing.fakes import builtin
+from autostage.trial import TrialPlan, run_trial
 
 
 class TrainerContract(ComponentContract):
@@ -30,14 +29,16 @@ class TrainerContract(ComponentContract):
         return 4096
 
     def _stage(self, trainer: Any, setup: TrialSetup, tokens: int, source: str | None = None,
-               final: bool = False) -> StageRun:
+               final: bool = False) -> StageVisit:
         source = source or next(iter(setup.data))
         objective = setup.objectives.get(source) or type(trainer).objectives[0]
-        return StageRun(name=source, objective=objective, mix={source: 1.0}, tokens=4 * tokens,
-                        eval_every=tokens, evals=tuple(setup.data), optimizer=AdamW(lr=3e-3),
-                        lr_schedule=Constant(), final=final)
+        return StageVisit(name=source, objective=objective, mix={source: 1.0},
+                          tokens=4 * tokens, eval_every=tokens, evals=tuple(setup.data),
+                          optimizer=builtin("optimizer", "adamw", lr=3e-3),
+                          lr_schedule=builtin("lr_schedule", "constant"),
+                          watch=f"eval.{source}.loss", final=final)
 
-    def _started(self, trainer: Any, setup: TrialSetup, tokens: int) -> tuple[Any, StageRun]:
+    def _started(self, trainer: Any, setup: TrialSetup, tokens: int) -> tuple[Any, StageVisit]:
         run = trainer.start(setup)
         stage = self._stage(trainer, setup, tokens)
         run.begin_stage(stage)
@@ -113,16 +114,13 @@ class TrainerContract(ComponentContract):
         first, last = sources[0], sources[-1]
         stages = {s: self._stage_plan(component, setup, train_tokens, s, final=s == last)
                   for s in dict.fromkeys([first, last])}
-        plan = TrialPlan(stages=stages, order=tuple(stages), policy=Fixed(),
-                         metric=f"eval.{last}.loss", mode="min", seed=setup.seed)
+        plan = TrialPlan(stages=stages, order=tuple(stages),
+                         policy=builtin("stage_policy", "fixed"), metric=f"eval.{last}.loss",
+                         mode="min", seed=setup.seed)
         result = run_trial(plan, component.start(setup))
-        assert result.status == "completed", result.reason
+        assert result.status == TrialStatus.COMPLETED, result.reason
         assert result.evals[-1].stage == last and result.tokens > 0
 
     def _stage_plan(self, trainer: Any, setup: TrialSetup, tokens: int, source: str,
-                    final: bool) -> StagePlan:
-        run = self._stage(trainer, setup, tokens, source, final)
-        return StagePlan(name=run.name, objective=run.objective, mix=run.mix, tokens=run.tokens,
-                         eval_every=run.eval_every, evals=run.evals,
-                         watch=f"eval.{source}.loss", watch_mode="min",
-                         optimizer=run.optimizer, lr_schedule=run.lr_schedule, final=final)
+                    final: bool) -> StageVisit:
+        return self._stage(trainer, setup, tokens, source, final)

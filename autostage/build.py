@@ -1,32 +1,67 @@
-"""Turn a checked study and one decoded config into what a trial runs: the trainer, its setup
-and the stage plan, with every component instantiated (and validated) from the registry."""
+"""Turn a checked study and one sampled configuration into a trial ready to run: the trainer
+started, the stage plan with every component instantiated (and validated) from the registry.
+
+`prepare_trial` is the one way a trial is made: by `autostage trial`, by a search's Ray
+worker and by Python callers (`examples/python_api.py`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from autostage.components import Trainer, TrialSetup
+from autostage.components import StageVisit, Trainer, TrainerRun, TrialSetup
 from autostage.errors import AutostageError
 from autostage.host import Registry
-from autostage.space import TrialConfig
+from autostage.keys import eval_metric, eval_source, eval_sources, metric_name
+from autostage.space import SearchSpace, TrialConfig, compile_space, decode
 from autostage.spec import StageSection, Study, source_objectives
-from autostage.trial import StagePlan, TrialPlan
+from autostage.trial import Checkpoint, LoopState, Report, TrialPlan, TrialResult, run_trial
 
 
 @dataclass(frozen=True)
-class BuiltTrial:
-    trainer: Trainer
-    setup: TrialSetup
+class ReadyTrial:
+    """A trial whose trainer has started: `run` trains it through its stages."""
+
+    params: Mapping[str, Any]  # the sampled parameters it was built from
+    seed: int
     plan: TrialPlan
+    trainer: TrainerRun
+
+    def run(self, report: Report | None = None, checkpoint: Checkpoint | None = None,
+            resume: LoopState | None = None) -> TrialResult:
+        """Run the stage plan; see `autostage.trial.run_trial`."""
+        return run_trial(self.plan, self.trainer, report, checkpoint, resume)
+
+
+def sample_config(study: Study, registry: Registry, seed: int,
+                  space: SearchSpace | None = None) -> dict[str, Any]:
+    """One configuration of the study's search space drawn at random (Optuna's
+    RandomSampler, seeded): every parameter key with its value, as a trial records it."""
+    from autostage.space import sample
+
+    return sample(space if space is not None else compile_space(study, registry), seed)
+
+
+def prepare_trial(study: Study, registry: Registry, params: Mapping[str, Any], seed: int, *,
+                  space: SearchSpace | None = None, threads: int = 0,
+                  workdir: str | None = None, cache_dir: str | None = None) -> ReadyTrial:
+    """Build the components `params` (a sampled configuration, as `sample_config` returns)
+    chose and start the trainer; raise AutostageError naming a component that rejects its
+    settings."""
+    space = space if space is not None else compile_space(study, registry)
+    trainer, setup, plan = build_trial(study, registry, decode(space, dict(params)), seed,
+                                       threads=threads, workdir=workdir, cache_dir=cache_dir)
+    return ReadyTrial(dict(params), seed, plan, trainer.start(setup))
 
 
 def build_trial(study: Study, registry: Registry, config: TrialConfig, seed: int,
                 threads: int = 0, workdir: str | None = None,
-                cache_dir: str | None = None) -> BuiltTrial:
-    """Instantiate every component `config` chose; raise AutostageError naming a bad one."""
+                cache_dir: str | None = None) -> tuple[Trainer, TrialSetup, TrialPlan]:
+    """Instantiate every component `config` chose: the trainer (not started), its setup and
+    the trial's plan."""
     make = _Maker(registry, config)
     trainer = make("trainer", study.model.trainer, study.model.settings)
     data = {name: make("dataset", d.dataset, d.settings, settings_from_config=False)
@@ -36,13 +71,11 @@ def build_trial(study: Study, registry: Registry, config: TrialConfig, seed: int
         stages=stages, order=config.plan, policy=make("stage_policy"),
         metric=study.study.metrics[0], mode=study.study.modes[0], seed=seed,
     )
-    judged = tuple(m.split(".")[1] for m in study.study.metrics if m.startswith("eval."))
-    everywhere = tuple(s.watch.split(".")[1] for s in stages.values()) + judged
-    objectives = source_objectives(study.stage, type(trainer).objectives[0], everywhere,
-                                   judged)
+    objectives = source_objectives(study.stage, type(trainer).objectives[0],
+                                   study.study.metrics, [s.watch for s in study.stage if s.watch])
     setup = TrialSetup(seed=seed, data=data, init=make("init"), threads=threads,
                        workdir=workdir, cache_dir=cache_dir, objectives=objectives)
-    return BuiltTrial(trainer, setup, plan)
+    return trainer, setup, plan
 
 
 class _Maker:
@@ -66,13 +99,12 @@ class _Maker:
 
 
 def _stage(study: Study, s: StageSection, trainer: Trainer, config: TrialConfig,
-           make: _Maker) -> StagePlan:
+           make: _Maker) -> StageVisit:
     mix = config.mix.get(s.name) or {src: 1.0 / len(s.sources) for src in s.sources}
     watch = _watch(study, s, mix)
-    metric_sources = [m.split(".")[1] for m in study.study.metrics if m.startswith("eval.")]
-    watch_source = watch.split(".")[1]
-    evals = tuple(dict.fromkeys([*s.sources, *metric_sources, *s.evals, watch_source]))
-    return StagePlan(
+    evals = tuple(dict.fromkeys([*s.sources, *eval_sources(study.study.metrics), *s.evals,
+                                 eval_source(watch)]))
+    return StageVisit(
         name=s.name,
         objective=s.objective or type(trainer).objectives[0],
         mix=mix,
@@ -94,14 +126,13 @@ def _watch(study: Study, s: StageSection, mix: dict[str, float]) -> str:
     if s.watch:
         return s.watch
     metric = study.study.metrics[0]
-    source = metric.split(".")[1]
-    if source in s.sources:
+    if eval_source(metric) in s.sources:
         return metric
     main = max(mix, key=mix.get)
-    return f"eval.{main}.loss"
+    return eval_metric(main, "loss")
 
 
 def _mode(study: Study, watch: str, trainer: Trainer) -> str:
     if watch == study.study.metrics[0]:
         return study.study.modes[0]
-    return "max" if watch.split(".")[-1] in type(trainer).maximize else "min"
+    return "max" if metric_name(watch) in type(trainer).maximize else "min"

@@ -116,28 +116,23 @@ def _count_searched(space) -> int:
 
 
 def _trial(args: argparse.Namespace) -> int:
-    from autostage.build import build_trial
-    from autostage.check import load_study
-    from autostage.host import load_registry
-    from autostage.space import compile_space, decode, sample
-    from autostage.trial import run_trial
+    from autostage import load_registry, load_study, prepare_trial, sample_config
+    from autostage.records import TrialStatus
 
     registry = load_registry()
     study = load_study(args.study, registry, args.overrides)
     seed = study.study.seed if args.seed is None else args.seed
-    space = compile_space(study, registry)
-    config = sample(space, seed)
-    built = build_trial(study, registry, decode(space, config), seed=seed)
+    params = sample_config(study, registry, seed)
+    trial = prepare_trial(study, registry, params, seed)
     print(f"trial of study '{study.study.name}' (seed {seed})")
-    for key in sorted(config):
-        print(f"  {key} = {_fmt(config[key])}")
-    result = run_trial(built.plan, built.trainer.start(built.setup),
-                       report=_EvalPrinter(study.study.metrics[0], args.verbose))
+    for key in sorted(params):
+        print(f"  {key} = {_fmt(params[key])}")
+    result = trial.run(report=_EvalPrinter(study.study.metrics[0], args.verbose))
     value = result.value
     shown = f"{study.study.metrics[0]} = {value:.4g}" if value is not None else "no value"
     print(f"{result.status}{': ' + result.reason if result.reason else ''} — {shown}, "
           f"{result.tokens:,} tokens, {len(result.evals)} evals")
-    return 1 if result.status == "failed" else 0
+    return 1 if result.status == TrialStatus.FAILED else 0
 
 
 class _EvalPrinter:
@@ -148,9 +143,10 @@ class _EvalPrinter:
 
     def __call__(self, ev) -> None:
         from autostage.decisions import describe
+        from autostage.keys import eval_source
 
         shown = {k: v for k, v in ev.metrics.items()
-                 if k.startswith("eval.") or self.verbose}
+                 if eval_source(k) is not None or self.verbose}
         metrics = "  ".join(f"{k} {v:.4f}" for k, v in sorted(shown.items()))
         repeat = f"#{ev.visit + 1}" if ev.visit else ""
         decision = describe(ev.decision)
@@ -177,8 +173,8 @@ def _search(args: argparse.Namespace) -> int:
         overrides.append(f"study.parallel={args.parallel}")
     registry = load_registry()
     study = load_study(args.study, registry, overrides)  # every problem before any compute
+    from autostage.commands import start_search
     from autostage.rundir import RunDir
-    from autostage.runs import start_search
 
     run = RunDir(Path(args.out) if args.out else Path("runs") / study.study.name)
     return start_search(args.study, study, registry, overrides, run, resume=args.resume,
@@ -188,7 +184,7 @@ def _search(args: argparse.Namespace) -> int:
 def _best(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from autostage.runs import show_best
+    from autostage.commands import show_best
 
     return show_best(Path(args.run_dir), args.export)
 

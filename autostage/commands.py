@@ -1,5 +1,6 @@
-"""Run directories from the command line: start or resume a search into one, show its best
-trial, export that trial as a study file. Ray is imported only once a search really starts."""
+"""What the `search` and `best` commands do beyond parsing their arguments: start or resume
+a search into a run directory, show its best trial, export that trial as a study file. Ray is
+imported only once a search really starts."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from autostage.errors import AutostageError
-from autostage.rundir import RunDir, best_trial, write_json
+from autostage.keys import mix_key, parse_component_key
+from autostage.records import TrialRecord, best_trial
+from autostage.rundir import RunDir, write_json
 from autostage.spec import SEARCHABLE_KINDS, Study, apply_overrides
 
 #: what may change when a search is resumed: its size and resources, not what it searches
@@ -130,6 +133,7 @@ def show_best(path: Path, export: str | None) -> int:
     best = best_trial(run.results(), _first(study["mode"]))
     if best is None:
         raise AutostageError(f"no trial in {path} finished with a finite value")
+    best = best.with_evals(run.evals(best.number))
     print_trial(Console(highlight=False), best, _first(study["metric"]))
     if export:
         Path(export).write_text(export_study(run, best))
@@ -141,24 +145,23 @@ def _first(value: Any) -> Any:
     return value[0] if isinstance(value, list) else value
 
 
-def export_study(run: RunDir, best: dict[str, Any]) -> str:
+def export_study(run: RunDir, best: TrialRecord) -> str:
     """The run's study with the best trial's choices fixed: one trial, same seed, same plan."""
     import tomli_w
 
     raw = tomllib.loads(run.study_toml.read_text())
     apply_overrides(raw, run.settings().get("overrides", []))
-    config = best["config"]
+    config = best.config
     study = raw["study"]
-    study.update(trials=1, parallel=1, seed=best["seed"])
+    study.update(trials=1, parallel=1, seed=best.seed)
     study.pop("token_budget", None)
     search = raw.setdefault("search", {})
     for kind in SEARCHABLE_KINDS:
         tables: dict[str, dict[str, Any]] = {}
-        prefix = f"{kind}."
         for key, value in config.items():
-            if key.startswith(prefix) and key.count(".") == 2:
-                _, name, field = key.split(".")
-                tables.setdefault(name, {})[field] = value
+            parsed = parse_component_key(key)
+            if parsed is not None and parsed[0] == kind:
+                tables.setdefault(parsed[1], {})[parsed[2]] = value
         chosen = config.get(kind)
         if chosen and chosen != raw.get("model", {}).get("trainer"):
             tables.setdefault(chosen, {})
@@ -172,12 +175,12 @@ def export_study(run: RunDir, best: dict[str, Any]) -> str:
                                      f"stage-pinned {', '.join(search[kind])}")
         if not search[kind]:
             del search[kind]
-    search["plan"] = {"order": best["plan"]} if best.get("plan") else search.get("plan", {})
+    search["plan"] = {"order": best.plan} if best.plan else search.get("plan", {})
     for stage in raw.get("stage", []):
         if isinstance(stage.get("data"), dict):
-            stage["data"] = {src: config.get(f"mix.{stage['name']}.{src}", w)
+            stage["data"] = {src: config.get(mix_key(stage["name"], src), w)
                              for src, w in stage["data"].items()}
     header = (f"# Exported by `autostage best --export` from {run.path}: trial "
-              f"{best['number']}, value {best['value']:.6g}.\n"
+              f"{best.number}, value {best.value:.6g}.\n"
               "# Every choice is fixed; `autostage trial` on this file re-runs that trial.\n\n")
     return header + tomli_w.dumps(raw)

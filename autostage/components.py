@@ -14,19 +14,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from autostage.kinds import TABLE
+
 if TYPE_CHECKING:  # heavy imports only for type checkers
     from autostage.decisions import Decision, History
-
-KINDS = (
-    "optimizer",
-    "lr_schedule",
-    "stage_policy",
-    "init",
-    "trainer",
-    "dataset",
-    "sampler",
-    "trial_scheduler",
-)
 
 
 class Component(BaseModel):
@@ -142,8 +133,9 @@ class TrialScheduler(Component):
 
 
 @dataclass(frozen=True)
-class StageRun:
-    """One visit of a stage, as the trainer sees it."""
+class StageVisit:
+    """One visit of a stage with its components resolved: what the trial loop runs and the
+    trainer trains (a repeated stage's later visits differ only in `visit`)."""
 
     name: str
     objective: str
@@ -153,6 +145,8 @@ class StageRun:
     evals: tuple[str, ...]  # data sources evaluated after every segment
     optimizer: Optimizer
     lr_schedule: LRSchedule
+    watch: str = ""  # the metric a stage policy judges this stage by
+    watch_mode: str = "min"  # whether `watch` is better "min" or "max"
     visit: int = 0  # how many times this stage ran before in this trial
     final: bool = False
 
@@ -182,7 +176,7 @@ class TrainResult:
 class TrainerRun(Protocol):
     """A trainer started for one trial. The trial loop drives it stage by stage."""
 
-    def begin_stage(self, stage: StageRun) -> None:
+    def begin_stage(self, stage: StageVisit) -> None:
         """Called when a stage visit starts (set objective, data mix, optimizer)."""
 
     def train(self, tokens: int, lr: Callable[[int], float]) -> TrainResult:
@@ -231,16 +225,6 @@ class Trainer(Component):
         return []
 
 
-BASES: dict[str, type[Component]] = {
-    cls.kind: cls
-    for cls in (
-        Optimizer,
-        LRSchedule,
-        StagePolicy,
-        Init,
-        Trainer,
-        Dataset,
-        Sampler,
-        TrialScheduler,
-    )
-}
+#: kind -> its base class, as autostage.kinds names them (this module imports kinds, never
+#: the other way round).
+BASES: dict[str, type[Component]] = {k.name: globals()[k.base] for k in TABLE}

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from autostage.ranking import better
 
 
 class TrialFailed(Exception):
@@ -96,6 +99,22 @@ class Eval:
         """The watched metric's value."""
         return self.metrics[self.watch]
 
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready, the decision structured: `{"type": "ScaleLR", "factor": 0.5}`."""
+        data = asdict(self)
+        data["metrics"] = dict(self.metrics)
+        data["decision"] = decision_to_json(self.decision) if self.decision else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Eval:
+        """The inverse of `to_json`; keys it does not know are ignored (newer writers)."""
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        decision = known.get("decision")
+        known["decision"] = decision_from_json(decision) if decision else None
+        known["metrics"] = dict(known.get("metrics") or {})
+        return cls(**known)
+
 
 @dataclass(frozen=True)
 class History:
@@ -109,7 +128,6 @@ class History:
     final: str | None  # the final stage, if the study pins one
     seed: int = 0
     max_visits: int = 0  # stage visits the trial loop allows before it fails the trial
-    extra: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def last(self) -> Eval:
@@ -132,4 +150,4 @@ class History:
 
     def better(self, a: float, b: float) -> bool:
         """True when watched value `a` is better than `b` (the current stage's watch mode)."""
-        return a < b if self.evals[-1].watch_mode == "min" else a > b
+        return better(a, b, self.evals[-1].watch_mode)

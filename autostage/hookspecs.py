@@ -9,9 +9,12 @@ are its hyperparameters. Registering a name another plugin already registered is
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from autostage.records import TrialRecord
 
 hookspec = pluggy.HookspecMarker("autostage")
 hookimpl = pluggy.HookimplMarker("autostage")
@@ -60,11 +63,17 @@ def register_trial_schedulers(register: Register) -> None:
 
 
 @hookspec
-def report_figures(records: Any) -> list[Any]:
+def report_figures(records: list[TrialRecord]) -> list[Any]:
     """Called when a report is written; return a list of extra Plotly figures.
 
-    `records` is a list of dicts, one per trial: its `result.json` (number, status, value,
-    tokens, config, plan, decisions, ...; status "running" while it has no result yet) with
-    its evals under "events". Figures appear in plugin load order; a plugin that raises
-    becomes a note in the report naming it, and the other figures stay.
+    `records` is a list of `autostage.records.TrialRecord`, one per trial with a result or an
+    eval, by trial number: `number`, `status` (a `TrialStatus`; `RUNNING` while the trial has
+    no result yet), `reason`, `values`, `tokens`, `seed`, `config`, `started`, `ended`, and
+    `evals` (`EvalRecord`s: `ev.eval` is the trial loop's `Eval`, its `decision` a Decision
+    object; `ev.metric(key)` a finite float or None; a retry's replays dropped). Rank with
+    `record.ranked_value` (None unless the trial completed or stopped with a finite value) and
+    `autostage.records.best_trial(records, mode)`. A plugin that wants plain dicts has them:
+    `record.to_json()` (what result.json holds) and `ev.to_json()` (an events.jsonl line).
+    Figures appear in plugin load order; a plugin that raises becomes a note in the report
+    naming it, and the other figures stay.
     """

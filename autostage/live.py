@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from autostage.rundir import best_trial
+from autostage.keys import PLAN_KEY
+from autostage.records import TrialRecord, TrialStatus, best_trial
 
 
 class QuietView:
@@ -21,8 +22,8 @@ class QuietView:
     def start(self, study: Any, done: int, tokens: int) -> None: ...
     def stop(self) -> None: ...
     def trial_started(self) -> None: ...
-    def trial_result(self, result: dict[str, Any]) -> None: ...
-    def trial_ended(self, record: dict[str, Any]) -> None: ...
+    def trial_result(self, number: int, tokens: int) -> None: ...
+    def trial_ended(self, record: TrialRecord) -> None: ...
 
 
 class SearchView:
@@ -32,9 +33,10 @@ class SearchView:
         self.console = console or Console()
         self.lock = threading.Lock()
         self.live: Live | None = None
-        self.counts = {"running": 0, "completed": 0, "stopped": 0, "failed": 0, "pruned": 0}
+        self.running = 0
+        self.counts: dict[TrialStatus, int] = dict.fromkeys(TrialStatus, 0)
         self.tokens: dict[int, int] = {}
-        self.records: list[dict[str, Any]] = []
+        self.records: list[TrialRecord] = []
         self.requested = self.done_before = self.tokens_before = 0
         self.mode, self.metric, self.began = "min", "", time.time()
 
@@ -56,42 +58,42 @@ class SearchView:
 
     def trial_started(self) -> None:
         with self.lock:
-            self.counts["running"] += 1
+            self.running += 1
 
-    def trial_result(self, result: dict[str, Any]) -> None:
+    def trial_result(self, number: int, tokens: int) -> None:
         with self.lock:
-            self.tokens[int(result["trial_number"])] = int(result.get("tokens", 0))
+            self.tokens[number] = tokens
 
-    def trial_ended(self, record: dict[str, Any]) -> None:
+    def trial_ended(self, record: TrialRecord) -> None:
         with self.lock:
-            self.counts["running"] = max(0, self.counts["running"] - 1)
-            self.counts[record["status"]] = self.counts.get(record["status"], 0) + 1
-            self.tokens[record["number"]] = int(record.get("tokens") or 0)
+            self.running = max(0, self.running - 1)
+            self.counts[record.status] += 1
+            self.tokens[record.number] = record.tokens
             self.records.append(record)
-        value = record.get("value")
+        value = record.value
         shown = f"{value:.4g}" if isinstance(value, float) else "-"
         self.console.print(  # printed above the live panel on a terminal
-            f"trial {record['number']:>3} {record['status']:<9} {self.metric} {shown:>8}  "
-            f"plan {record.get('plan', '')}  {record.get('reason', '')}".rstrip(),
-            highlight=False, soft_wrap=True)
+            f"trial {record.number:>3} {record.status:<9} {self.metric} {shown:>8}  "
+            f"plan {record.plan}  {record.reason}".rstrip(),
+            highlight=False, soft_wrap=True, markup=False)
 
     def _finished(self) -> int:
-        return self.done_before + sum(v for k, v in self.counts.items() if k != "running")
+        return self.done_before + sum(n for s, n in self.counts.items() if s.finished)
 
     def _panel(self) -> Table:
         with self.lock:
             finished, best = self._finished(), best_trial(self.records, self.mode)
             spent = self.tokens_before + sum(self.tokens.values())
-            counts = dict(self.counts)
+            counts, running = dict(self.counts), self.running
         elapsed = time.time() - self.began
         fresh = finished - self.done_before
         eta = elapsed / fresh * (self.requested - finished) if fresh else math.nan
         table = Table.grid(padding=(0, 2))
         table.add_row("trials", f"{finished}/{self.requested} done  "
-                      f"{counts['running']} running  {counts['completed']} completed  "
-                      f"{counts['pruned']} pruned  {counts['failed']} failed")
-        table.add_row("best", f"{self.metric} {best['value']:.4g} (trial {best['number']}, "
-                      f"plan {best.get('plan', '')})" if best else "-")
+                      f"{running} running  {counts[TrialStatus.COMPLETED]} completed  "
+                      f"{counts[TrialStatus.PRUNED]} pruned  {counts[TrialStatus.FAILED]} failed")
+        table.add_row("best", f"{self.metric} {best.value:.4g} (trial {best.number}, "
+                      f"plan {best.plan})" if best else "-")
         table.add_row("tokens", f"{spent:,}")
         table.add_row("time", f"{elapsed:.0f} s elapsed" +
                       (f", ~{eta:.0f} s left" if math.isfinite(eta) else ""))
@@ -100,11 +102,13 @@ class SearchView:
 
 def print_summary(console: Console, outcome: Any, mode: str, metric: str) -> None:
     """The end of a search: the best trial, its config, plan and decisions, and where to look."""
-    records = outcome.records
+    from autostage.rundir import RunDir
+
+    records: list[TrialRecord] = outcome.records
     statuses: dict[str, int] = {}
     for r in records:
-        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
-    tokens = sum(r.get("tokens") or 0 for r in records)
+        statuses[r.status.value] = statuses.get(r.status.value, 0) + 1
+    tokens = sum(r.tokens for r in records)
     console.print(f"\nstudy finished: {len(records)} trials ("
                   + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
                   + f"), {tokens:,} training tokens", highlight=False, soft_wrap=True)
@@ -114,19 +118,24 @@ def print_summary(console: Console, outcome: Any, mode: str, metric: str) -> Non
     if best is None:
         console.print("no trial finished with a finite value")
     else:
-        print_trial(console, best, metric)
+        run = RunDir(outcome.run_dir)
+        print_trial(console, best.with_evals(run.evals(best.number)), metric)
     console.print(f"run directory: {outcome.run_dir}   (autostage best {outcome.run_dir})",
-                  highlight=False)
+                  highlight=False, markup=False)
 
 
-def print_trial(console: Console, record: dict[str, Any], metric: str) -> None:
-    console.print(f"best: trial {record['number']}  {metric} = {record['value']:.4g}  "
-                  f"({record.get('tokens', 0):,} tokens)", highlight=False)
-    console.print(f"  stage plan: {record.get('plan', '')}", highlight=False)
-    for key, value in sorted(record.get("config", {}).items()):
-        if key != "plan.order":
+def print_trial(console: Console, record: TrialRecord, metric: str) -> None:
+    """A trial's value, stage plan, parameters and stage-policy decisions (`record` with its
+    evals, for the decisions)."""
+    def say(text: str) -> None:
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    say(f"best: trial {record.number}  {metric} = {record.value:.4g}  "
+        f"({record.tokens:,} tokens)")
+    say(f"  stage plan: {record.plan}")
+    for key, value in sorted(record.config.items()):
+        if key != PLAN_KEY:
             shown = f"{value:.4g}" if isinstance(value, float) else value
-            console.print(f"  {key} = {shown}", highlight=False, markup=False)
-    for d in record.get("decisions", []):
-        console.print(f"  decision at {d['tokens']:,} tokens in {d['stage']}: {d['decision']}",
-                      highlight=False)
+            say(f"  {key} = {shown}")
+    for d in record.decisions:
+        say(f"  decision at {d.eval.tokens:,} tokens in {d.eval.stage}: {d.decision_label}")

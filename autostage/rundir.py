@@ -20,10 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-#: statuses of a trial that ran to an outcome (counted towards the study's trials)
-FINISHED = ("completed", "stopped", "failed", "pruned")
-#: statuses whose value is a final result (pruned trials stopped at an intermediate eval)
-RANKED = ("completed", "stopped")
+from autostage.records import EvalRecord, TrialRecord, TrialStatus, without_replays
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -60,11 +57,11 @@ class RunDir:
     def trial_dir(self, number: int) -> Path:
         return self.path / "trials" / str(number)
 
-    def append_event(self, number: int, event: dict[str, Any]) -> None:
+    def append_event(self, number: int, record: EvalRecord) -> None:
         path = self.trial_dir(number) / "events.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as f:
-            f.write(json.dumps(_finite(event), default=str) + "\n")
+            f.write(json.dumps(_finite(record.to_json()), default=str) + "\n")
 
     def truncate_events(self, number: int, keep: int) -> None:
         """Keep the first `keep` evals of trial `number` (a retried trial resumes there)."""
@@ -76,32 +73,68 @@ class RunDir:
                 f.writelines(lines)
             os.replace(tmp, path)
 
-    def write_result(self, number: int, record: dict[str, Any]) -> None:
-        write_json(self.trial_dir(number) / "result.json", _finite(record))
+    def write_result(self, record: TrialRecord) -> None:
+        write_json(self.trial_dir(record.number) / "result.json", _finite(record.to_json()))
 
-    def results(self) -> list[dict[str, Any]]:
-        """Every trial's outcome record, by trial number."""
-        out = []
-        for path in sorted((self.path / "trials").glob("*/result.json"),
-                           key=lambda p: int(p.parent.name)):
-            try:
-                out.append(json.loads(path.read_text()))
-            except (OSError, json.JSONDecodeError):
-                continue  # written atomically, so this is a foreign file: not ours to read
-        return out
+    def result(self, number: int) -> TrialRecord | None:
+        """Trial `number`'s outcome, None until it has one (results are written atomically,
+        so a file that does not parse is not ours)."""
+        try:
+            return TrialRecord.from_json(
+                json.loads((self.trial_dir(number) / "result.json").read_text()))
+        except (OSError, json.JSONDecodeError, KeyError, ValueError, TypeError):
+            return None
 
-    def events(self, number: int) -> list[dict[str, Any]]:
-        """Trial `number`'s evals so far (read while a search runs, too)."""
+    def numbers(self) -> list[int]:
+        """Every trial number with a directory, ascending."""
+        trials = self.path / "trials"
+        if not trials.is_dir():
+            return []
+        return sorted(int(p.name) for p in trials.iterdir() if p.name.isdigit())
+
+    def results(self) -> list[TrialRecord]:
+        """Every trial's outcome (without its evals), by trial number."""
+        return [r for n in self.numbers() if (r := self.result(n)) is not None]
+
+    def events(self, number: int) -> list[EvalRecord]:
+        """Trial `number`'s evals as written (a retry's replays included; read while a
+        search runs, too)."""
         path = self.trial_dir(number) / "events.jsonl"
         if not path.exists():
             return []
         events = []
         for line in path.read_text().splitlines():
             try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
+                events.append(EvalRecord.from_json(json.loads(line)))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue  # the line being appended as we read: the next read has it
         return events
+
+    def evals(self, number: int) -> list[EvalRecord]:
+        """Trial `number`'s evals with a retry's replays dropped: what it trained through."""
+        return without_replays(self.events(number))
+
+    def trials(self) -> list[TrialRecord]:
+        """Every trial with an outcome or at least one eval, with its evals (replays of a
+        retry dropped), by number. A trial with evals and no outcome yet is RUNNING."""
+        out = []
+        for number in self.numbers():
+            record, events = self.result(number), self.events(number)
+            if record is None and not events:
+                continue  # a trial directory made before its first eval
+            if record is None:
+                record = self._running(number, events)
+            out.append(record.with_evals(without_replays(events)))
+        return out
+
+    def _running(self, number: int, events: list[EvalRecord]) -> TrialRecord:
+        """A trial with evals and no outcome yet. Its start is its first timed eval (evals
+        held back for a later report have no time), or when its events file last changed."""
+        times = [e.time for e in events if e.time is not None]
+        source = self.trial_dir(number) / "events.jsonl"
+        started = min(times) if times else source.stat().st_mtime
+        return TrialRecord(number, TrialStatus.RUNNING, "running: no result yet",
+                           tokens=events[-1].eval.tokens, started=started)
 
     def settings(self) -> dict[str, Any]:
         return json.loads(self.study_json.read_text())
@@ -116,13 +149,3 @@ def _finite(data: Any) -> Any:
     if isinstance(data, list | tuple):
         return [_finite(v) for v in data]
     return data
-
-
-def best_trial(records: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:
-    """The best finished trial with a finite value; failed and pruned trials never win."""
-    ranked = [r for r in records if r.get("status") in RANKED
-              and isinstance(r.get("value"), int | float) and math.isfinite(r["value"])]
-    if not ranked:
-        return None
-    pick = min if mode == "min" else max
-    return pick(ranked, key=lambda r: r["value"])

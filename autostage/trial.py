@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from autostage.components import LRSchedule, Optimizer, StagePolicy, StageRun, TrainerRun
+from autostage.components import StagePolicy, StageVisit, TrainerRun
 from autostage.decisions import (
     Advance,
     Continue,
@@ -23,32 +23,15 @@ from autostage.decisions import (
     ScaleLR,
     Stop,
     TrialFailed,
-    decision_from_json,
-    decision_to_json,
-    describe,
 )
-
-
-@dataclass(frozen=True)
-class StagePlan:
-    """A stage with its components resolved: what one visit of it runs."""
-
-    name: str
-    objective: str
-    mix: Mapping[str, float]
-    tokens: int
-    eval_every: int
-    evals: tuple[str, ...]
-    watch: str  # metric the policy judges this stage by
-    watch_mode: str  # "min" or "max"
-    optimizer: Optimizer
-    lr_schedule: LRSchedule
-    final: bool = False
+from autostage.keys import TOKENS, eval_metric, train_metric
+from autostage.ranking import better
+from autostage.records import TrialStatus
 
 
 @dataclass(frozen=True)
 class TrialPlan:
-    stages: Mapping[str, StagePlan]  # every stage of the study, by name
+    stages: Mapping[str, StageVisit]  # every stage of the study, by name, as its first visit
     order: tuple[str, ...]  # the planned order; a policy may change it with Advance(to=...)
     policy: StagePolicy
     metric: str
@@ -59,7 +42,7 @@ class TrialPlan:
 
 @dataclass
 class TrialResult:
-    status: str  # "completed", "stopped" (a policy's Stop) or "failed"
+    status: TrialStatus  # COMPLETED, STOPPED (a policy's Stop) or FAILED
     reason: str
     metric: str
     evals: list[Eval] = field(default_factory=list)
@@ -68,9 +51,15 @@ class TrialResult:
     @property
     def value(self) -> float | None:
         """The study metric at the last eval (None when the trial failed or had no eval)."""
-        if self.status == "failed" or not self.evals:
-            return None
-        return self.evals[-1].metrics.get(self.metric)
+        return self.values([self.metric])[0]
+
+    def values(self, metrics: list[str]) -> list[float | None]:
+        """Each metric at the last eval (`tokens`: the tokens trained); None when the trial
+        failed or had no eval."""
+        if self.status == TrialStatus.FAILED or not self.evals:
+            return [None] * len(metrics)
+        last = self.evals[-1].metrics
+        return [self.tokens if m == TOKENS else last.get(m) for m in metrics]
 
 
 Report = Callable[[Eval], None]
@@ -89,13 +78,13 @@ class LoopState:
     visits: Mapping[str, int]
 
     def to_json(self) -> dict[str, Any]:
-        return {"evals": [eval_to_json(e) for e in self.evals], "tokens": self.tokens,
+        return {"evals": [e.to_json() for e in self.evals], "tokens": self.tokens,
                 "lr_scale": self.lr_scale, "queue": list(self.queue),
                 "visits": dict(self.visits)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LoopState:
-        return cls(tuple(eval_from_json(e) for e in data["evals"]), int(data["tokens"]),
+        return cls(tuple(Eval.from_json(e) for e in data["evals"]), int(data["tokens"]),
                    float(data["lr_scale"]), tuple(data["queue"]), dict(data["visits"]))
 
 
@@ -115,7 +104,7 @@ def run_trial(plan: TrialPlan, trainer: TrainerRun, report: Report | None = None
     try:
         status, reason = loop.run()
     except TrialFailed as e:
-        status, reason = "failed", str(e)
+        status, reason = TrialStatus.FAILED, str(e)
     return TrialResult(status, reason, plan.metric, loop.evals, loop.tokens)
 
 
@@ -138,7 +127,7 @@ class _Loop:
         self.evals, self.tokens, self.lr_scale = list(state.evals), state.tokens, state.lr_scale
         self.queue, self.visits = list(state.queue), Counter(state.visits)
 
-    def run(self) -> tuple[str, str]:
+    def run(self) -> tuple[TrialStatus, str]:
         while self.queue:
             name = self.queue.pop(0)
             if sum(self.visits.values()) >= self.max_visits:
@@ -153,10 +142,10 @@ class _Loop:
                 self.checkpoint(self.state())
             self.report(last)
             if isinstance(decision, Stop):
-                return "stopped", decision.reason
+                return TrialStatus.STOPPED, decision.reason
             if stage.final:
                 break  # the final stage ends the trial, whatever was still planned
-        return "completed", ""
+        return TrialStatus.COMPLETED, ""
 
     def _jump(self, to: str) -> None:
         if to not in self.plan.stages:
@@ -166,15 +155,12 @@ class _Loop:
             self.queue.remove(to)
         self.queue.insert(0, to)
 
-    def _visit(self, stage: StagePlan, visit: int) -> tuple[Eval, Decision]:
+    def _visit(self, stage: StageVisit, visit: int) -> tuple[Eval, Decision]:
         """Train one visit of `stage`. Every eval but the last is reported here; the last one
         and the decision that ended the visit are returned, to be reported after the
         boundary's checkpoint."""
-        self.trainer.begin_stage(StageRun(
-            name=stage.name, objective=stage.objective, mix=stage.mix, tokens=stage.tokens,
-            eval_every=stage.eval_every, evals=stage.evals, optimizer=stage.optimizer,
-            lr_schedule=stage.lr_schedule, visit=visit, final=stage.final,
-        ))
+        stage = replace(stage, visit=visit)
+        self.trainer.begin_stage(stage)
         rewinds = self.plan.policy.rewinds
         best = self.trainer.snapshot() if rewinds else None
         best_eval: Eval | None = None
@@ -203,11 +189,11 @@ class _Loop:
             if done >= stage.tokens:
                 return ev, decision
             self.report(ev)
-            improved = best_eval is None or _better(ev.value, best_eval.value, stage)
+            improved = best_eval is None or better(ev.value, best_eval.value, stage.watch_mode)
             if rewinds and not isinstance(decision, Rewind) and improved:
                 best, best_eval = self.trainer.snapshot(), ev
 
-    def _segment(self, stage: StagePlan, visit: int, done: int) -> Eval:
+    def _segment(self, stage: StageVisit, visit: int, done: int) -> Eval:
         """Train up to the next eval, evaluate, and return the (undecided) eval."""
         tokens = min(stage.eval_every, stage.tokens - done)
         peak, scale, schedule, start = stage.optimizer.lr, self.lr_scale, stage.lr_schedule, done
@@ -220,9 +206,9 @@ class _Loop:
             raise TrialFailed(f"the trainer trained no tokens at stage {stage.name}")
         done = start + result.tokens
         self.tokens += result.tokens
-        metrics = {f"train.{k}": float(v) for k, v in result.metrics.items()}
+        metrics = {train_metric(k): float(v) for k, v in result.metrics.items()}
         for source, values in self.trainer.evaluate(stage.evals).items():
-            metrics.update({f"eval.{source}.{k}": float(v) for k, v in values.items()})
+            metrics.update({eval_metric(source, k): float(v) for k, v in values.items()})
         bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
         if bad:
             raise TrialFailed(f"non-finite {bad[0]} at stage {stage.name}, "
@@ -243,27 +229,3 @@ class _Loop:
             final=next((s.name for s in self.plan.stages.values() if s.final), None),
             seed=self.plan.seed, max_visits=self.max_visits,
         )
-
-
-def _better(a: float, b: float, stage: StagePlan) -> bool:
-    return a < b if stage.watch_mode == "min" else a > b
-
-
-def eval_to_json(ev: Eval) -> dict[str, Any]:
-    data = asdict(ev)
-    data["decision"] = decision_to_json(ev.decision) if ev.decision is not None else None
-    return data
-
-
-def eval_from_json(data: Mapping[str, Any]) -> Eval:
-    decision = data.get("decision")
-    return Eval(**{**data, "decision": decision_from_json(decision) if decision else None})
-
-
-def eval_record(ev: Eval) -> dict[str, Any]:
-    """A flat, JSON-ready view of an eval: what search reports and run records store."""
-    return {
-        "stage": ev.stage, "visit": ev.visit, "tokens": ev.tokens,
-        "stage_tokens": ev.stage_tokens, "lr": ev.lr, **dict(ev.metrics),
-        "decision": describe(ev.decision) if ev.decision is not None else "",
-    }

@@ -58,18 +58,15 @@ def time_autostage(trials: int, step_seconds: float) -> tuple[float, float]:
 def time_bare_optuna(trials: int, step_seconds: float) -> float:
     import optuna
 
-    from autostage.build import build_trial
-    from autostage.space import compile_space, decode, suggest
-    from autostage.trial import run_trial
+    from autostage.build import prepare_trial
+    from autostage.space import compile_space, suggest
 
     study, registry = load(trials, step_seconds)
     space = compile_space(study, registry)
 
     def objective(trial):
         config = {**suggest(space, trial), **trial.params}
-        built = build_trial(study, registry, decode(space, config), seed=trial.number)
-        result = run_trial(built.plan, built.trainer.start(built.setup))
-        return result.value
+        return prepare_trial(study, registry, config, trial.number, space=space).run().value
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     bare = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

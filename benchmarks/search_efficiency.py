@@ -144,8 +144,10 @@ def run_method(name: str, seed: int, budget: int, workdir: Path, mode: str) -> d
     """One search; its best-so-far curve over the compute it spent."""
     from autostage.check import load_study
     from autostage.host import load_registry
+    from autostage.keys import parse_metric
     from autostage.live import QuietView
-    from autostage.rundir import RunDir, best_trial
+    from autostage.records import TrialStatus, best_trial
+    from autostage.rundir import RunDir
     from autostage.search import run_search
 
     path = workdir / "study.toml"
@@ -160,16 +162,15 @@ def run_method(name: str, seed: int, budget: int, workdir: Path, mode: str) -> d
     wall = time.perf_counter() - start
     per_eval = study.model.settings["eval_batches"] * study.model.settings["batch_size"] \
         * study.model.settings["context"]
-    records = sorted(outcome.records, key=lambda r: r.get("ended") or 0)
+    records = sorted(outcome.records, key=lambda r: r.ended or 0)
     curve, spent, trained, best = [], 0.0, 0, math.inf
     for r in records:
-        evaluated = sum(1 for e in run.events(r["number"]) for k in e
-                        if k.startswith("eval.") and k.endswith(".loss")) * per_eval
-        tokens = r.get("tokens") or 0
-        trained += tokens
-        spent += tokens + EVAL_COST * evaluated
-        if r["status"] in ("completed", "stopped") and r.get("value") is not None:
-            best = min(best, r["value"])
+        evaluated = sum(1 for e in run.events(r.number) for k in e.eval.metrics
+                        if (key := parse_metric(k)) and key.source and key.name == "loss")
+        trained += r.tokens
+        spent += r.tokens + EVAL_COST * evaluated * per_eval
+        if r.ranked_value is not None:
+            best = min(best, r.ranked_value)
         curve.append((round(spent), best))
     top = best_trial(outcome.records, "min")
     reached = next((t for t, b in curve if b <= TARGET_LOSS and t <= budget), None)
@@ -180,9 +181,9 @@ def run_method(name: str, seed: int, budget: int, workdir: Path, mode: str) -> d
     return {"method": name, "seed": seed, "best": at_budget, "best_overall": best,
             "tokens": trained, "compute": round(spent), "wall_s": wall,
             "tokens_to_target": reached, "trials": len(records),
-            "pruned": sum(r["status"] == "pruned" for r in records), "curve": curve,
-            "best_plan": top["plan"] if top else None,
-            "best_config": top["config"] if top else None}
+            "pruned": sum(r.status == TrialStatus.PRUNED for r in records), "curve": curve,
+            "best_plan": top.plan if top else None,
+            "best_config": dict(top.config) if top else None}
 
 
 def paired_ci(a: list[float], b: list[float], draws: int = 4000) -> tuple[float, float, float]:
@@ -210,19 +211,13 @@ def prerequisite_check(seeds: list[int], workdir: Path, mode: str) -> dict:
 
 
 def _fixed_trial(path: str, overrides: list[str], seed: int) -> float:
-    from autostage.build import build_trial
-    from autostage.check import load_study
-    from autostage.host import load_registry
-    from autostage.space import compile_space, decode, sample
-    from autostage.trial import run_trial
+    from autostage import load_registry, load_study, prepare_trial, sample_config
 
     registry = load_registry()
     study = load_study(Path(path), registry,
                        [*overrides, "search.optimizer={adamw = {lr = 3e-3}}"])
-    space = compile_space(study, registry)
-    built = build_trial(study, registry, decode(space, sample(space, seed)), seed=seed,
-                        threads=1)
-    return run_trial(built.plan, built.trainer.start(built.setup)).value
+    params = sample_config(study, registry, seed)
+    return prepare_trial(study, registry, params, seed, threads=1).run().value
 
 
 def report(rows: list[dict], check: dict, args: argparse.Namespace, mode: str) -> None:

@@ -51,7 +51,7 @@ def bare_loop(args, steps: int) -> float:
 
 def trainer_loop(args, steps: int) -> float:
     """The transformers trainer's own `train`, on pydoc text: tokens per second."""
-    from autostage.components import StageRun, TrialSetup
+    from autostage.components import StageVisit, TrialSetup
     from autostage_plugins.datasets import Pydoc
     from autostage_plugins.inits import Default
     from autostage_plugins.lr_schedules import Constant
@@ -63,7 +63,7 @@ def trainer_loop(args, steps: int) -> float:
     run = trainer.start(TrialSetup(seed=0, data={"text": Pydoc()}, init=Default(),
                                    objectives={"text": "causal_lm"}))
     tokens = steps * args.batch * args.context
-    run.begin_stage(StageRun(name="s", objective="causal_lm", mix={"text": 1.0}, tokens=tokens,
+    run.begin_stage(StageVisit(name="s", objective="causal_lm", mix={"text": 1.0}, tokens=tokens,
                              eval_every=tokens, evals=(), optimizer=AdamW(lr=1e-3),
                              lr_schedule=Constant()))
     _sync(run.device)

@@ -11,12 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from autostage.build import build_trial
-from autostage.check import load_study
-from autostage.decisions import Eval, describe
-from autostage.host import load_registry
-from autostage.space import compile_space, decode, sample
-from autostage.trial import TrialResult, run_trial
+from autostage import Eval, TrialResult, load_registry, load_study, prepare_trial, sample_config
+from autostage.decisions import describe
 
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "quickstart-toy.toml"
 
@@ -30,12 +26,10 @@ def print_eval(ev: Eval) -> None:
 def run_one(study_path: str | Path = STUDY, seed: int = 0) -> TrialResult:
     registry = load_registry()  # every installed plugin, built-ins included
     study = load_study(study_path, registry)  # raises StudyError listing every problem
-    space = compile_space(study, registry)
-    config = sample(space, seed)  # one random configuration: {"optimizer": "adamw", ...}
-    print("config:", ", ".join(f"{k}={v}" for k, v in sorted(config.items())))
-    built = build_trial(study, registry, decode(space, config), seed=seed)
-    trainer = built.trainer.start(built.setup)
-    return run_trial(built.plan, trainer, report=print_eval)
+    params = sample_config(study, registry, seed)  # {"optimizer": "adamw", ...}
+    print("config:", ", ".join(f"{k}={v}" for k, v in sorted(params.items())))
+    trial = prepare_trial(study, registry, params, seed)  # components built, trainer started
+    return trial.run(report=print_eval)
 
 
 if __name__ == "__main__":

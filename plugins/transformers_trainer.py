@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from autostage.components import StageRun, TextDataset, Trainer, TrainResult, TrialSetup
+from autostage.components import StageVisit, TextDataset, Trainer, TrainResult, TrialSetup
 from autostage.decisions import TrialFailed
 from autostage.errors import AutostageError
 from autostage.hookspecs import hookimpl
@@ -49,7 +49,6 @@ class Transformers(Trainer):
     mlm_probability: float = Field(0.15, gt=0, lt=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = Field(True, description="bf16 autocast on CUDA")
-    nan_at_step: int = Field(0, ge=0, description="fault injection for tests: NaN loss there")
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> Transformers:
@@ -95,7 +94,7 @@ class TransformersRun:
                 "\"classify\"), or evaluate it in a language-model stage")
         self.num_labels = max([self.data.num_labels(s) for s in classified] or [2])
         self.models: dict[str, Any] = {}
-        self.stage: StageRun | None = None
+        self.stage: StageVisit | None = None
         self.optimizer: Any = None
         self.batch = 0  # batches drawn in the current stage visit
         self.step = 0  # optimizer steps in the whole trial
@@ -152,7 +151,7 @@ class TransformersRun:
 
     # --- the trial loop's protocol -------------------------------------------------------------
 
-    def begin_stage(self, stage: StageRun) -> None:
+    def begin_stage(self, stage: StageVisit) -> None:
         self.stage = stage
         model = self.model(stage.objective)
         # a fresh optimizer per stage visit: its LR is set every step from the schedule, so a
@@ -176,8 +175,6 @@ class TransformersRun:
                 self.batch += 1
                 done += _counted(batch)
                 loss = self._loss(model, batch) / self.cfg.grad_accum
-                if self.cfg.nan_at_step and self.step + 1 == self.cfg.nan_at_step:
-                    loss = loss * float("nan")  # injected fault (tests)
                 if not torch.isfinite(loss):
                     raise TrialFailed(f"non-finite loss at stage {stage.name}, "
                                       f"step {self.step}")
@@ -251,7 +248,7 @@ class _Data:
         labels = [e.label for e in self.examples[source]["train"] if e.label is not None]
         return max(labels) + 1 if labels else 0
 
-    def train_batch(self, stage: StageRun, k: int, cfg: Transformers, tok: Any) -> dict:
+    def train_batch(self, stage: StageVisit, k: int, cfg: Transformers, tok: Any) -> dict:
         import torch
 
         from autostage_plugins.lm_data import classify_batch, lm_batch, mlm_batch

@@ -12,6 +12,7 @@ import pytest
 
 from autostage.decisions import Advance, Rewind
 from autostage.errors import AutostageError
+from autostage.records import TrialStatus
 from autostage.testing import CurveRun, run_toy_trial, tiny_model, trial_plan
 from autostage.trial import run_trial
 from autostage_plugins.inits import Kaiming, Normal, ScaledResidual, XavierUniform
@@ -157,7 +158,7 @@ def bandit_trial(seed, order=None, every=10_000, policy=None):
 def test_bandit_prefers_the_stage_with_more_learning_progress():
     for seed in range(8):
         result, run = bandit_trial(seed)
-        assert result.status == "completed" and result.evals[-1].stage == "target"
+        assert result.status == TrialStatus.COMPLETED and result.evals[-1].stage == "target"
         assert run.trained["fast"] >= 2 * run.trained["slow"], (seed, run.trained)
         # it spends what the fixed plan would on the prefix: both stages' budgets
         assert run.trained["fast"] + run.trained["slow"] == 200_000
@@ -166,10 +167,11 @@ def test_bandit_prefers_the_stage_with_more_learning_progress():
 def test_bandit_never_ends_on_a_non_final_stage():
     for seed in range(20):
         result, _ = bandit_trial(seed, every=5_000, policy=Bandit(min_segment=2, explore=1.0))
-        assert result.status == "completed", result.reason  # not failed on too many visits
+        # not failed on too many visits
+        assert result.status == TrialStatus.COMPLETED, result.reason
         assert result.evals[-1].stage == "target"
         toy = run_toy_trial(Bandit(), seed=seed)
-        assert toy.status == "completed" and toy.evals[-1].stage == "target"
+        assert toy.status == TrialStatus.COMPLETED and toy.evals[-1].stage == "target"
 
 
 def test_bandit_waits_a_segment_before_switching_and_keeps_to_the_plan():
@@ -202,6 +204,7 @@ def test_budget_split_spends_a_fraction_of_each_visit_by_position():
 # --- optimizers -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_lion_follows_the_update_rule_of_chen_et_al():
     import torch
 
@@ -229,6 +232,7 @@ def stds(model):
             and not torch.all(p == 0)}
 
 
+@pytest.mark.slow
 def test_scaled_residual_scales_the_residual_projections_of_a_torch_module():
     import torch
 
@@ -244,6 +248,7 @@ def test_scaled_residual_scales_the_residual_projections_of_a_torch_module():
     assert model.lm_head.weight is model.wte.weight
 
 
+@pytest.mark.slow
 def test_scaled_residual_reads_n_layer_from_the_model_config():
     import torch
 
@@ -254,6 +259,7 @@ def test_scaled_residual_reads_n_layer_from_the_model_config():
     assert float(model.h[0].mlp.c_proj.weight.detach().std()) == pytest.approx(0.01, rel=0.1)
 
 
+@pytest.mark.slow
 def test_scaled_residual_on_gpt2_and_bert():
     import torch
     from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
@@ -276,6 +282,7 @@ def test_scaled_residual_on_gpt2_and_bert():
     assert got["encoder.layer.0.intermediate.dense.weight"] == pytest.approx(0.02, rel=0.15)
 
 
+@pytest.mark.slow
 def test_scaled_residual_names_what_it_looks_for_when_nothing_matches():
     import torch
 
@@ -283,6 +290,7 @@ def test_scaled_residual_names_what_it_looks_for_when_nothing_matches():
         ScaledResidual().apply(torch.nn.Sequential(torch.nn.Linear(4, 4)))
 
 
+@pytest.mark.slow
 def test_kaiming_and_xavier_use_the_true_fan_of_gpt2_conv1d_layers():
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -299,6 +307,7 @@ def test_kaiming_and_xavier_use_the_true_fan_of_gpt2_conv1d_layers():
     assert float(model.transformer.h[0].mlp.c_fc.bias.detach().abs().max()) == 0
 
 
+@pytest.mark.slow
 def test_normal_draws_every_matrix_embeddings_included():
     import torch
 

@@ -19,6 +19,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from autostage.records import TrialStatus
+
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "plugins.md"
 EXAMPLE = REPO / "examples" / "autostage-example"
@@ -114,6 +116,7 @@ def autostage(installed, *args: str, load: str, cwd: Path = REPO) -> subprocess.
 # --- the example package ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_example_package_is_found_and_listed(installed):
     done = autostage(installed, "plugins", load="example")
     assert done.returncode == 0, done.stderr
@@ -122,6 +125,7 @@ def test_the_example_package_is_found_and_listed(installed):
     assert "lr_schedule: cyclic" in row and "stage_policy: good_enough" in row
 
 
+@pytest.mark.slow
 def test_the_example_study_validates_and_runs_a_trial_with_its_plugins(installed):
     study = str(EXAMPLE / "study.toml")
     done = autostage(installed, "validate", study, load="example")
@@ -133,6 +137,7 @@ def test_the_example_study_validates_and_runs_a_trial_with_its_plugins(installed
     assert "lr_schedule = cyclic" in done.stdout and "stage_policy = good_enough" in done.stdout
 
 
+@pytest.mark.slow
 def test_the_example_package_tests_pass_from_its_directory(installed):
     done = run(installed, "-m", "pytest", "-q", "-p", "no:cacheprovider", load="example",
                cwd=installed.example)
@@ -151,6 +156,7 @@ def test_the_guide_gives_a_whole_package():
     assert len(plugin) <= 30, "the guide promises a plugin in about 25 lines"
 
 
+@pytest.mark.slow
 def test_a_package_written_from_the_guide_is_found_and_used_in_a_study(installed):
     done = autostage(installed, "plugins", load="my-plugin")  # by distribution name
     assert done.returncode == 0 and "stage_policy: patience" in done.stdout, done.stderr
@@ -160,6 +166,7 @@ def test_a_package_written_from_the_guide_is_found_and_used_in_a_study(installed
     assert "stage_policy.patience.evals" in done.stdout and "completed" in done.stdout
 
 
+@pytest.mark.slow
 def test_the_guide_packages_tests_pass(installed):
     done = run(installed, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests",
                load="my-plugin", cwd=installed.guide)
@@ -170,6 +177,7 @@ def test_the_guide_packages_tests_pass(installed):
 # --- broken plugins, installed ----------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("plugin", "says"), [
     ("crash", ["plugin 'crash' (from autostage-crash 0.1.0) failed to import",
                "fancy_cuda_kernels", "AUTOSTAGE_LOAD_PLUGINS"]),
@@ -185,6 +193,7 @@ def test_a_broken_installed_plugin_is_one_line_naming_it(installed, plugin, says
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_an_empty_load_list_skips_every_broken_plugin(installed):
     done = autostage(installed, "plugins", load="")
     assert done.returncode == 0, done.stderr
@@ -199,7 +208,7 @@ def test_the_python_api_example_runs_a_trial_and_prints_its_evals(capsys):
     result = example["run_one"](seed=3)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("config: ") and "optimizer=" in lines[0]
-    assert len(lines) == 1 + len(result.evals) and result.status == "completed"
+    assert len(lines) == 1 + len(result.evals) and result.status == TrialStatus.COMPLETED
     assert all(" tokens " in line and "-> " in line for line in lines[1:])
 
 

@@ -1,14 +1,21 @@
 """The study report: each figure's data from hand-made records, the page, and the command."""
 
 import json
+import math
 import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
 
 import optuna
 import pytest
 
 from autostage.cli import main
+from autostage.decisions import Advance, Continue, Eval, Rewind, ScaleLR, Stop
 from autostage.hookspecs import hookimpl
 from autostage.host import plugin_manager
+from autostage.keys import PLAN_KEY
+from autostage.records import EvalRecord, TrialRecord, TrialStatus, best_trial
 from autostage.report import build_report, write_report
 from autostage.report.curves import _curves_info, _lr_info
 from autostage.report.params import (
@@ -20,27 +27,42 @@ from autostage.report.params import (
 from autostage.report.plans import _plans_info
 from autostage.report.plugins import plugin_figures
 from autostage.report.progress import _best_so_far_info, _compute_info
-from autostage.report.records import load_run, without_replays
+from autostage.report.records import load_run
+from autostage.report.style import STATUS_COLOURS, decision_kind
 from autostage.report.tables import _failed_info, _top_trials_info
 from autostage.report.timeline import _timeline_info
+from autostage.rundir import RunDir
 
 METRIC = "eval.target.loss"
 STAGES = ["general", "prereq", "target"]
 T0 = 1_700_000_000.0
+COMPLETED, STOPPED, PRUNED, FAILED, INTERRUPTED, RUNNING = (
+    TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.PRUNED, TrialStatus.FAILED,
+    TrialStatus.INTERRUPTED, TrialStatus.RUNNING)
+#: a run directory written by autostage at commit b659e5d, before the typed records: flat eval
+#: lines, decisions as text labels (see tests/fixtures/README.md)
+OLD_RUN = Path(__file__).parent / "fixtures" / "run-b659e5d"
 
 
-def ev(stage, tokens, value, lr=1e-3, decision="continue", visit=0, **extra):
-    return {"stage": stage, "visit": visit, "tokens": tokens, "stage_tokens": tokens,
-            "lr": lr, METRIC: value, "decision": decision, **extra}
+def ev(stage, tokens, value, lr=1e-3, decision=None, visit=0):
+    """An eval as the trial loop records it; every eval carries the policy's decision
+    (Continue unless given). A value of None is a non-finite loss."""
+    return EvalRecord(Eval(
+        stage=stage, visit=visit, tokens=tokens, stage_tokens=tokens, stage_budget=0, lr=lr,
+        metrics={METRIC: math.nan if value is None else value}, watch=METRIC,
+        decision=decision or Continue()))
 
 
 def rec(number, status, value=None, events=(), plan="", config=None, tokens=None,
         started=None, ended=None, reason=""):
-    events = list(events)
-    return {"number": number, "status": status, "value": value, "reason": reason,
-            "tokens": events[-1]["tokens"] if tokens is None and events else tokens or 0,
-            "config": config or {}, "plan": plan, "decisions": [], "events": events,
-            "started": started, "ended": ended}
+    config = dict(config or {})
+    if plan:
+        config.setdefault(PLAN_KEY, plan)
+    events = tuple(events)
+    return TrialRecord(
+        number, status, reason, values=None if value is None else (value,),
+        tokens=events[-1].eval.tokens if tokens is None and events else tokens or 0,
+        config=config, started=started, ended=ended, evals=events)
 
 
 def study_records():
@@ -50,34 +72,41 @@ def study_records():
     sgd = {"optimizer": "sgd", "optimizer.sgd.lr": 0.02, "optimizer.sgd.momentum": 0.9,
            "init": "default"}
     return [
-        rec(0, "completed", 1.5, plan="general>target", started=T0, ended=T0 + 10,
-            config={**adamw, "plan.order": "general>target"},
+        rec(0, COMPLETED, 1.5, plan="general>target", started=T0, ended=T0 + 10,
+            config=adamw,
             events=[ev("general", 100, 4.0), ev("general", 200, 3.8),
                     ev("target", 300, 2.0), ev("target", 400, 1.5)]),
-        rec(1, "completed", 1.2, plan="prereq>target", started=T0 + 1, ended=T0 + 12,
-            config={**sgd, "plan.order": "prereq>target"},
+        rec(1, COMPLETED, 1.2, plan="prereq>target", started=T0 + 1, ended=T0 + 12,
+            config=sgd,
             events=[ev("prereq", 100, 4.1, lr=2e-2), ev("prereq", 200, 4.1, lr=2e-2,
-                                                          decision="scale_lr x0.5"),
+                                                          decision=ScaleLR(0.5)),
                     ev("target", 300, 1.9, lr=1e-2), ev("target", 400, 1.2, lr=1e-2)]),
-        rec(2, "stopped", 2.0, plan="target", started=T0 + 10, ended=T0 + 14,
-            config={**adamw, "optimizer.adamw.lr": 1e-4, "plan.order": "target"},
+        rec(2, STOPPED, 2.0, plan="target", started=T0 + 10, ended=T0 + 14,
+            config={**adamw, "optimizer.adamw.lr": 1e-4},
             events=[ev("target", 100, 2.5), ev("target", 200, 2.0,
-                                                decision="stop: no progress")]),
-        rec(3, "pruned", None, plan="general>target", started=T0 + 12, ended=T0 + 15,
-            config={**adamw, "optimizer.adamw.lr": 1e-3, "plan.order": "general>target"},
+                                                decision=Stop("no progress"))]),
+        rec(3, PRUNED, None, plan="general>target", started=T0 + 12, ended=T0 + 15,
+            config={**adamw, "optimizer.adamw.lr": 1e-3},
             reason="stopped early by the asha trial scheduler",
             events=[ev("general", 100, 4.2), ev("general", 200, 4.0), ev("target", 300, 3.0)]),
-        rec(4, "failed", None, plan="prereq>target", started=T0 + 14, ended=T0 + 16,
-            config={**sgd, "optimizer.sgd.lr": 0.5, "plan.order": "prereq>target"},
+        rec(4, FAILED, None, plan="prereq>target", started=T0 + 14, ended=T0 + 16,
+            config={**sgd, "optimizer.sgd.lr": 0.5},
             reason="non-finite loss at stage prereq, step 3", tokens=150,
             events=[ev("prereq", 100, None)]),
-        rec(5, "completed", 1.3, plan="prereq>prereq>target", started=T0 + 15, ended=T0 + 30,
-            config={**adamw, "optimizer.adamw.lr": 2e-3, "plan.order": "prereq>prereq>target"},
-            events=[ev("prereq", 100, 4.0), ev("prereq", 200, 4.3, decision="rewind, lr x0.5"),
-                    ev("prereq", 300, 3.9, decision="advance to target"),
+        rec(5, COMPLETED, 1.3, plan="prereq>prereq>target", started=T0 + 15, ended=T0 + 30,
+            config={**adamw, "optimizer.adamw.lr": 2e-3},
+            events=[ev("prereq", 100, 4.0), ev("prereq", 200, 4.3, decision=Rewind(0.5)),
+                    ev("prereq", 300, 3.9, decision=Advance("target")),
                     ev("prereq", 400, 3.7, visit=1), ev("target", 500, 1.3)]),
-        rec(6, "running", None, started=T0 + 16, events=[ev("general", 100, 4.4)]),
+        rec(6, RUNNING, None, started=T0 + 16, events=[ev("general", 100, 4.4)]),
     ]
+
+
+def test_every_status_has_its_colour_and_a_decision_kind_comes_from_its_type():
+    assert set(STATUS_COLOURS) == set(TrialStatus)
+    assert [decision_kind(d) for d in (ScaleLR(0.5), Rewind(0.5), Advance("target"),
+                                       Advance(), Stop("advance: no, stop"), Continue())] == [
+        "scale_lr", "rewind", "advance", "advance", "stop", "continue"]
 
 
 # --- each figure's data --------------------------------------------------------------------
@@ -93,8 +122,8 @@ def test_best_so_far_follows_the_order_trials_ended_and_counts_every_trials_toke
 
 
 def test_best_so_far_by_trial_number_and_for_a_metric_to_maximise():
-    records = [rec(0, "completed", 0.5, ended=T0 + 9), rec(1, "completed", 0.7, ended=T0 + 1),
-               rec(2, "pruned", None, ended=T0 + 5, tokens=10)]
+    records = [rec(0, COMPLETED, 0.5, ended=T0 + 9), rec(1, COMPLETED, 0.7, ended=T0 + 1),
+               rec(2, PRUNED, None, ended=T0 + 5, tokens=10)]
     info = _best_so_far_info(records, "max")
     assert info["by_tokens"]["trial"] == [1, 2, 0]
     assert info["by_tokens"]["best"] == [0.7, 0.7, 0.7]
@@ -103,7 +132,7 @@ def test_best_so_far_by_trial_number_and_for_a_metric_to_maximise():
 
 
 def test_best_so_far_before_any_trial_finished_says_so():
-    assert "missing" in _best_so_far_info([rec(0, "running", events=[ev("a", 1, 1.0)])], "min")
+    assert "missing" in _best_so_far_info([rec(0, RUNNING, events=[ev("a", 1, 1.0)])], "min")
 
 
 def test_learning_curves_mark_the_best_trial_stage_boundaries_and_decisions():
@@ -119,7 +148,7 @@ def test_learning_curves_mark_the_best_trial_stage_boundaries_and_decisions():
         ("rewind", "prereq", 200), ("advance", "prereq", 300)]
     assert [b["to"] for b in trials[5]["boundaries"]] == ["prereq#2", "target"]
     assert trials[2]["decisions"][0]["decision"] == "stop: no progress"
-    assert 6 in trials and trials[6]["status"] == "running"
+    assert 6 in trials and trials[6]["status"] is RUNNING
 
 
 def test_lr_paths_show_the_learning_rate_and_where_the_policy_scaled_it():
@@ -131,30 +160,29 @@ def test_lr_paths_show_the_learning_rate_and_where_the_policy_scaled_it():
 
 
 def test_learning_curves_without_evals_say_so():
-    assert "missing" in _curves_info([rec(0, "failed")], METRIC, "min")
+    assert "missing" in _curves_info([rec(0, FAILED)], METRIC, "min")
 
 
 def test_stage_plans_best_first_with_every_outcome_counted():
     info = _plans_info(study_records(), "min")
     plans = [(p["plan"], p["best"], p["counts"]) for p in info["plans"]]
     assert plans == [
-        ("prereq>target", 1.2, {"completed": 1, "failed": 1}),
-        ("prereq>prereq>target", 1.3, {"completed": 1}),
-        ("general>target", 1.5, {"completed": 1, "pruned": 1}),
-        ("target", 2.0, {"stopped": 1}),
+        ("prereq>target", 1.2, {COMPLETED: 1, FAILED: 1}),
+        ("prereq>prereq>target", 1.3, {COMPLETED: 1}),
+        ("general>target", 1.5, {COMPLETED: 1, PRUNED: 1}),
+        ("target", 2.0, {STOPPED: 1}),
     ]  # the running trial's plan is not known yet
 
 
 def test_a_plan_without_results_comes_last_and_unplanned_trials_use_their_stages():
-    records = [rec(0, "pruned", plan="a>b", events=[ev("a", 1, 3.0)]),
-               rec(1, "completed", 3.0, events=[ev("a", 1, 4.0), ev("b", 2, 3.0)]),
-               rec(2, "completed", 2.0, plan="b")]
+    records = [rec(0, PRUNED, plan="a>b", events=[ev("a", 1, 3.0)]),
+               rec(1, COMPLETED, 3.0, events=[ev("a", 1, 4.0), ev("b", 2, 3.0)]),
+               rec(2, COMPLETED, 2.0, plan="b")]
     info = _plans_info(records, "max")
     assert [(p["plan"], p["values"], p["trials"]) for p in info["plans"]] == [
         ("a>b", [3.0], [1]), ("b", [2.0], [2])]
-    assert info["plans"][0]["counts"] == {"pruned": 1, "completed": 1}
-    records[2]["value"] = None
-    records[2]["status"] = "failed"
+    assert info["plans"][0]["counts"] == {PRUNED: 1, COMPLETED: 1}
+    records[2] = replace(records[2], status=FAILED, values=None)
     assert _plans_info(records, "max")["plans"][-1]["plan"] == "b"
 
 
@@ -241,16 +269,16 @@ def test_timeline_in_seconds_with_running_trials_until_now():
     assert (trials[6]["start"], trials[6]["end"]) == (16, 40)
     assert trials[4]["reason"].startswith("non-finite loss")
     assert info["parallel"]["t"] == [0, 1, 10, 12, 14, 15, 16, 30, 40]
-    assert info["parallel"]["running"] == [1, 2, 2, 2, 2, 2, 2, 1, 0]  # one ends, one starts
+    assert info["parallel"]["at_once"] == [1, 2, 2, 2, 2, 2, 2, 1, 0]  # one ends, one starts
     assert info["untimed"] == 0
 
 
 def test_parallelism_counts_an_end_and_a_start_at_one_instant_once():
-    records = [rec(0, "completed", 1.0, started=0.0, ended=5.0),
-               rec(1, "completed", 1.0, started=5.0, ended=9.0),
-               rec(2, "interrupted")]
+    records = [rec(0, COMPLETED, 1.0, started=0.0, ended=5.0),
+               rec(1, COMPLETED, 1.0, started=5.0, ended=9.0),
+               rec(2, INTERRUPTED)]
     info = _timeline_info(records, now=10.0)
-    assert info["parallel"] == {"t": [0.0, 5.0, 9.0], "running": [1, 1, 0], "peak": 1}
+    assert info["parallel"] == {"t": [0.0, 5.0, 9.0], "at_once": [1, 1, 0], "peak": 1}
     assert info["untimed"] == 1
 
 
@@ -258,11 +286,11 @@ def test_compute_by_outcome_and_stage():
     info = _compute_info(study_records(), STAGES)
     assert info["total"] == 400 + 400 + 200 + 300 + 150 + 500 + 100
     assert info["stages"] == ["general", "prereq", "prereq#2", "target"]
-    assert info["statuses"] == ["completed", "stopped", "pruned", "failed", "running"]
-    assert info["tokens"]["completed"] == {"general": 200, "target": 500, "prereq": 500,
+    assert info["statuses"] == [COMPLETED, STOPPED, PRUNED, FAILED, RUNNING]
+    assert info["tokens"][COMPLETED] == {"general": 200, "target": 500, "prereq": 500,
                                            "prereq#2": 100}
-    assert info["tokens"]["failed"] == {"prereq": 150}  # tokens after its last eval count
-    assert info["trials"]["completed"] == 3
+    assert info["tokens"][FAILED] == {"prereq": 150}  # tokens after its last eval count
+    assert info["trials"][COMPLETED] == 3
 
 
 def test_top_trials_show_the_metric_at_the_end_of_each_stage():
@@ -281,7 +309,7 @@ def test_failed_trials_with_where_and_why():
     rows = _failed_info(study_records())["rows"]
     assert rows == [{"number": 4, "plan": "prereq>target", "stage": "prereq", "tokens": 150,
                      "reason": "non-finite loss at stage prereq, step 3"}]
-    assert _failed_info([rec(0, "failed")])["rows"][0]["stage"] == "before its first eval"
+    assert _failed_info([rec(0, FAILED)])["rows"][0]["stage"] == "before its first eval"
 
 
 # --- reading a run directory ---------------------------------------------------------------
@@ -294,14 +322,13 @@ def write_run(path, records, name="toy-study", stages=STAGES, trials=None, optun
                        "trials": trials or len(records), "storage": None},
              "stage": [{"name": s} for s in stages]}
     (path / "study.json").write_text(json.dumps({"study": study, "overrides": []}))
+    run = RunDir(path)
     for r in records:
-        trial = path / "trials" / str(r["number"])
-        trial.mkdir(parents=True)
-        lines = [json.dumps({**e, "time": r["started"]}) for e in r["events"]]
-        (trial / "events.jsonl").write_text("".join(line + "\n" for line in lines))
-        if r["status"] != "running":
-            result = {k: v for k, v in r.items() if k != "events"}
-            (trial / "result.json").write_text(json.dumps(result))
+        run.trial_dir(r.number).mkdir(parents=True)
+        for e in r.evals:
+            run.append_event(r.number, replace(e, time=r.started))
+        if r.status is not RUNNING:
+            run.write_result(r)
     if optuna_db:
         _write_optuna(path, name, records)
     return path
@@ -312,31 +339,46 @@ def _write_optuna(path, name, records):
     study = optuna.create_study(study_name=name, storage=storage)
     choices: dict[str, set] = {}
     for r in records:
-        for k, v in r["config"].items():
+        for k, v in r.config.items():
             choices.setdefault(k, set()).add(v)
     for r in records:
-        if r["status"] not in ("completed", "stopped"):
+        if not r.status.ranked:
             continue
         dists = {k: optuna.distributions.CategoricalDistribution(sorted(choices[k], key=str))
-                 for k in r["config"]}
-        study.add_trial(optuna.trial.create_trial(params=r["config"], distributions=dists,
-                                                  value=r["value"]))
+                 for k in r.config}
+        study.add_trial(optuna.trial.create_trial(params=dict(r.config), distributions=dists,
+                                                  value=r.value))
+
+
+def test_a_run_directory_reads_back_as_the_records_written(tmp_path):
+    records = study_records()
+    run = load_run(write_run(tmp_path / "run", records, trials=10))
+    assert [r.number for r in run.records] == [r.number for r in records]
+    assert all(isinstance(r, TrialRecord) for r in run.records)
+    assert [[e.eval for e in r.evals] for r in run.records] == [
+        [replace(e.eval, metrics={k: v if math.isfinite(v) else None
+                                  for k, v in e.eval.metrics.items()}) for e in r.evals]
+        for r in records]  # a non-finite loss is stored as null
+    assert [e.eval.decision for e in run.records[5].decisions] == [Rewind(0.5),
+                                                                   Advance("target")]
+    assert _curves_info(run.records, METRIC, "min") == _curves_info(records, METRIC, "min")
 
 
 def test_a_trial_with_evals_and_no_result_is_running(tmp_path):
     run = load_run(write_run(tmp_path / "run", study_records(), trials=10))
-    running = [r for r in run.records if r["status"] == "running"]
-    assert [r["number"] for r in running] == [6]
-    assert running[0]["tokens"] == 100 and running[0]["started"] == T0 + 16
+    running = [r for r in run.records if r.status is RUNNING]
+    assert [r.number for r in running] == [6]
+    assert running[0].tokens == 100 and running[0].started == T0 + 16
     assert run.running == 1 and run.finished == 6 and run.partial
 
 
-def test_a_retried_trials_repeated_evals_are_replaced_by_the_retry():
+def test_a_retried_trials_repeated_evals_are_replaced_by_the_retry(tmp_path):
     events = [ev("a", 100, 3.0), ev("a", 200, 2.9), ev("b", 300, 2.0), ev("b", 400, 1.9),
               ev("b", 300, 2.1), ev("b", 400, 1.8)]  # restored from the boundary at 200
-    kept = without_replays(events)
-    assert [(e["tokens"], e[METRIC]) for e in kept] == [(100, 3.0), (200, 2.9), (300, 2.1),
-                                                        (400, 1.8)]
+    run = load_run(write_run(tmp_path / "run", [rec(0, COMPLETED, 1.8, events=events)],
+                             optuna_db=False))
+    assert [(e.eval.tokens, e.metric(METRIC)) for e in run.records[0].evals] == [
+        (100, 3.0), (200, 2.9), (300, 2.1), (400, 1.8)]
 
 
 def test_not_a_run_directory_is_one_clear_error(tmp_path, capsys):
@@ -352,8 +394,22 @@ class GoodPlugin:
     def report_figures(self, records):
         import plotly.graph_objects as go
 
-        return [go.Figure(go.Bar(x=[r["number"] for r in records],
-                                 y=[r["tokens"] for r in records]))]
+        return [go.Figure(go.Bar(x=[r.number for r in records],
+                                 y=[r.tokens for r in records]))]
+
+
+class DictPlugin:
+    """A plugin that prefers plain dicts: `to_json()` of a record and of its evals."""
+
+    @hookimpl
+    def report_figures(self, records):
+        import plotly.graph_objects as go
+
+        rows = [r.to_json() for r in records]
+        evals = [[e.to_json() for e in r.evals] for r in records]
+        return [go.Figure(go.Scatter(
+            x=[row["number"] for row in rows], text=[row["status"] for row in rows],
+            y=[e[-1]["metrics"][METRIC] if e else None for e in evals]))]
 
 
 class AnotherPlugin(GoodPlugin):
@@ -384,6 +440,17 @@ def test_plugin_figures_come_in_load_order_and_a_broken_plugin_becomes_a_note():
                      "plotly.graph_objects.Figure: left out"]
 
 
+def test_a_plugin_gets_typed_records_and_plain_dicts_when_it_asks():
+    host = plugin_manager(entry_points=False, plugins=[DictPlugin()])
+    figures, notes = plugin_figures(host, study_records())
+    assert notes == []
+    data = figures[0].figure.data[0]
+    assert list(data.x) == [0, 1, 2, 3, 4, 5, 6]
+    assert list(data.text) == ["completed", "completed", "stopped", "pruned", "failed",
+                               "completed", "running"]
+    assert list(data.y)[:3] == [1.5, 1.2, 2.0]
+
+
 def figure_divs(page):
     return len(re.findall(r'class="plotly-graph-div"', page))
 
@@ -405,7 +472,7 @@ def test_the_report_has_every_figure_and_table(tmp_path):
 
 
 def test_too_few_trials_for_a_figure_is_a_note_not_a_failure(tmp_path):
-    records = [rec(0, "completed", 1.0, config={"x": "a"}, started=T0, ended=T0 + 1,
+    records = [rec(0, COMPLETED, 1.0, config={"x": "a"}, started=T0, ended=T0 + 1,
                    events=[ev("target", 100, 1.0)])]
     page = build_report(write_run(tmp_path / "run", records),
                         host=plugin_manager(entry_points=False))
@@ -421,14 +488,19 @@ EVIL_STAGE = "<img src=x onerror=\"document.body.dataset.pwned = 1\">"
 
 
 def evil_records():
-    records = study_records()
-    for r in records:
-        r["config"]["init"] = EVIL_VALUE
-        r["plan"] = r["plan"].replace("target", EVIL_STAGE)
-        for e in r["events"]:
-            e["stage"] = e["stage"].replace("target", EVIL_STAGE)
-    records[4]["reason"] = f"<b>crashed</b> {EVIL_VALUE}"
-    records[1]["config"]["init"] = "<i>other</i>"  # so it varies: a searched parameter
+    def evil(record):
+        config = {**record.config, "init": EVIL_VALUE}
+        if record.plan:
+            config[PLAN_KEY] = record.plan.replace("target", EVIL_STAGE)
+        evals = [replace(e, eval=replace(e.eval, stage=e.eval.stage.replace("target",
+                                                                            EVIL_STAGE)))
+                 for e in record.evals]
+        return replace(record, config=config, evals=tuple(evals))
+
+    records = [evil(r) for r in study_records()]
+    records[4] = replace(records[4], reason=f"<b>crashed</b> {EVIL_VALUE}")
+    # so it varies: a searched parameter
+    records[1] = replace(records[1], config={**records[1].config, "init": "<i>other</i>"})
     return records
 
 
@@ -462,7 +534,7 @@ def test_report_command_writes_into_the_run_directory_or_where_asked(tmp_path, c
 
 
 def test_a_report_can_be_written_while_trials_run_and_without_optuna_storage(tmp_path):
-    records = [rec(0, "running", started=T0, events=[ev("general", 100, 4.0)])]
+    records = [rec(0, RUNNING, started=T0, events=[ev("general", 100, 4.0)])]
     run = write_run(tmp_path / "run", records, trials=4, optuna_db=False)
     path = write_report(run, host=plugin_manager(entry_points=False))
     page = path.read_text()
@@ -471,3 +543,56 @@ def test_a_report_can_be_written_while_trials_run_and_without_optuna_storage(tmp
     assert "no Optuna study in the run directory" in page
     assert not (run / "optuna.db").exists()  # reading never creates the storage
     assert figure_divs(page) == 4  # curves, LR paths, compute, timeline
+
+
+# --- a run directory of an earlier version -------------------------------------------------
+
+
+def test_a_run_directory_of_an_earlier_version_reads_as_typed_records():
+    run = load_run(OLD_RUN)
+    assert [(r.number, r.status) for r in run.records] == [
+        (0, COMPLETED), (1, COMPLETED), (2, COMPLETED), (3, PRUNED), (4, PRUNED),
+        (5, COMPLETED)]
+    assert run.finished == run.requested == 6 and not run.partial
+    assert best_trial(run.records, run.mode).number == 1
+    best = run.records[1]
+    assert best.ranked_value == pytest.approx(1.5764815656) and best.tokens == 401_408
+    assert best.plan == "prereq>general>target" and len(best.evals) == 12
+    flat = [json.loads(line) for line in (OLD_RUN / "trials/1/events.jsonl").open()]
+    assert METRIC in flat[0] and "metrics" not in flat[0]  # flat eval lines, as written then
+    assert [(e.eval.stage, e.eval.tokens, e.eval.lr, e.metric(METRIC)) for e in best.evals] == [
+        (line["stage"], line["tokens"], line["lr"], line[METRIC]) for line in flat]
+    assert [(e.eval.decision, e.eval.stage, e.eval.tokens) for e in best.decisions] == [
+        (ScaleLR(0.3), "general", 200_704)]  # a text label read back as the decision
+    pruned = run.records[4]
+    assert pruned.ranked_value is None
+    assert [type(e.eval.decision).__name__ for e in pruned.decisions] == [
+        "ScaleLR", "Advance", "ScaleLR", "Advance", "ScaleLR"]
+
+
+def test_best_opens_a_run_directory_of_an_earlier_version(capsys):
+    assert main(["best", str(OLD_RUN)]) == 0
+    out = capsys.readouterr().out
+    assert "best: trial 1  eval.target.loss = 1.576  (401,408 tokens)" in out
+    assert "stage plan: prereq>general>target" in out
+    assert "decision at 200,704 tokens in general: scale_lr x0.3" in out
+
+
+def test_report_opens_a_run_directory_of_an_earlier_version(tmp_path, capsys):
+    run = shutil.copytree(OLD_RUN, tmp_path / "run")
+    assert main(["report", str(run)]) == 0
+    assert f"wrote {run / 'report.html'}" in capsys.readouterr().out
+    page = (run / "report.html").read_text()
+    assert "Partial results" not in page  # 6 of 6 trials finished
+    assert "<h1>Study <code>fixture-b659e5d</code></h1>" in page
+    assert "4 completed</span>" in page and "2 pruned</span>" in page
+    assert "Best: trial 1 — <code>eval.target.loss</code> = 1.576" in page
+    assert "<code>prereq&gt;general&gt;target</code>" in page
+    # its decision in the summary and the top-trials table, every decision in the figures
+    assert "stage-policy decisions</b>: scale_lr x0.3 in general at 200,704 tokens" in page
+    assert "scale_lr x0.3 (general, 201k)" in page
+    assert "policy: scale_lr (7)" in page and "policy: advance (2)" in page
+    # no optuna.db was kept with the fixture: importances are a note, every other figure draws
+    assert "no Optuna study in the run directory" in page
+    assert figure_divs(page) == 7
+    assert not (run / "optuna.db").exists()

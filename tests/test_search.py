@@ -13,7 +13,8 @@ import optuna
 import pytest
 
 from autostage.cli import main
-from autostage.rundir import FINISHED, RunDir, best_trial
+from autostage.records import TrialRecord, TrialStatus, best_trial
+from autostage.rundir import RunDir
 
 STUDY = textwrap.dedent("""
     [study]
@@ -70,36 +71,40 @@ def storage_trials(run, name="search-test"):
     return optuna.load_study(study_name=name, storage=run.storage_url).get_trials()
 
 
+@pytest.mark.slow
 def test_a_toy_search_records_every_trial_in_the_run_dir_and_optuna(ray_session, tmp_path):
     code, run = search(tmp_path)
     assert code == 0
     records = run.results()
-    assert [r["number"] for r in records] == list(range(8))
-    assert all(r["status"] in FINISHED for r in records)
-    assert all(run.events(r["number"]) for r in records if r["status"] != "failed")
-    assert {r["status"] for r in records} >= {"completed"}
+    assert [r.number for r in records] == list(range(8))
+    assert all(r.status.finished for r in records)
+    assert all(run.events(r.number) for r in records if r.status != TrialStatus.FAILED)
+    assert TrialStatus.COMPLETED in {r.status for r in records}
     trials = storage_trials(run)
     assert [t.number for t in trials] == list(range(8))
-    state = {"completed": "COMPLETE", "stopped": "COMPLETE", "failed": "FAIL", "pruned": "PRUNED"}
+    state = {TrialStatus.COMPLETED: "COMPLETE", TrialStatus.STOPPED: "COMPLETE",
+             TrialStatus.FAILED: "FAIL", TrialStatus.PRUNED: "PRUNED"}
     for t, r in zip(trials, records, strict=True):
-        assert t.state.name == state[r["status"]]
-        if r["status"] == "completed":
-            assert t.value == r["value"]
-            assert t.params["optimizer.adamw.lr"] == r["config"]["optimizer.adamw.lr"]
+        assert t.state.name == state[r.status]
+        if r.status == TrialStatus.COMPLETED:
+            assert t.value == r.value
+            assert t.params["optimizer.adamw.lr"] == r.config["optimizer.adamw.lr"]
     assert (run.path / "study.toml").read_text() == STUDY
 
 
+@pytest.mark.slow
 def test_asha_rungs_fall_at_final_stage_evals_and_stop_weak_trials(ray_session, tmp_path):
     code, run = search(tmp_path, "--trials", "12", "--set", "search.optimizer.adamw.lr="
                        "{low = 1e-5, high = 2e-2, log = true}")
-    pruned = [r for r in run.results() if r["status"] == "pruned"]
+    pruned = [r for r in run.results() if r.status == TrialStatus.PRUNED]
     assert code == 0 and pruned
     for r in pruned:
-        events = run.events(r["number"])
-        assert events[-1]["stage"] == "target"  # never stopped inside the prerequisite stage
-        assert "asha" in r["reason"]
+        events = run.events(r.number)
+        assert events[-1].eval.stage == "target"  # never stopped inside the prerequisite stage
+        assert "asha" in r.reason
 
 
+@pytest.mark.slow
 def test_failed_trials_are_recorded_with_reasons_and_never_best(ray_session, tmp_path):
     study = STUDY.replace('lr = { low = 3e-4, high = 2e-2, log = true }', 'lr = [3e-3, 0.5]')
     study += "\n[search.trainer.toy]\ncrash_at_tokens = [0, 30000]\n"
@@ -109,28 +114,31 @@ def test_failed_trials_are_recorded_with_reasons_and_never_best(ray_session, tmp
     assert code == 0
     records = run.results()
     assert len(records) == 10
-    reasons = [r["reason"] for r in records if r["status"] == "failed"]
+    reasons = [r.reason for r in records if r.status == TrialStatus.FAILED]
     assert any(r.startswith("non-finite loss at stage") for r in reasons)
     assert any("RuntimeError: injected crash after" in r for r in reasons)
     best = best_trial(records, "min")
-    assert best is not None and best["status"] == "completed"
-    assert best["config"]["optimizer.adamw.lr"] == 3e-3
-    failed = {r["number"] for r in records if r["status"] == "failed"}
+    assert best is not None and best.status == TrialStatus.COMPLETED
+    assert best.config["optimizer.adamw.lr"] == 3e-3
+    failed = {r.number for r in records if r.status == TrialStatus.FAILED}
     assert {t.number for t in storage_trials(run) if t.state.name == "FAIL"} == failed
 
 
 def test_best_never_picks_a_non_finite_or_unfinished_value():
     records = [
-        {"number": 0, "status": "failed", "value": float("-inf")},
-        {"number": 1, "status": "completed", "value": float("nan")},
-        {"number": 2, "status": "pruned", "value": 0.1},
-        {"number": 3, "status": "completed", "value": 2.0},
-        {"number": 4, "status": "stopped", "value": 1.5},
+        TrialRecord(0, TrialStatus.FAILED, values=(float("-inf"),)),
+        TrialRecord(1, TrialStatus.COMPLETED, values=(float("nan"),)),
+        TrialRecord(2, TrialStatus.PRUNED, values=(0.1,)),
+        TrialRecord(3, TrialStatus.COMPLETED, values=(2.0,)),
+        TrialRecord(4, TrialStatus.STOPPED, values=(1.5,)),
+        TrialRecord(5, TrialStatus.RUNNING),
     ]
-    assert best_trial(records, "min")["number"] == 4
-    assert best_trial(records, "max")["number"] == 3
+    assert best_trial(records, "min").number == 4
+    assert best_trial(records, "max").number == 3
+    assert best_trial(records[:3], "min") is None
 
 
+@pytest.mark.slow
 def test_a_failed_trial_is_retried_from_its_stage_checkpoint(ray_session, tmp_path):
     study = STUDY.replace('skip = ["prereq"]', "") + textwrap.dedent("""
         [search.trainer.toy]
@@ -142,25 +150,26 @@ def test_a_failed_trial_is_retried_from_its_stage_checkpoint(ray_session, tmp_pa
     code, run = search(tmp_path, study=write_study(tmp_path, study))
     records = run.results()
     assert code == 0
-    assert [r["status"] for r in records] == ["completed", "completed"]
+    assert [r.status for r in records] == [TrialStatus.COMPLETED] * 2
     for r in records:
         # 4 x 10,240 + 4 x 20,480 (whole 2048-token steps), as without the crash: no token
         # was trained twice or lost in the accounting
-        assert r["tokens"] == 122_880
-        events = run.events(r["number"])
-        stages = [e["stage"] for e in events]
+        assert r.tokens == 122_880
+        events = run.events(r.number)
+        stages = [e.eval.stage for e in events]
         assert stages.count("prereq") == 4  # the prerequisite was not retrained
-        tokens = [e["tokens"] for e in events]
-        assert tokens == sorted(set(tokens)) and r["evals"] == 8  # no eval recorded twice
-        assert (run.trial_dir(r["number"]) / "crashed-once").exists()
+        tokens = [e.eval.tokens for e in events]
+        assert tokens == sorted(set(tokens)) and len(events) == 8  # no eval recorded twice
+        assert (run.trial_dir(r.number) / "crashed-once").exists()
 
 
+@pytest.mark.slow
 def test_set_overrides_reach_the_trials_and_export_reruns_the_best(ray_session, tmp_path, capsys):
     code, run = search(tmp_path, "--trials", "4", "--set", "stage.target.tokens=20000",
                        "--set", "study.trial_scheduler=fifo")
     assert code == 0
     for r in run.results():
-        budgets = {e["stage"]: e["stage_tokens"] for e in run.events(r["number"])}
+        budgets = {e.eval.stage: e.eval.stage_tokens for e in run.events(r.number)}
         assert budgets["target"] == 20480  # 20,000 in whole 2048-token steps
     exported = tmp_path / "best.toml"
     assert main(["best", str(run.path), "--export", str(exported)]) == 0
@@ -169,19 +178,21 @@ def test_set_overrides_reach_the_trials_and_export_reruns_the_best(ray_session, 
     capsys.readouterr()
     assert main(["trial", str(exported)]) == 0
     last = capsys.readouterr().out.splitlines()[-1]
-    assert f"eval.target.loss = {best['value']:.4g}" in last
+    assert f"eval.target.loss = {best.value:.4g}" in last
 
 
+@pytest.mark.slow
 def test_token_budget_stops_the_search(ray_session, tmp_path):
     code, run = search(tmp_path, "--trials", "40", "--parallel", "1", "--set",
                        "study.token_budget=400000", "--set", "study.trial_scheduler=fifo")
     records = run.results()
     assert code == 0
     assert 3 <= len(records) < 40
-    assert sum(r["tokens"] for r in records) >= 400_000
+    assert sum(r.tokens for r in records) >= 400_000
     assert "RUNNING" not in {t.state.name for t in storage_trials(run)}
 
 
+@pytest.mark.slow
 def test_resume_refuses_an_edited_study(ray_session, tmp_path):
     path = write_study(tmp_path)
     assert search(tmp_path, "--trials", "2", study=path)[0] == 0
@@ -192,6 +203,7 @@ def test_resume_refuses_an_edited_study(ray_session, tmp_path):
     assert code == 2  # and never silently overwrites a run directory
 
 
+@pytest.mark.slow
 def test_driver_killed_mid_study_then_resume_finishes_exactly(ray_session, tmp_path):
     slow = STUDY.replace("[model]\ntrainer = \"toy\"",
                          "[model]\ntrainer = \"toy\"\nstep_seconds = 0.01")
@@ -213,20 +225,21 @@ def test_driver_killed_mid_study_then_resume_finishes_exactly(ray_session, tmp_p
 
     assert main(["search", path, "--out", str(out), "--resume"]) == 0
     records = run.results()
-    finished = [r for r in records if r["status"] in FINISHED]
+    finished = [r for r in records if r.status.finished]
     assert len(finished) == 12
-    numbers = [r["number"] for r in records]
+    numbers = [r.number for r in records]
     assert len(numbers) == len(set(numbers))
     told = [t for t in storage_trials(run) if t.state.name in ("COMPLETE", "PRUNED")
-            or (t.state.name == "FAIL" and t.number in {r["number"] for r in finished})]
-    assert sorted(t.number for t in told) == sorted(r["number"] for r in finished)
-    interrupted = [r for r in records if r["status"] == "interrupted"]
-    requeued = {json.dumps(r["config"], sort_keys=True) for r in interrupted}
-    later = {json.dumps({k: v for k, v in r["config"].items() if k in json.loads(c)},
+            or (t.state.name == "FAIL" and t.number in {r.number for r in finished})]
+    assert sorted(t.number for t in told) == sorted(r.number for r in finished)
+    interrupted = [r for r in records if r.status == TrialStatus.INTERRUPTED]
+    requeued = {json.dumps(r.config, sort_keys=True) for r in interrupted}
+    later = {json.dumps({k: v for k, v in r.config.items() if k in json.loads(c)},
                         sort_keys=True) for r in finished for c in requeued}
     assert requeued <= later  # every interrupted config ran again
 
 
+@pytest.mark.slow
 def test_trials_sharing_a_reused_actor_do_not_leak_state(ray_session, tmp_path):
     # Noise off and nothing searched: every trial must give the same value, whichever
     # worker process ran it and whatever it ran before.
@@ -235,20 +248,23 @@ def test_trials_sharing_a_reused_actor_do_not_leak_state(ray_session, tmp_path):
                        "--set", "search.plan={order = 'prereq>target'}",
                        "--set", "study.trial_scheduler=fifo")
     records = run.results()
-    assert code == 0 and len({r["value"] for r in records}) == 1
-    pids = [next(e["pid"] for e in run.events(r["number"]) if "pid" in e) for r in records]
+    assert code == 0 and len({r.value for r in records}) == 1
+    pids = [run.events(r.number)[0].worker for r in records]
+    assert None not in pids
     assert len(set(pids)) < len(pids)  # actors were reused
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trial_scheduler", ["hyperband", "median"])
 def test_every_trial_scheduler_runs_a_search_to_its_end(ray_session, tmp_path, trial_scheduler):
     code, run = search(tmp_path, "--trials", "6", "--set",
                        f"study.trial_scheduler={trial_scheduler}")
     records = run.results()
     assert code == 0 and len(records) == 6
-    assert all(r["status"] in FINISHED for r in records)
+    assert all(r.status.finished for r in records)
 
 
+@pytest.mark.slow
 def test_two_metrics_make_a_multi_objective_study_in_any_rdb_url(ray_session, tmp_path):
     url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     code, run = search(tmp_path, "--trials", "6", "--set", "study.sampler=nsga2",
@@ -260,7 +276,7 @@ def test_two_metrics_make_a_multi_objective_study_in_any_rdb_url(ray_session, tm
     assert len(stored.directions) == 2
     done = [t for t in stored.trials if t.state.name == "COMPLETE"]
     assert done and all(len(t.values) == 2 for t in done)
-    assert {t.values[1] for t in done} <= {r["tokens"] for r in run.results()}
+    assert {t.values[1] for t in done} <= {r.tokens for r in run.results()}
     assert not (run.path / "optuna.db").exists()
 
 
@@ -273,6 +289,7 @@ def test_an_unreachable_cluster_is_one_clear_error_and_writes_nothing(tmp_path, 
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_resume_finishes_the_study(ray_session, tmp_path):
     slow = STUDY.replace("[model]\ntrainer = \"toy\"",
                          "[model]\ntrainer = \"toy\"\nstep_seconds = 0.01")
@@ -291,10 +308,10 @@ def test_ctrl_c_then_resume_finishes_the_study(ray_session, tmp_path):
     assert len(run.results()) < 6
     assert main(["search", path, "--out", str(out), "--resume"]) == 0
     records = run.results()
-    assert sum(r["status"] in FINISHED for r in records) == 6
+    assert sum(r.status.finished for r in records) == 6
     # fifo stops nothing: the trials Ctrl-C cut were re-queued, none is recorded as pruned
-    assert not [r for r in records if r["status"] == "pruned"]
-    assert [r for r in records if r["status"] == "interrupted"]
+    assert not [r for r in records if r.status == TrialStatus.PRUNED]
+    assert [r for r in records if r.status == TrialStatus.INTERRUPTED]
 
 
 def test_a_failed_start_never_deletes_the_users_study_file(tmp_path, capsys):
@@ -306,12 +323,13 @@ def test_a_failed_start_never_deletes_the_users_study_file(tmp_path, capsys):
     assert not (tmp_path / "study.json").exists()
 
 
+@pytest.mark.slow
 def test_trial_scheduler_settings_reach_the_scheduler(ray_session, tmp_path):
     code, run = search(tmp_path, "--trials", "10", "--set",
                        "search.optimizer.adamw.lr={low = 1e-5, high = 2e-2, log = true}",
                        "--set", "study.trial_scheduler_settings={grace_period = 3}")
     assert code == 0
     for r in run.results():
-        if r["status"] == "pruned":  # ASHA's first rung is now at the 3rd target eval
-            targets = [e for e in run.events(r["number"]) if e["stage"] == "target"]
+        if r.status == TrialStatus.PRUNED:  # ASHA's first rung is now at the 3rd target eval
+            targets = [e for e in run.events(r.number) if e.eval.stage == "target"]
             assert len(targets) >= 3

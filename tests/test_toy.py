@@ -3,10 +3,9 @@ or the policies and searches tested on it would prove nothing."""
 
 import pytest
 
-from autostage.build import build_trial
-from autostage.check import load_study
-from autostage.space import compile_space, decode, sample
-from autostage.trial import run_trial
+from autostage import load_study, prepare_trial, sample_config
+from autostage.keys import PLAN_KEY
+from autostage.records import TrialStatus
 
 QUICKSTART = "studies/quickstart-toy.toml"
 FIXED = ["search.stage_policy={}", "search.lr_schedule={}", "study.name=fixed",
@@ -15,12 +14,10 @@ FIXED = ["search.stage_policy={}", "search.lr_schedule={}", "study.name=fixed",
 
 def run(registry, *overrides, seed=0, plan=None):
     study = load_study(QUICKSTART, registry, [*FIXED, *overrides])
-    space = compile_space(study, registry)
-    config = sample(space, seed)
+    params = sample_config(study, registry, seed)
     if plan is not None:
-        config["plan.order"] = plan
-    built = build_trial(study, registry, decode(space, config), seed=seed)
-    return run_trial(built.plan, built.trainer.start(built.setup))
+        params[PLAN_KEY] = plan
+    return prepare_trial(study, registry, params, seed).run()
 
 
 def test_a_prerequisite_stage_helps_the_target(registry):
@@ -39,7 +36,7 @@ def test_the_last_stage_dominates(registry):
 
 def test_too_high_an_lr_diverges_and_fails_the_trial(registry):
     result = run(registry, "search.optimizer.adamw.lr=0.5")
-    assert result.status == "failed"
+    assert result.status == TrialStatus.FAILED
     assert result.reason.startswith("non-finite loss at stage")
 
 
@@ -68,15 +65,14 @@ def test_resuming_at_a_stage_boundary_continues_exactly(registry, tmp_path):
 
     study = load_study(QUICKSTART, registry,
                        [*FIXED, "search.stage_policy={plateau = {}}", "search.plan={}"])
-    space = compile_space(study, registry)
-    config = decode(space, sample(space, 0))
+    params = sample_config(study, registry, 0)
 
     def fresh():
-        built = build_trial(study, registry, config, seed=4)
-        return built, built.trainer.start(built.setup)
+        trial = prepare_trial(study, registry, params, 4)
+        return trial, trial.trainer
 
-    built, run = fresh()
-    whole = run_trial(built.plan, run)
+    trial, run = fresh()
+    whole = trial.run()
 
     saved = []
 
@@ -85,10 +81,10 @@ def test_resuming_at_a_stage_boundary_continues_exactly(registry, tmp_path):
             run.save(str(tmp_path))
             saved.append(state.to_json())
 
-    built, run = fresh()
-    run_trial(built.plan, run, checkpoint=checkpoint)
-    built, run = fresh()
+    trial, run = fresh()
+    trial.run(checkpoint=checkpoint)
+    trial, run = fresh()
     run.load(str(tmp_path))
-    resumed = run_trial(built.plan, run, resume=LoopState.from_json(saved[0]))
+    resumed = trial.run(resume=LoopState.from_json(saved[0]))
     assert [e.metrics for e in resumed.evals] == [e.metrics for e in whole.evals]
     assert resumed.value == whole.value and resumed.tokens == whole.tokens

@@ -5,9 +5,10 @@ import math
 import pytest
 from pydantic import PrivateAttr
 
-from autostage.components import StagePolicy, TrainResult
+from autostage.components import StagePolicy, StageVisit, TrainResult
 from autostage.decisions import Advance, Continue, Rewind, ScaleLR, Stop, TrialFailed
-from autostage.trial import StagePlan, TrialPlan, run_trial
+from autostage.records import TrialStatus
+from autostage.trial import TrialPlan, run_trial
 from autostage_plugins.lr_schedules import Constant, Cosine
 from autostage_plugins.optimizers import AdamW
 
@@ -63,7 +64,7 @@ def policy(script):
 
 
 def stage(name, tokens=100, every=25, final=False, schedule=None, lr=1e-3):
-    return StagePlan(
+    return StageVisit(
         name=name, objective="causal_lm", mix={name: 1.0}, tokens=tokens, eval_every=every,
         evals=(name,), watch=f"eval.{name}.loss", watch_mode="min",
         optimizer=AdamW(lr=lr), lr_schedule=schedule or Constant(), final=final,
@@ -81,7 +82,7 @@ def test_fixed_plan_runs_every_stage_to_its_budget():
     trainer = ScriptedTrainer()
     reported = []
     result = run_trial(plan({}, stage("a"), stage("b", final=True)), trainer, reported.append)
-    assert result.status == "completed"
+    assert result.status == TrialStatus.COMPLETED
     assert [e.stage for e in result.evals] == ["a"] * 4 + ["b"] * 4
     assert result.tokens == 200 and result.evals[-1].tokens == 200
     assert reported == result.evals
@@ -100,7 +101,7 @@ def test_advance_to_a_named_stage_and_final_ends_the_trial():
     p = plan({1: Advance(to="c")}, stage("a"), stage("b"), stage("c", final=True))
     result = run_trial(p, trainer)
     assert trainer.stages == ["a", "c"]  # b was skipped: the final stage ends the trial
-    assert result.status == "completed"
+    assert result.status == TrialStatus.COMPLETED
 
 
 def test_scale_lr_changes_the_lr_the_trainer_sees_from_then_on():
@@ -126,21 +127,21 @@ def test_rewind_restores_the_best_snapshot_of_the_stage():
 def test_stop_ends_the_trial_with_its_reason():
     trainer = ScriptedTrainer()
     result = run_trial(plan({2: Stop("good enough")}, stage("a"), stage("b", final=True)), trainer)
-    assert result.status == "stopped" and result.reason == "good enough"
+    assert result.status == TrialStatus.STOPPED and result.reason == "good enough"
     assert trainer.trains == 2 and trainer.stages == ["a"]
 
 
 def test_nan_metric_fails_the_trial_with_a_reason():
     trainer = ScriptedTrainer(losses=[2.0, float("nan")])
     result = run_trial(plan({}, stage("a", final=True)), trainer)
-    assert result.status == "failed"
+    assert result.status == TrialStatus.FAILED
     assert result.reason.startswith("non-finite eval.a.loss at stage a")
     assert result.value is None
 
 
 def test_trainer_failure_fails_the_trial():
     result = run_trial(plan({}, stage("a", final=True)), ScriptedTrainer(fail_at=3))
-    assert result.status == "failed"
+    assert result.status == TrialStatus.FAILED
     assert result.reason == "non-finite loss at stage a, step 7"
     assert len(result.evals) == 2
 
@@ -153,7 +154,7 @@ def test_a_policy_that_never_settles_is_stopped():
     p = TrialPlan(stages={"a": stage("a"), "b": stage("b", final=True)}, order=("a", "b"),
                   policy=Loop(), metric="eval.b.loss", mode="min")
     result = run_trial(p, ScriptedTrainer())
-    assert result.status == "failed" and "stage visits" in result.reason
+    assert result.status == TrialStatus.FAILED and "stage visits" in result.reason
 
 
 def test_lr_schedule_multiplier_is_applied_per_stage():

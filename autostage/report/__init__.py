@@ -1,8 +1,9 @@
 """The study report: `autostage report RUN_DIR` writes one HTML file of Plotly figures.
 
-Every figure is a pure function of the run's records (`_best_so_far_info(records, mode)` and
-the like, in the modules here) and a thin plotting function of that data (`plot_best_so_far`);
-the tests assert on the data. Plugins add figures through the `report_figures(records)` hook.
+Every figure is a pure function of the run's records — `autostage.records.TrialRecord`s, as
+`RunDir.trials()` reads them — (`_best_so_far_info(records, mode)` and the like, in the modules
+here) and a thin plotting function of that data (`plot_best_so_far`); the tests assert on the
+data. Plugins add figures through the `report_figures(records)` hook, given the same records.
 A report can be written while the study runs: trials without a result are shown as running.
 """
 

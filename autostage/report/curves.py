@@ -4,9 +4,11 @@ over the rest."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from autostage.report.records import metric_at, stage_label, stage_visits
+from autostage.records import EvalRecord, TrialRecord, best_trial
+from autostage.report.records import stage_label, stage_visits
 from autostage.report.style import (
     BEST_COLOUR,
     DECISION_SYMBOLS,
@@ -15,43 +17,42 @@ from autostage.report.style import (
     esc,
     status_colour,
 )
-from autostage.rundir import best_trial
 
-QUIET = ("continue", "", None)  # decisions that change nothing
+YOf = Callable[[EvalRecord], float | None]
 
 
-def _curves_info(records: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any]:
+def _curves_info(records: list[TrialRecord], metric: str, mode: str) -> dict[str, Any]:
     """Per trial with evals: the study metric at each eval (None where it was not finite)."""
-    return _paths(records, mode, lambda e: metric_at(e, metric), metric)
+    return _paths(records, mode, lambda e: e.metric(metric), metric)
 
 
-def _lr_info(records: list[dict[str, Any]], mode: str) -> dict[str, Any]:
+def _lr_info(records: list[TrialRecord], mode: str) -> dict[str, Any]:
     """Per trial with evals: the learning rate at each eval, after the schedule and every
     ScaleLR / Rewind factor so far."""
-    return _paths(records, mode, lambda e: metric_at(e, "lr"), "learning rate")
+    return _paths(records, mode, lambda e: e.metric("lr"), "learning rate")
 
 
-def _paths(records: list[dict[str, Any]], mode: str, y_of: Any, y_name: str) -> dict[str, Any]:
+def _paths(records: list[TrialRecord], mode: str, y_of: YOf, y_name: str) -> dict[str, Any]:
     best = best_trial(records, mode)
-    trials = [_path(r, y_of, best is not None and r["number"] == best["number"])
-              for r in records if r.get("events")]
+    trials = [_path(r, y_of, best is not None and r.number == best.number)
+              for r in records if r.evals]
     if not trials:
         return {"missing": "no trial has been evaluated yet"}
-    return {"y": y_name, "best": best["number"] if best else None, "trials": trials}
+    return {"y": y_name, "best": best.number if best else None, "trials": trials}
 
 
-def _path(record: dict[str, Any], y_of: Any, is_best: bool) -> dict[str, Any]:
-    events = record["events"]
-    points = {"tokens": [e.get("tokens", 0) for e in events], "y": [y_of(e) for e in events],
-              "stage": [stage_label(e) for e in events]}
-    decisions = [{"tokens": e.get("tokens", 0), "y": y_of(e), "stage": stage_label(e),
-                  "decision": e["decision"], "kind": decision_kind(e["decision"])}
-                 for e in events if e.get("decision") not in QUIET]
-    visits = stage_visits(events)
-    boundaries = [{"tokens": before[-1].get("tokens", 0), "y": y_of(before[-1]),
+def _path(record: TrialRecord, y_of: YOf, is_best: bool) -> dict[str, Any]:
+    evals = record.evals
+    points = {"tokens": [e.eval.tokens for e in evals], "y": [y_of(e) for e in evals],
+              "stage": [stage_label(e) for e in evals]}
+    decisions = [{"tokens": e.eval.tokens, "y": y_of(e), "stage": stage_label(e),
+                  "decision": e.decision_label, "kind": decision_kind(e.eval.decision)}
+                 for e in record.decisions]  # Continue changes nothing: not marked
+    visits = stage_visits(evals)
+    boundaries = [{"tokens": before[-1].eval.tokens, "y": y_of(before[-1]),
                    "from": stage_label(before[-1]), "to": stage_label(after[0])}
                   for before, after in zip(visits, visits[1:], strict=False)]
-    return {"number": record["number"], "status": record["status"], "best": is_best,
+    return {"number": record.number, "status": record.status, "best": is_best,
             **points, "decisions": decisions, "boundaries": boundaries}
 
 

@@ -7,25 +7,27 @@ import math
 import warnings
 from typing import Any
 
-from autostage.report.records import final_value, searched_params
+from autostage.keys import PLAN_KEY
+from autostage.records import TrialRecord
+from autostage.report.records import searched_params
 from autostage.report.style import esc, short
 
 UNUSED = "unused"  # a conditional parameter the trial did not have (sgd's momentum for adamw)
 
 
-def _parallel_info(records: list[dict[str, Any]], mode: str) -> dict[str, Any]:
+def _parallel_info(records: list[TrialRecord], mode: str) -> dict[str, Any]:
     """One line per trial with a result; one axis per sampled parameter (numeric, log-scaled,
     or categorical), a trial without that parameter marked as such."""
-    ranked = [r for r in records if final_value(r) is not None]
+    ranked = [r for r in records if r.ranked_value is not None]
     if len(ranked) < 2:
         return {"missing": f"not enough trials: {len(ranked)} with a result, the plot needs 2"}
     # the stage plan first: its long tick labels have the left margin to themselves
-    keys = sorted(searched_params(ranked), key=lambda k: k != "plan.order")
+    keys = sorted(searched_params(ranked), key=lambda k: k != PLAN_KEY)
     if not keys:
         return {"missing": "every trial with a result has the same configuration"}
-    return {"mode": mode, "trials": [r["number"] for r in ranked],
-            "values": [final_value(r) for r in ranked],
-            "axes": [_axis(key, [r.get("config", {}).get(key) for r in ranked]) for key in keys]}
+    return {"mode": mode, "trials": [r.number for r in ranked],
+            "values": [r.ranked_value for r in ranked],
+            "axes": [_axis(key, [r.config.get(key) for r in ranked]) for key in keys]}
 
 
 def _axis(key: str, values: list[Any]) -> dict[str, Any]:

@@ -5,25 +5,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from autostage.report.records import better, executed_plan, final_value
+from autostage.ranking import better
+from autostage.records import TrialRecord, TrialStatus
+from autostage.report.records import executed_plan
 from autostage.report.style import BEST_COLOUR, esc
 
 
-def _plans_info(records: list[dict[str, Any]], mode: str) -> dict[str, Any]:
+def _plans_info(records: list[TrialRecord], mode: str) -> dict[str, Any]:
     """Per stage plan (best first; plans without a result last): the results of its trials,
     their numbers, and its trials per status. Running trials are left out: their plan is not
     recorded until they end."""
     plans: dict[str, dict[str, Any]] = {}
     for r in records:
-        if r["status"] == "running":
+        if r.status is TrialStatus.RUNNING:
             continue
         plan = plans.setdefault(executed_plan(r) or "(no evals)", {
             "values": [], "trials": [], "counts": {}, "best": None})
-        plan["counts"][r["status"]] = plan["counts"].get(r["status"], 0) + 1
-        value = final_value(r)
+        plan["counts"][r.status] = plan["counts"].get(r.status, 0) + 1
+        value = r.ranked_value
         if value is not None:
             plan["values"].append(value)
-            plan["trials"].append(r["number"])
+            plan["trials"].append(r.number)
             if better(value, plan["best"], mode):
                 plan["best"] = value
     if not any(p["values"] for p in plans.values()):

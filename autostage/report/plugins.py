@@ -1,5 +1,9 @@
 """Figures from plugins, through the `report_figures(records)` hook.
 
+`records` is the run's trials as typed `autostage.records.TrialRecord`s, with their evals —
+the same records the built-in figures are drawn from (`record.to_json()` and `ev.to_json()`
+give plain dicts to a plugin that wants them).
+
 Each plugin is called on its own: one that raises, or returns something that is not a list
 of Plotly figures, becomes a note in the report naming the plugin — a report written at the
 end of a long search is not lost to one broken plugin, and the other plugins' figures stay.
@@ -10,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from autostage.records import TrialRecord
+
 
 @dataclass(frozen=True)
 class PluginFigure:
@@ -17,7 +23,7 @@ class PluginFigure:
     figure: Any  # a plotly.graph_objects.Figure
 
 
-def plugin_figures(host: Any, records: list[dict[str, Any]]
+def plugin_figures(host: Any, records: list[TrialRecord]
                    ) -> tuple[list[PluginFigure], list[str]]:
     """The figures of every plugin implementing `report_figures`, in plugin load order, and
     a note per plugin that failed."""

@@ -5,37 +5,38 @@ from __future__ import annotations
 
 from typing import Any
 
-from autostage.report.records import better, final_value, stage_label, stage_order
+from autostage.ranking import better
+from autostage.records import TrialRecord, TrialStatus
+from autostage.report.records import stage_label, stage_order
 from autostage.report.style import BEST_COLOUR, STATUS_ORDER, esc, status_colour
-from autostage.rundir import FINISHED
 
 
-def _best_so_far_info(records: list[dict[str, Any]], mode: str) -> dict[str, Any]:
+def _best_so_far_info(records: list[TrialRecord], mode: str) -> dict[str, Any]:
     """Finished trials in the order they ended, with the tokens spent by then (every trial's
     tokens count: pruned and failed ones cost compute too) and the best value by then; and
     the same best-so-far in trial-number order."""
-    ended = sorted((r for r in records if r["status"] in FINISHED),
-                   key=lambda r: (r.get("ended") or float("inf"), r["number"]))
+    ended = sorted((r for r in records if r.status.finished),
+                   key=lambda r: (r.ended or float("inf"), r.number))
     if not ended:
         return {"missing": "no trial has finished yet"}
     by_tokens = _walk(ended, mode, spent=True)
-    by_number = _walk(sorted(ended, key=lambda r: r["number"]), mode, spent=False)
+    by_number = _walk(sorted(ended, key=lambda r: r.number), mode, spent=False)
     return {"mode": mode, "by_tokens": by_tokens, "by_number": by_number}
 
 
-def _walk(records: list[dict[str, Any]], mode: str, spent: bool) -> dict[str, list]:
+def _walk(records: list[TrialRecord], mode: str, spent: bool) -> dict[str, list]:
     out: dict[str, list] = {"trial": [], "x": [], "value": [], "best": [], "status": []}
     total, best = 0, None
     for r in records:
-        total += int(r.get("tokens") or 0)
-        value = final_value(r)
-        if value is not None and better(value, best, mode):
+        total += r.tokens
+        value = r.ranked_value
+        if better(value, best, mode):
             best = value
-        out["trial"].append(r["number"])
-        out["x"].append(total if spent else r["number"])
+        out["trial"].append(r.number)
+        out["x"].append(total if spent else r.number)
         out["value"].append(value)
         out["best"].append(best)
-        out["status"].append(r["status"])
+        out["status"].append(r.status)
     return out
 
 
@@ -79,36 +80,36 @@ def _add_walk(fig: Any, walk: dict[str, list], col: int, show_legend: bool) -> N
         hovertemplate="%{text}<extra></extra>"), row=1, col=col)
 
 
-def _compute_info(records: list[dict[str, Any]], stages: list[str]) -> dict[str, Any]:
+def _compute_info(records: list[TrialRecord], stages: list[str]) -> dict[str, Any]:
     """Training tokens by trial outcome and by stage visit (`stages`: the declared order):
     how much the search spent, and how much went into trials that never gave a result."""
-    spent: dict[str, dict[str, int]] = {}
+    spent: dict[TrialStatus, dict[str, int]] = {}
     seen: set[str] = set()
     for r in records:
         for stage, n in _tokens_by_stage(r).items():
             seen.add(stage)
-            by_stage = spent.setdefault(r["status"], {})
+            by_stage = spent.setdefault(r.status, {})
             by_stage[stage] = by_stage.get(stage, 0) + n
     total = sum(sum(s.values()) for s in spent.values())
     if not total:
         return {"missing": "no trial has trained any tokens yet"}
-    statuses = [s for s in STATUS_ORDER if s in spent] + sorted(set(spent) - set(STATUS_ORDER))
+    statuses = [s for s in STATUS_ORDER if s in spent]
     return {"total": total, "statuses": statuses, "tokens": spent,
             "stages": sorted(seen, key=lambda label: stage_order(label, stages)),
-            "trials": {s: sum(r["status"] == s for r in records) for s in statuses}}
+            "trials": {s: sum(r.status is s for r in records) for s in statuses}}
 
 
-def _tokens_by_stage(record: dict[str, Any]) -> dict[str, int]:
+def _tokens_by_stage(record: TrialRecord) -> dict[str, int]:
     """Tokens trained per stage visit, from the token count at each eval. Tokens a trial
     reports beyond its last eval count towards the stage it was in."""
     out: dict[str, int] = {}
     before, stage = 0, None
-    for event in record.get("events", []):
-        stage = stage_label(event)
-        now = int(event.get("tokens") or 0)
+    for ev in record.evals:
+        stage = stage_label(ev)
+        now = ev.eval.tokens
         out[stage] = out.get(stage, 0) + max(0, now - before)
         before = max(before, now)
-    rest = int(record.get("tokens") or 0) - before
+    rest = record.tokens - before
     if rest > 0:
         key = stage or "(before the first eval)"
         out[key] = out.get(key, 0) + rest

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from autostage.records import TrialRecord
 from autostage.report.curves import _curves_info, _lr_info, plot_learning_curves, plot_lr_paths
 from autostage.report.page import Section, figure_section
 from autostage.report.params import (
@@ -79,7 +80,7 @@ def _top_trials_section(run: StudyRun) -> Section:
                    table=top_trials_table(info, run.metric))
 
 
-def _plugin_sections(host: Any, records: list[dict[str, Any]]) -> list[Section]:
+def _plugin_sections(host: Any, records: list[TrialRecord]) -> list[Section]:
     figures, notes = plugin_figures(host, records)
     out = [Section(f"From plugin {p.plugin}", figure=p.figure) for p in figures]
     out += [Section("A plugin's figures are missing", note=note) for note in notes]

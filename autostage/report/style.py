@@ -6,19 +6,30 @@ from __future__ import annotations
 import html
 from typing import Any
 
-STATUS_COLOURS = {
-    "completed": "#2a9d8f",
-    "stopped": "#8ab17d",
-    "pruned": "#e9c46a",
-    "failed": "#e76f51",
-    "running": "#457b9d",
-    "interrupted": "#adb5bd",
+from autostage.decisions import Advance, Continue, Decision, Rewind, ScaleLR, Stop
+from autostage.records import TrialStatus
+
+STATUS_COLOURS: dict[TrialStatus, str] = {
+    TrialStatus.COMPLETED: "#2a9d8f",
+    TrialStatus.STOPPED: "#8ab17d",
+    TrialStatus.PRUNED: "#e9c46a",
+    TrialStatus.FAILED: "#e76f51",
+    TrialStatus.RUNNING: "#457b9d",
+    TrialStatus.INTERRUPTED: "#adb5bd",
 }
 BEST_COLOUR = "#6a0dad"
 #: statuses in the order a reader thinks about them: results first, then what was cut short
 STATUS_ORDER = tuple(STATUS_COLOURS)
 
-#: a stage policy's decision, by its first word, as a Plotly marker symbol
+#: a stage policy's decision, by its type, as the word a reader sees in a legend
+DECISION_KINDS: dict[type, str] = {
+    Continue: "continue",
+    ScaleLR: "scale_lr",
+    Rewind: "rewind",
+    Advance: "advance",
+    Stop: "stop",
+}
+#: a kind of decision as a Plotly marker symbol
 DECISION_SYMBOLS = {
     "scale_lr": "triangle-down",
     "rewind": "circle-x",
@@ -35,13 +46,14 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=False)
 
 
-def status_colour(status: str) -> str:
+def status_colour(status: TrialStatus) -> str:
     return STATUS_COLOURS.get(status, "#6c757d")
 
 
-def decision_kind(decision: str) -> str:
-    """`scale_lr x0.5` -> `scale_lr`; `advance to target` -> `advance`; `stop: ...` -> `stop`."""
-    return decision.split(":", 1)[0].split(" ", 1)[0].split(",", 1)[0]
+def decision_kind(decision: Decision) -> str:
+    """The kind of a decision, from its type: ScaleLR(0.5) -> `scale_lr`, Advance("target")
+    -> `advance`, Stop(...) -> `stop` (a type this table does not know: its class name)."""
+    return DECISION_KINDS.get(type(decision), type(decision).__name__)
 
 
 def short(value: Any) -> str:

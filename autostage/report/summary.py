@@ -7,40 +7,36 @@ import time
 from html import escape
 from typing import Any
 
-from autostage.report.records import StudyRun, executed_plan, metric_at, stage_label
+from autostage.records import TrialRecord, TrialStatus, best_trial
+from autostage.report.records import StudyRun, executed_plan, stage_label
 from autostage.report.style import STATUS_ORDER, short, status_colour, tokens
-from autostage.rundir import best_trial
 
 
 def _summary_info(run: StudyRun, now: float) -> dict[str, Any]:
     records = run.records
-    counts: dict[str, int] = {}
+    counts: dict[TrialStatus, int] = {}
     for r in records:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    spent = sum(int(r.get("tokens") or 0) for r in records)
-    starts = [r["started"] for r in records if isinstance(r.get("started"), int | float)]
-    ends = [r.get("ended") or now for r in records if isinstance(r.get("started"), int | float)]
+        counts[r.status] = counts.get(r.status, 0) + 1
+    starts = [r.started for r in records if r.started is not None]
+    ends = [r.ended or now for r in records if r.started is not None]
     best = best_trial(records, run.mode)
     return {
         "name": run.name, "metric": run.metric, "mode": run.mode, "path": str(run.path),
-        "requested": run.requested, "finished": run.finished, "running": run.running,
-        "partial": run.partial, "counts": counts, "tokens": spent,
-        "tokens_ranked": sum(int(r.get("tokens") or 0) for r in records
-                             if r["status"] in ("completed", "stopped")),
+        "requested": run.requested, "finished": run.finished, "still_running": run.running,
+        "partial": run.partial, "counts": counts, "tokens": sum(r.tokens for r in records),
+        "tokens_ranked": sum(r.tokens for r in records if r.status.ranked),
         "seconds": max(ends) - min(starts) if starts else None,
         "best": _best_info(best) if best else None, "rendered": now,
     }
 
 
-def _best_info(record: dict[str, Any]) -> dict[str, Any]:
-    events = record.get("events", [])
-    lrs = [metric_at(e, "lr") for e in events]
-    lrs = [lr for lr in lrs if lr is not None]
+def _best_info(record: TrialRecord) -> dict[str, Any]:
+    lrs = [lr for e in record.evals if (lr := e.metric("lr")) is not None]
     return {
-        "number": record["number"], "value": record["value"], "tokens": record.get("tokens"),
-        "plan": executed_plan(record), "config": dict(sorted(record.get("config", {}).items())),
-        "decisions": [f"{d['decision']} in {stage_label(d)} at {d['tokens']:,} tokens"
-                      for d in events if d.get("decision") not in ("continue", "", None)],
+        "number": record.number, "value": record.ranked_value, "tokens": record.tokens,
+        "plan": executed_plan(record), "config": dict(sorted(record.config.items())),
+        "decisions": [f"{e.decision_label} in {stage_label(e)} at {e.eval.tokens:,} tokens"
+                      for e in record.decisions],
         "lr": (lrs[0], min(lrs), lrs[-1]) if lrs else None,
     }
 
@@ -58,8 +54,8 @@ def summary_html(info: dict[str, Any]) -> str:
 
 
 def _partial_banner(info: dict[str, Any]) -> str:
-    running = (f", {info['running']} still running (their last evals are shown)"
-               if info["running"] else "")
+    running = (f", {info['still_running']} still running (their last evals are shown)"
+               if info["still_running"] else "")
     return (f"<div class='partial'><b>Partial results:</b> {info['finished']} of "
             f"{info['requested']} trials finished{running}. The study is still running, or "
             "was interrupted (<code>autostage search --resume</code> continues it); render "
@@ -82,8 +78,8 @@ def _facts(info: dict[str, Any]) -> str:
             f"({info['tokens']:,}){share}, {seconds} of wall time</td></tr></table>")
 
 
-def _status_rank(status: str) -> int:
-    return STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER)
+def _status_rank(status: TrialStatus) -> int:
+    return STATUS_ORDER.index(status)
 
 
 def _best_html(best: dict[str, Any], metric: str) -> str:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from autostage.keys import PLAN_KEY
+from autostage.records import TrialRecord, TrialStatus
 from autostage.report.records import (
     executed_plan,
-    final_value,
-    metric_at,
     searched_params,
     stage_label,
     stage_order,
@@ -18,33 +18,29 @@ from autostage.report.records import (
 from autostage.report.style import short, tokens
 
 
-def _top_trials_info(records: list[dict[str, Any]], metric: str, mode: str, stages: list[str],
+def _top_trials_info(records: list[TrialRecord], metric: str, mode: str, stages: list[str],
                      limit: int = 10) -> dict[str, Any]:
     """The `limit` best trials with a result: value, plan, tokens, the study metric at the
     last eval of each stage visit, the stage policy's decisions, and the sampled parameters
     (the plan has its own column)."""
-    ranked = sorted((r for r in records if final_value(r) is not None),
-                    key=lambda r: final_value(r) * (1 if mode == "min" else -1))[:limit]
+    sign = 1 if mode == "min" else -1
+    ranked = sorted((r for r in records if r.ranked_value is not None),
+                    key=lambda r: sign * (r.ranked_value or 0.0))[:limit]
     if not ranked:
         return {"missing": "no trial has a result yet"}
-    rows = [{"number": r["number"], "value": final_value(r), "plan": executed_plan(r),
-             "tokens": r.get("tokens") or 0, "stage_evals": _stage_ends(r, metric),
-             "decisions": _decisions(r),
-             "params": {k: r.get("config", {}).get(k) for k in searched_params(records)
-                        if k in r.get("config", {}) and k != "plan.order"}}
+    searched = searched_params(records)
+    rows = [{"number": r.number, "value": r.ranked_value, "plan": executed_plan(r),
+             "tokens": r.tokens, "stage_evals": _stage_ends(r, metric),
+             "decisions": [f"{e.decision_label} ({stage_label(e)}, {tokens(e.eval.tokens)})"
+                           for e in r.decisions],
+             "params": {k: r.config[k] for k in searched if k in r.config and k != PLAN_KEY}}
             for r in ranked]
     labels = {label for row in rows for label in row["stage_evals"]}
     return {"rows": rows, "stages": sorted(labels, key=lambda s: stage_order(s, stages))}
 
 
-def _stage_ends(record: dict[str, Any], metric: str) -> dict[str, float | None]:
-    return {stage_label(v[-1]): metric_at(v[-1], metric)
-            for v in stage_visits(record.get("events", []))}
-
-
-def _decisions(record: dict[str, Any]) -> list[str]:
-    return [f"{e['decision']} ({stage_label(e)}, {tokens(e.get('tokens'))})"
-            for e in record.get("events", []) if e.get("decision") not in ("continue", "", None)]
+def _stage_ends(record: TrialRecord, metric: str) -> dict[str, float | None]:
+    return {stage_label(v[-1]): v[-1].metric(metric) for v in stage_visits(record.evals)}
 
 
 def top_trials_table(info: dict[str, Any], metric: str) -> str:
@@ -63,13 +59,13 @@ def top_trials_table(info: dict[str, Any], metric: str) -> str:
     return _table(head, body)
 
 
-def _failed_info(records: list[dict[str, Any]]) -> dict[str, Any]:
+def _failed_info(records: list[TrialRecord]) -> dict[str, Any]:
     """Every failed trial: where it was (stage, tokens) and why it failed."""
-    failed = [r for r in records if r["status"] == "failed"]
-    return {"rows": [{"number": r["number"], "plan": executed_plan(r),
-                      "stage": stage_label(r["events"][-1]) if r.get("events") else
-                      "before its first eval", "tokens": r.get("tokens") or 0,
-                      "reason": r.get("reason") or "(no reason recorded)"} for r in failed]}
+    failed = [r for r in records if r.status is TrialStatus.FAILED]
+    return {"rows": [{"number": r.number, "plan": executed_plan(r),
+                      "stage": stage_label(r.evals[-1]) if r.evals else "before its first eval",
+                      "tokens": r.tokens, "reason": r.reason or "(no reason recorded)"}
+                     for r in failed]}
 
 
 def failed_table(info: dict[str, Any]) -> str:

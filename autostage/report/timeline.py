@@ -5,23 +5,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from autostage.report.records import executed_plan, final_value
+from autostage.records import TrialRecord, TrialStatus
+from autostage.report.records import executed_plan
 from autostage.report.style import STATUS_ORDER, esc, short, status_colour
 
 
-def _timeline_info(records: list[dict[str, Any]], now: float) -> dict[str, Any]:
+def _timeline_info(records: list[TrialRecord], now: float) -> dict[str, Any]:
     """Seconds since the first trial started; a running trial ends `now`. Trials without
     start and end times (interrupted by a killed search) are counted, not drawn."""
-    timed = [r for r in records if isinstance(r.get("started"), int | float)
-             and (isinstance(r.get("ended"), int | float) or r["status"] == "running")]
+    timed = [(r, r.started, r.ended if r.ended is not None else now) for r in records
+             if r.started is not None
+             and (r.ended is not None or r.status is TrialStatus.RUNNING)]
     if not timed:
         return {"missing": "no trial has start and end times yet"}
-    t0 = min(r["started"] for r in timed)
+    t0 = min(started for _, started, _ in timed)
     trials = [{
-        "number": r["number"], "status": r["status"], "start": r["started"] - t0,
-        "end": (r.get("ended") or now) - t0, "plan": executed_plan(r),
-        "value": final_value(r), "reason": r.get("reason") or "",
-    } for r in sorted(timed, key=lambda r: r["number"])]
+        "number": r.number, "status": r.status, "start": started - t0, "end": ended - t0,
+        "plan": executed_plan(r), "value": r.ranked_value, "reason": r.reason,
+    } for r, started, ended in sorted(timed, key=lambda t: t[0].number)]
     return {"t0": t0, "trials": trials, "untimed": len(records) - len(timed),
             "parallel": _parallelism(trials)}
 
@@ -38,7 +39,7 @@ def _parallelism(trials: list[dict[str, Any]]) -> dict[str, list]:
         else:
             times.append(time)
             running.append(now)
-    return {"t": times, "running": running, "peak": max(running)}
+    return {"t": times, "at_once": running, "peak": max(running)}
 
 
 def plot_timeline(info: dict[str, Any]) -> Any:
@@ -57,7 +58,7 @@ def plot_timeline(info: dict[str, Any]) -> Any:
             text=[_hover(t) for t in group], textposition="none",
             hovertemplate="%{text}<extra></extra>"), row=1, col=1)
     p = info["parallel"]
-    fig.add_trace(go.Scatter(x=p["t"], y=p["running"], mode="lines", line_shape="hv",
+    fig.add_trace(go.Scatter(x=p["t"], y=p["at_once"], mode="lines", line_shape="hv",
                              name="trials running", line={"color": "#333"},
                              hovertemplate="%{y} running at %{x:.1f} s<extra></extra>"),
                   row=2, col=1)

@@ -31,11 +31,13 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
 from autostage.errors import AutostageError  # noqa: E402
-from autostage.rundir import FINISHED, RunDir  # noqa: E402
+from autostage.records import TrialRecord  # noqa: E402
+from autostage.rundir import RunDir  # noqa: E402
 from autostage.search.bridge import EarlyStops, EvalsOnly, StudySearch  # noqa: E402
 from autostage.search.driver import Recorder, TokenBudget  # noqa: E402
+from autostage.search.messages import TIME_ATTR, TRIAL  # noqa: E402
 from autostage.search.storage import open_storage, reconcile, settle  # noqa: E402
-from autostage.search.worker import TIME_ATTR, SearchJob, run_one  # noqa: E402
+from autostage.search.worker import SearchJob, run_one  # noqa: E402
 from autostage.spec import Study  # noqa: E402
 
 
@@ -43,7 +45,7 @@ from autostage.spec import Study  # noqa: E402
 class SearchOutcome:
     run_dir: Path
     requested: int
-    records: list[dict[str, Any]]
+    records: list[TrialRecord]  # outcomes, without their evals
     interrupted: bool
 
 
@@ -77,9 +79,9 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
             ray.shutdown()
     settle(storage, study.study.name, run)
     records = run.results()
-    finished = sum(r["status"] in FINISHED for r in records)
+    finished = sum(r.status.finished for r in records)
     budget_spent = (study.study.token_budget is not None
-                    and sum(r.get("tokens") or 0 for r in records) >= study.study.token_budget)
+                    and sum(r.tokens for r in records) >= study.study.token_budget)
     return SearchOutcome(run.path, study.study.trials, records,
                          finished < study.study.trials and not budget_spent)
 
@@ -155,7 +157,7 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
 
 def _trial_dirname(trial: Any) -> str:
     # addressable: stage-boundary checkpoints of trial n live in ray-<time>/trial-<n>/
-    return f"trial-{trial.config.get('trial_number', trial.trial_id)}"
+    return f"trial-{trial.config.get(TRIAL, trial.trial_id)}"
 
 
 def _max_final_evals(study: Study) -> int:

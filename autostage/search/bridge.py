@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
@@ -10,7 +9,9 @@ import optuna
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from autostage.search.worker import FINAL, TIME_ATTR
+from autostage import ranking
+from autostage.records import TrialStatus
+from autostage.search import messages as msg
 
 
 class EarlyStops:
@@ -31,42 +32,42 @@ class EarlyStops:
 
 
 class StudySearch(OptunaSearch):
-    """OptunaSearch that tags each config with its Optuna trial number and tells Optuna the
-    truth at the end: failed trials FAIL, trials stopped early PRUNED, and only a trial's own
-    final value (never a NaN or an intermediate eval) COMPLETE."""
+    """OptunaSearch that gives each trial its Optuna trial number beside the sampled
+    parameters (see `messages`) and tells Optuna the truth at the end: failed trials FAIL,
+    trials stopped early PRUNED, and only a trial's own final value (never a NaN or an
+    intermediate eval) COMPLETE."""
 
     stops: EarlyStops | None = None  # set once the trial scheduler exists
 
     def suggest(self, trial_id: str) -> dict | None:
-        config = super().suggest(trial_id)
-        if config is not None:
-            config["trial_number"] = self._ot_trials[trial_id].number
-        return config
+        params = super().suggest(trial_id)
+        if params is None:
+            return None
+        return msg.trial_config(self._ot_trials[trial_id].number, params)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # Optuna's intermediate values, stepped by the trial's own eval count (Ray's iteration
         # counter restarts when a trial is restored); a retried trial's repeats are dropped.
-        if FINAL in result or isinstance(self.metric, list) or self.metric not in result:
+        if not msg.is_eval(result) or isinstance(self.metric, list) or self.metric not in result:
             return
         if trial_id in self._ot_trials and trial_id not in self._completed_trials:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                self._ot_trials[trial_id].report(result[self.metric], result["eval_index"])
+                self._ot_trials[trial_id].report(result[self.metric], result[msg.EVAL_INDEX])
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         trial = self._ot_trials[trial_id]
-        values = (result or {}).get("values")
-        status = (result or {}).get(FINAL)
-        finite = values is not None and all(isinstance(v, int | float) and math.isfinite(v)
-                                            for v in values)
+        values = (result or {}).get(msg.VALUES)
+        status = msg.outcome_of(result or {})
+        finite = values is not None and all(ranking.finite(v) is not None for v in values)
         if status is None and not error and self.stops and self.stops.reason(trial_id) is None:
             pass  # interrupted: left RUNNING for --resume to re-queue
-        elif status in ("completed", "stopped") and finite:
+        elif status is not None and status.ranked and finite:
             self._ot_study.tell(trial, values if len(values) > 1 else values[0])
-        elif error or status == "failed":
+        elif error or status == TrialStatus.FAILED:
             self._ot_study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
             self._ot_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -105,7 +106,7 @@ class EvalsOnly(TrialScheduler):
         self.inner.on_trial_error(controller, trial)
 
     def on_trial_result(self, controller: Any, trial: Any, result: dict) -> str:
-        if TIME_ATTR not in result or FINAL in result:
+        if msg.TIME_ATTR not in result or msg.is_outcome(result):
             return TrialScheduler.CONTINUE
         self.last[trial.trial_id] = result
         action = self.inner.on_trial_result(controller, trial, result)

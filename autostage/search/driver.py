@@ -8,8 +8,10 @@ from typing import Any
 
 from ray import tune
 
+from autostage.decisions import Eval
+from autostage.records import EvalRecord, TrialRecord, TrialStatus, without_replays
 from autostage.rundir import RunDir
-from autostage.search.worker import FINAL, TIME_ATTR
+from autostage.search import messages as msg
 
 
 class Recorder(tune.Callback):
@@ -30,31 +32,29 @@ class Recorder(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
-        number = int(result["trial_number"])
-        if "resumed_at" in result:
-            self.run.truncate_events(number, int(result["resumed_at"]))
+        number = int(result[msg.TRIAL])
+        if msg.RESUMED_AT in result:
+            self.run.truncate_events(number, int(result[msg.RESUMED_AT]))
             return
-        for earlier in result.get("earlier_evals", []):
-            self.run.append_event(number, {k: v for k, v in earlier.items() if _is_ours(k)})
-        if FINAL in result or "stage" not in result:
+        for earlier in result.get(msg.EARLIER, []):
+            self.run.append_event(number, _eval_record(earlier))
+        if not msg.is_eval(result):
             return  # an outcome, or evals flushed before a crash: no eval of its own
-        event = {k: v for k, v in result.items() if _is_ours(k)}
-        event["time"] = time.time()
-        if result.get("checkpoint_dir_name"):
-            event["checkpoint"] = str(Path(trial.path) / result["checkpoint_dir_name"])
-        self.run.append_event(number, event)
-        self.view.trial_result(result)
+        checkpoint = result.get("checkpoint_dir_name")
+        self.run.append_event(number, _eval_record(
+            result, time.time(), str(Path(trial.path) / checkpoint) if checkpoint else None))
+        self.view.trial_result(number, int(result[msg.TOKENS]))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
-        if FINAL in last:
-            self._write(trial, last[FINAL], last.get("reason", ""))
+        if (status := msg.outcome_of(last)) is not None:
+            self._write(trial, status, last.get(msg.REASON, ""))
         elif (reason := self.stops.reason(trial.trial_id)) is not None:
-            self._write(trial, "pruned", reason)
+            self._write(trial, TrialStatus.PRUNED, reason)
         # else interrupted (Ctrl-C): no record, so --resume re-queues it
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._write(trial, "failed", _error_reason(trial))
+        self._write(trial, TrialStatus.FAILED, _error_reason(trial))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         # Ray stops the running trials without completing them when the budget is spent;
@@ -62,34 +62,33 @@ class Recorder(tune.Callback):
         if not self.stops.budget.spent_out():
             return
         for trial in trials:
-            number = (trial.config or {}).get("trial_number")
-            if number is not None and not (self.run.trial_dir(number) / "result.json").exists():
-                self._write(trial, "pruned", "stopped: the study's token budget was spent")
+            number = (trial.config or {}).get(msg.TRIAL)
+            if number is not None and self.run.result(number) is None:
+                self._write(trial, TrialStatus.PRUNED,
+                            "stopped: the study's token budget was spent")
 
-    def _write(self, trial: Any, status: str, reason: str) -> None:
+    def _write(self, trial: Any, status: TrialStatus, reason: str) -> None:
         last = trial.last_result or {}
-        config = dict(trial.config)
-        number = int(config.pop("trial_number"))
-        values = last.get("values") if FINAL in last else None
+        number = int(trial.config[msg.TRIAL])
         evals = self.run.events(number)
-        record = {
-            "number": number, "status": status, "reason": reason,
-            "value": values[0] if values else None, "values": values,
-            "tokens": last.get("tokens", evals[-1]["tokens"] if evals else 0),
-            "evals": len(evals), "seed": last.get("seed"), "config": config,
-            "plan": config.get("plan.order", ""),
-            "decisions": [{"stage": e["stage"], "tokens": e["tokens"], "decision": e["decision"]}
-                          for e in evals if e.get("decision") not in ("continue", "", None)],
-            "started": self.started.get(trial.trial_id), "ended": time.time(),
-        }
-        self.run.write_result(number, record)
+        values = last.get(msg.VALUES) if msg.is_outcome(last) else None
+        record = TrialRecord(
+            number=number, status=status, reason=reason,
+            values=tuple(values) if values else None,
+            tokens=int(last.get(msg.TOKENS, evals[-1].eval.tokens if evals else 0)),
+            seed=last.get(msg.SEED), config=dict(trial.config[msg.PARAMS]),
+            started=self.started.get(trial.trial_id), ended=time.time(),
+        )
+        self.run.write_result(record.with_evals(without_replays(evals)))
         self.view.trial_ended(record)
 
 
-def _is_ours(key: str) -> bool:
-    return key.startswith(("eval.", "train.")) or key in (
-        "stage", "visit", "tokens", "stage_tokens", "lr", "decision", TIME_ATTR, "trial_number",
-        "pid")  # the worker process: shows which trials shared a reused actor
+def _eval_record(report: dict[str, Any], received: float | None = None,
+                 checkpoint: str | None = None) -> EvalRecord:
+    """The eval a report carries, whole: every field the trial loop recorded reaches
+    events.jsonl without a list of keys here."""
+    return EvalRecord(Eval.from_json(report[msg.EVAL]), received, checkpoint,
+                      report.get(msg.WORKER))
 
 
 def _error_reason(trial: Any) -> str:
@@ -114,8 +113,8 @@ class TokenBudget(tune.Stopper):
         self.tokens: dict[str, int] = {}
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        if "tokens" in result:
-            self.tokens[trial_id] = int(result["tokens"])
+        if msg.TOKENS in result:
+            self.tokens[trial_id] = int(result[msg.TOKENS])
         return False
 
     def spent(self) -> int:

@@ -6,7 +6,8 @@ from typing import Any
 
 import optuna
 
-from autostage.rundir import FINISHED, RunDir
+from autostage.records import TrialRecord, TrialStatus
+from autostage.rundir import RunDir
 from autostage.spec import Study
 
 
@@ -37,7 +38,7 @@ def open_storage(url: str) -> Any:
 
 def settle(storage: Any, name: str, run: RunDir) -> None:
     """Trials Ray stopped for the token budget never reached the searcher: tell Optuna."""
-    pruned = {r["number"] for r in run.results() if r["status"] == "pruned"}
+    pruned = {r.number for r in run.results() if r.status == TrialStatus.PRUNED}
     for trial in optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False):
         if trial.state == optuna.trial.TrialState.RUNNING and trial.number in pruned:
             storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.PRUNED)
@@ -51,23 +52,23 @@ def reconcile(study: Study, run: RunDir, storage: Any) -> tuple[int, int]:
         ot_study = optuna.load_study(study_name=study.study.name, storage=storage)
     except KeyError:
         return study.study.trials, 0  # killed before the first trial was asked for
-    recorded = {r["number"]: r for r in run.results()}
+    recorded = {r.number: r for r in run.results()}
     for trial in ot_study.get_trials(deepcopy=False):
         state = trial.state
         if state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING) or (
                 state.is_finished() and trial.number not in recorded):
             if state.is_finished() is False:
                 storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-            if trial.number not in recorded or recorded[trial.number]["status"] != "interrupted":
+            previous = recorded.get(trial.number)
+            if previous is None or previous.status != TrialStatus.INTERRUPTED:
                 ot_study.enqueue_trial(trial.params, skip_if_exists=False)
-                run.write_result(trial.number, {
-                    "number": trial.number, "status": "interrupted", "value": None,
-                    "reason": "the search was interrupted; re-queued with the same parameters",
-                    "config": trial.params, "tokens": 0, "evals": 0,
-                })
+                run.write_result(TrialRecord(
+                    trial.number, TrialStatus.INTERRUPTED,
+                    "the search was interrupted; re-queued with the same parameters",
+                    config=trial.params))
     records = run.results()
-    finished = sum(r["status"] in FINISHED for r in records)
-    spent = sum(r.get("tokens") or 0 for r in records)
+    finished = sum(r.status.finished for r in records)
+    spent = sum(r.tokens for r in records)
     if study.study.token_budget is not None and spent >= study.study.token_budget:
         return 0, spent  # the budget is spent: nothing more to run
     return study.study.trials - finished, spent

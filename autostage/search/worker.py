@@ -12,14 +12,9 @@ from typing import Any
 
 from ray import tune
 
+from autostage.records import TrialStatus
+from autostage.search import messages as msg
 from autostage.spec import Study
-
-# Trial schedulers count evals of the final stage, so rungs fall at evaluations and compare
-# trials at the same point of the stage that decides the metric. Counting every eval would
-# compare a trial still in its prerequisite stage with one already training on the target,
-# and stop every plan with a prefix (ASHA's short-horizon bias, made worse by stages).
-TIME_ATTR = "final_evals"
-FINAL = "autostage_status"  # key of a trial's last report: it ended on its own
 
 
 @dataclass(frozen=True)
@@ -48,48 +43,44 @@ def _registry(load_plugins: str | None) -> Any:
 
 def run_one(config: dict[str, Any], job: SearchJob) -> None:
     """The Ray trainable: build the trial from its config, run it, report every eval."""
-    from autostage.build import build_trial
-    from autostage.space import decode
-    from autostage.trial import LoopState, run_trial
+    from autostage.build import prepare_trial
+    from autostage.trial import LoopState
 
-    number = int(config["trial_number"])
+    number = int(config[msg.TRIAL])
     seed = job.study.study.seed + number
-    registry = _registry(job.load_plugins)
-    built = build_trial(job.study, registry, decode(job.space, config), seed=seed,
-                        threads=job.threads, workdir=str(job.run_dir / "trials" / str(number)),
-                        cache_dir=str(job.run_dir / "cache"))
-    trainer = built.trainer.start(built.setup)
+    trial = prepare_trial(job.study, _registry(job.load_plugins), config[msg.PARAMS], seed,
+                          space=job.space, threads=job.threads,
+                          workdir=str(job.run_dir / "trials" / str(number)),
+                          cache_dir=str(job.run_dir / "cache"))
     resume = None
     if (checkpoint := tune.get_checkpoint()) is not None:
         with checkpoint.as_directory() as directory:
-            trainer.load(directory)
+            trial.trainer.load(directory)
             resume = LoopState.from_json(json.loads((Path(directory) / "loop.json").read_text()))
         # a retry: the evals after this checkpoint were recorded once already, and will be again
-        tune.report({"resumed_at": len(resume.evals), "trial_number": number})
+        tune.report({msg.RESUMED_AT: len(resume.evals), msg.TRIAL: number})
     final = job.study.final.name if job.study.final else None
-    reporter = _Reporter(trainer, number, final, resume.evals if resume else (), job.every_eval)
+    reporter = _Reporter(trial.trainer, number, final, resume.evals if resume else (),
+                         job.every_eval)
     try:
-        result = run_trial(built.plan, trainer, reporter.report, reporter.checkpoint, resume)
+        result = trial.run(reporter.report, reporter.checkpoint, resume)
     except Exception:
         # the trial crashed (Ray records the error, and may retry): keep its evals so far
         if held := reporter.take_held():
-            tune.report({"earlier_evals": held, "trial_number": number})
+            tune.report({msg.EARLIER: held, msg.TRIAL: number})
         raise
-    values = [result.evals[-1].metrics.get(m) if result.evals and m != "tokens" else result.tokens
-              for m in job.study.study.metrics]
-    tune.report({
-        FINAL: result.status, "reason": result.reason, "trial_number": number,
-        "earlier_evals": reporter.take_held(), "tokens": result.tokens, "seed": seed,
-        "values": None if result.status == "failed" else values,
-    })
+    values = None if result.status == TrialStatus.FAILED else result.values(
+        job.study.study.metrics)
+    tune.report(msg.outcome_report(number, result.status, result.reason, values,
+                                   result.tokens, seed, reporter.take_held()))
 
 
 class _Reporter:
     """Turns the trial loop's evals and boundary states into Ray reports and checkpoints.
 
     Each Ray report is a round trip to the driver (~8 ms here), so evals no trial scheduler
-    reads travel with the next report ("earlier_evals"): Ray hears of stage boundaries (with
-    their checkpoint), outcomes and, when a scheduler stops trials early, final-stage evals.
+    reads travel with the next report (EARLIER): Ray hears of stage boundaries (with their
+    checkpoint), outcomes and, when a scheduler stops trials early, final-stage evals.
     """
 
     def __init__(self, trainer: Any, number: int, final: str | None, done: tuple,
@@ -112,23 +103,21 @@ class _Reporter:
         self.pending = directory
 
     def report(self, ev: Any) -> None:
-        from autostage.trial import eval_record
-
         self.seen += 1
-        metrics = {**eval_record(ev), "trial_number": self.number, "eval_index": self.seen}
         in_final = self.final is None or ev.stage == self.final
         if in_final:
             self.final_evals += 1
-            metrics[TIME_ATTR] = self.final_evals  # absent before: schedulers wait
+        report = msg.eval_report(self.number, ev, self.seen,
+                                 self.final_evals if in_final else None, os.getpid())
         if self.pending is None and not (in_final and self.every_eval):
-            self.held.append(metrics)
+            self.held.append({k: report[k] for k in (msg.EVAL, msg.WORKER)})
             return
-        metrics["earlier_evals"], self.held = self.held, []
+        report[msg.EARLIER], self.held = self.held, []
         if self.pending is None:
-            tune.report(metrics)
+            tune.report(report)
             return
         try:
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(self.pending)))
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(self.pending)))
         finally:
             _remove_tree(self.pending)
             self.pending = None

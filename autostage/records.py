@@ -1,0 +1,204 @@
+"""The typed record of a run: a trial's status, its evals as recorded, its outcome, and the
+best-trial rule. Everything that crosses worker -> driver -> disk -> report is one of these.
+
+On disk (a run directory, see `autostage.rundir`):
+  trials/<n>/events.jsonl   one `EvalRecord.to_json()` per line
+  trials/<n>/result.json    `TrialRecord.to_json()`, written once the trial ended
+
+Files written before these types existed (flat eval lines, decisions as text labels) are read
+by `from_json` too: a run directory of an earlier version still opens in `best` and `report`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from autostage.decisions import Advance, Continue, Decision, Eval, Rewind, ScaleLR, Stop, describe
+from autostage.keys import PLAN_KEY, parse_metric
+from autostage.ranking import better, finite
+
+
+class TrialStatus(StrEnum):
+    """Where a trial stands. Stored as its value ("completed", ...)."""
+
+    COMPLETED = "completed"  # ran its stage plan to the end
+    STOPPED = "stopped"  # a stage policy's Stop ended it: its value stands
+    PRUNED = "pruned"  # a trial scheduler or the token budget ended it early
+    FAILED = "failed"  # it raised, or its loss went non-finite
+    INTERRUPTED = "interrupted"  # the search was killed while it ran; --resume re-queues it
+    RUNNING = "running"  # it has evals and no outcome yet
+
+    @property
+    def finished(self) -> bool:
+        """It ran to an outcome: it counts towards the study's trials."""
+        return self in (TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.PRUNED,
+                        TrialStatus.FAILED)
+
+    @property
+    def ranked(self) -> bool:
+        """Its value is a final result that may be compared (a pruned trial's last eval is
+        not: it stopped part-way)."""
+        return self in (TrialStatus.COMPLETED, TrialStatus.STOPPED)
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """One eval as the run directory keeps it: the trial loop's `Eval`, and what the search
+    driver knew of it when it arrived."""
+
+    eval: Eval
+    time: float | None = None  # when the driver received it (None: it travelled later)
+    checkpoint: str | None = None  # the stage-boundary checkpoint reported with it
+    worker: int | None = None  # the worker's process id: which trials shared a reused actor
+
+    @property
+    def decision_label(self) -> str:
+        """The stage policy's decision in words ("" when none was recorded)."""
+        return describe(self.eval.decision) if self.eval.decision is not None else ""
+
+    def metric(self, key: str) -> float | None:
+        """A metric of this eval (or `lr`, `tokens`), when it is a finite number."""
+        if key in ("lr", "tokens", "stage_tokens"):
+            return finite(getattr(self.eval, key))
+        return finite(self.eval.metrics.get(key))
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.eval.to_json()
+        extra = {"time": self.time, "checkpoint": self.checkpoint, "worker": self.worker}
+        return {**data, **{k: v for k, v in extra.items() if v is not None}}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EvalRecord:
+        ev = Eval.from_json(data) if "metrics" in data else _legacy_eval(data)
+        return cls(ev, data.get("time"), data.get("checkpoint"),
+                   data.get("worker", data.get("pid")))
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A trial as its run directory records it: outcome and evals."""
+
+    number: int
+    status: TrialStatus
+    reason: str = ""
+    values: tuple[float | None, ...] | None = None  # one per study metric; None: no result
+    tokens: int = 0  # training tokens this trial was charged
+    seed: int | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)  # the sampled parameters
+    started: float | None = None
+    ended: float | None = None
+    evals: tuple[EvalRecord, ...] = ()  # from events.jsonl, retries' replays dropped
+
+    @property
+    def value(self) -> float | None:
+        """The first study metric's value, as recorded."""
+        return self.values[0] if self.values else None
+
+    @property
+    def ranked_value(self) -> float | None:
+        """The value this trial ranks by: set when its status ranks and the value is finite."""
+        return finite(self.value) if self.status.ranked else None
+
+    @property
+    def plan(self) -> str:
+        """The sampled stage plan (`plan.order`), "" when the study searched none."""
+        return str(self.config.get(PLAN_KEY, ""))
+
+    @property
+    def decisions(self) -> tuple[EvalRecord, ...]:
+        """The evals whose stage-policy decision was not Continue."""
+        return tuple(e for e in self.evals
+                     if e.eval.decision is not None and not isinstance(e.eval.decision, Continue))
+
+    def with_evals(self, evals: Iterable[EvalRecord]) -> TrialRecord:
+        return replace(self, evals=tuple(evals))
+
+    def to_json(self) -> dict[str, Any]:
+        """What result.json holds; `value`, `plan`, `evals` and `decisions` are derived, for
+        people and tools reading the file (from_json ignores them)."""
+        return {
+            "number": self.number, "status": self.status.value, "reason": self.reason,
+            "value": self.value, "values": list(self.values) if self.values else None,
+            "tokens": self.tokens, "seed": self.seed, "config": dict(self.config),
+            "plan": self.plan, "started": self.started, "ended": self.ended,
+            "evals": len(self.evals),
+            "decisions": [{"stage": e.eval.stage, "visit": e.eval.visit, "tokens": e.eval.tokens,
+                           "decision": e.eval.to_json()["decision"], "label": e.decision_label}
+                          for e in self.decisions],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], evals: Iterable[EvalRecord] = ()) -> TrialRecord:
+        values = data.get("values")
+        if values is None and data.get("value") is not None:  # before `values` existed
+            values = [data["value"]]
+        return cls(
+            number=int(data["number"]), status=TrialStatus(data["status"]),
+            reason=str(data.get("reason") or ""),
+            values=tuple(values) if values is not None else None,
+            tokens=int(data.get("tokens") or 0), seed=data.get("seed"),
+            config=dict(data.get("config") or {}), started=data.get("started"),
+            ended=data.get("ended"), evals=tuple(evals),
+        )
+
+
+def best_trial(records: Iterable[TrialRecord], mode: str) -> TrialRecord | None:
+    """The best trial by its ranked value; failed, pruned and running trials never win. Ties
+    go to the earlier trial."""
+    best: TrialRecord | None = None
+    for record in records:
+        if record.ranked_value is not None and (
+                best is None or better(record.ranked_value, best.ranked_value, mode)):
+            best = record
+    return best
+
+
+def without_replays(evals: Iterable[EvalRecord]) -> list[EvalRecord]:
+    """A retried trial restarts from its last stage-boundary checkpoint and evaluates again
+    from there: keep the retry's evals, drop the first attempt's beyond that point."""
+    kept: list[EvalRecord] = []
+    for record in evals:
+        while kept and kept[-1].eval.tokens >= record.eval.tokens:
+            kept.pop()
+        kept.append(record)
+    return kept
+
+
+# --- run directories written before the typed records ------------------------------------------
+
+_LEGACY_EVAL_KEYS = ("stage", "visit", "tokens", "stage_tokens", "stage_budget", "lr")
+
+
+def _legacy_eval(data: Mapping[str, Any]) -> Eval:
+    """An eval line of an earlier version: metrics were top-level keys, the decision a label."""
+    metrics = {k: float(v) for k, v in data.items()
+               if parse_metric(k) is not None and isinstance(v, int | float)}
+    known = {k: data[k] for k in _LEGACY_EVAL_KEYS if k in data}
+    label = data.get("decision")
+    return Eval(**{"visit": 0, "tokens": 0, "stage_tokens": 0, "stage_budget": 0, "lr": 0.0,
+                   **known}, metrics=metrics, watch="",
+                decision=_legacy_decision(label) if isinstance(label, str) and label else None)
+
+
+_LEGACY_LABELS: tuple[tuple[re.Pattern[str], Any], ...] = (
+    (re.compile(r"continue"), lambda m: Continue()),
+    (re.compile(r"scale_lr x(\S+)"), lambda m: ScaleLR(float(m[1]))),
+    (re.compile(r"advance"), lambda m: Advance()),
+    (re.compile(r"advance to (.+)"), lambda m: Advance(m[1])),
+    (re.compile(r"rewind"), lambda m: Rewind()),
+    (re.compile(r"rewind, lr x(\S+)"), lambda m: Rewind(float(m[1]))),
+    (re.compile(r"stop: (.*)", re.S), lambda m: Stop(m[1])),
+)
+
+
+def _legacy_decision(label: str) -> Decision | None:
+    """Earlier versions stored `describe(decision)`: the one place a label is read back, and
+    only for their files. A label none of these patterns knows is kept as a Stop-free None."""
+    for pattern, make in _LEGACY_LABELS:
+        if (match := pattern.fullmatch(label)) is not None:
+            return make(match)
+    return None

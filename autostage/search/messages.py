@@ -1,0 +1,70 @@
+"""What a trial in a Ray worker tells the driver: the keys of its reports, in one place.
+
+A Ray trial's config is `{TRIAL: <Optuna trial number>, PARAMS: <the sampled parameters>}`:
+the number travels beside the parameters, never among them.
+
+Every report carries TRIAL. Besides that, a report is one of:
+  - an eval: EVAL (the `Eval`, whole), EVAL_INDEX, `tokens`, the eval's metrics as top-level
+    keys (what Ray's trial schedulers and Optuna's intermediate values read), TIME_ATTR once
+    the trial is in its final stage, and EARLIER (evals held back since the last report);
+  - an outcome, the trial's last report: OUTCOME (its TrialStatus), REASON, VALUES, `tokens`,
+    SEED, EARLIER;
+  - a retry's start: RESUMED_AT (how many evals its checkpoint already holds);
+  - evals flushed before a crash: EARLIER only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autostage.decisions import Eval
+from autostage.records import TrialStatus
+
+TRIAL = "trial_number"
+PARAMS = "params"
+EVAL = "autostage_eval"
+EVAL_INDEX = "eval_index"
+EARLIER = "earlier_evals"
+OUTCOME = "autostage_status"
+REASON = "reason"
+VALUES = "values"
+SEED = "seed"
+TOKENS = "tokens"
+RESUMED_AT = "resumed_at"
+WORKER = "worker"
+# Trial schedulers count evals of the final stage, so rungs fall at evaluations and compare
+# trials at the same point of the stage that decides the metric. Counting every eval would
+# compare a trial still in its prerequisite stage with one already training on the target,
+# and stop every plan with a prefix (ASHA's short-horizon bias, made worse by stages).
+TIME_ATTR = "final_evals"
+
+
+def trial_config(number: int, params: dict[str, Any]) -> dict[str, Any]:
+    return {TRIAL: number, PARAMS: params}
+
+
+def eval_report(number: int, ev: Eval, index: int, final_evals: int | None,
+                worker: int) -> dict[str, Any]:
+    report = {TRIAL: number, EVAL: ev.to_json(), EVAL_INDEX: index, TOKENS: ev.tokens,
+              WORKER: worker, **ev.metrics}
+    if final_evals is not None:
+        report[TIME_ATTR] = final_evals  # absent before the final stage: schedulers wait
+    return report
+
+
+def outcome_report(number: int, status: TrialStatus, reason: str, values: list | None,
+                   tokens: int, seed: int, earlier: list[dict[str, Any]]) -> dict[str, Any]:
+    return {TRIAL: number, OUTCOME: status.value, REASON: reason, VALUES: values,
+            TOKENS: tokens, SEED: seed, EARLIER: earlier}
+
+
+def is_outcome(report: dict[str, Any]) -> bool:
+    return OUTCOME in report
+
+
+def is_eval(report: dict[str, Any]) -> bool:
+    return EVAL in report and OUTCOME not in report
+
+
+def outcome_of(report: dict[str, Any]) -> TrialStatus | None:
+    return TrialStatus(report[OUTCOME]) if OUTCOME in report else None

@@ -18,7 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}" if "\n" not in str(e) else str(e), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted (Ctrl-C)", file=sys.stderr)
         return 130
 
 

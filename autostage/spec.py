@@ -322,6 +322,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> list[Problem]:
             problems.append(Problem(f"--set {item}", "expected section.key=value"))
             continue
         try:
+            # a path in the TOML document (`stage.target.tokens`), not a metric or parameter key
             _set(raw, key.split("."), _toml_value(text.strip()))
         except LookupError as e:
             problems.append(Problem(f"--set {key}", str(e)))

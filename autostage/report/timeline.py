@@ -64,7 +64,7 @@ def plot_timeline(info: dict[str, Any]) -> Any:
                   row=2, col=1)
     order = [f"trial {t['number']}" for t in trials]
     fig.update_yaxes(categoryorder="array", categoryarray=order[::-1], row=1, col=1)
-    fig.update_yaxes(title_text="running", dtick=1, rangemode="tozero", row=2, col=1)
+    fig.update_yaxes(title_text="trials running", dtick=1, rangemode="tozero", row=2, col=1)
     fig.update_xaxes(title_text="seconds since the first trial started", row=2, col=1)
     fig.update_layout(barmode="overlay", height=240 + 16 * len(trials), margin={"t": 40},
                       legend={"orientation": "h", "y": 1.0, "yanchor": "bottom"})

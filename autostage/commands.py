@@ -52,7 +52,23 @@ def start_search(study_path: str, study: Study, registry: Any, overrides: list[s
         view.stop()
     print_summary(console, outcome, study.study.modes[0], study.study.metrics[0])
     _write_report(console, run, registry.host)
-    return 130 if outcome.interrupted else 0
+    if outcome.interrupted:
+        return 130
+    return 0 if best_trial(outcome.records, study.study.modes[0]) is not None \
+        else _no_value(outcome.records)
+
+
+def _no_value(records: list[TrialRecord]) -> int:
+    """A search none of whose trials produced a value failed, whatever ran: say why in one
+    line (the commonest reason) and exit 1."""
+    import sys
+    from collections import Counter
+
+    reasons = Counter(r.reason for r in records if r.reason)
+    why = (f"; most common reason ({reasons.most_common(1)[0][1]} of {len(records)} "
+           f"trials): {reasons.most_common(1)[0][0]}" if reasons else "")
+    print(f"error: no trial produced a value{why}", file=sys.stderr)
+    return 1
 
 
 def _write_report(console: Any, run: RunDir, host: Any) -> None:

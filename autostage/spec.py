@@ -35,7 +35,7 @@ class StudySection(Section):
     mode: Literal["min", "max"] | list[Literal["min", "max"]] = "min"
     trials: int = Field(16, ge=1)
     parallel: int = Field(1, ge=1, description="trials running at once")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Optuna's samplers take 0..2**32-1")
     sampler: str = KIND["sampler"].default
     sampler_settings: dict[str, Any] = Field(
         default_factory=dict, description="the sampler's fields, e.g. {n_startup_trials = 4}")
@@ -153,8 +153,16 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     except OSError as e:
         problem = Problem("", f"cannot read the study file: {e.strerror}")
         raise StudyError(str(path), [problem]) from None
+    except UnicodeDecodeError as e:
+        problem = Problem("", f"not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                          f"{e.start}); a study file is TOML, saved as UTF-8")
+        raise StudyError(str(path), [problem]) from None
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        problem = Problem("", "values nested too deeply to read; a study file nests tables "
+                          "a few levels at most")
+        raise StudyError(str(path), [problem]) from None
     except tomllib.TOMLDecodeError as e:
         line = f"line {e.lineno}, column {e.colno}" if hasattr(e, "lineno") else ""
         msg = getattr(e, "msg", str(e))

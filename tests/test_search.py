@@ -333,3 +333,14 @@ def test_trial_scheduler_settings_reach_the_scheduler(ray_session, tmp_path):
         if r.status == TrialStatus.PRUNED:  # ASHA's first rung is now at the 3rd target eval
             targets = [e for e in run.events(r.number) if e.eval.stage == "target"]
             assert len(targets) >= 3
+
+
+@pytest.mark.slow
+def test_a_search_whose_every_trial_failed_exits_1_saying_why(ray_session, tmp_path, capsys):
+    code, run = search(tmp_path, "--trials", "2", "--set", "search.optimizer={adamw = {lr = 1.0}}",
+                       "--set", "study.trial_scheduler=fifo")
+    err = capsys.readouterr().err
+    assert [r.status for r in run.results()] == [TrialStatus.FAILED] * 2
+    assert code == 1
+    assert "error: no trial produced a value; most common reason (2 of 2 trials): " \
+        "non-finite loss" in err, err

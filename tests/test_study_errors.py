@@ -229,3 +229,24 @@ def test_a_range_reports_both_bad_ends(tmp_path, capsys, edit, toml_path, hints)
         assert sum(line.startswith(f"{study}: {toml_path}.{end}:") and
                    all(h in line for h in hints) for line in lines) == 1, err
     assert len(lines) == 2, err  # and no `low < high` on top of two unusable ends
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (b"\xa5\x00garbage", ["not UTF-8 text", "byte 0xa5 at offset 0"]),
+    ("[study]\nname = 'caf\xe9'\n".encode("latin-1"), ["not UTF-8 text", "byte 0xe9 at offset 19"]),
+    (b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n", ["nested too deeply"]),
+], ids=["binary", "latin-1", "nested-5000-deep"])
+def test_an_unreadable_study_file_is_one_line_not_a_traceback(tmp_path, capsys, content, words):
+    study = tmp_path / "bad.toml"
+    study.write_bytes(content)
+    code, out, err = validate(capsys, str(study))
+    assert code == 2 and "Traceback" not in out + err
+    assert len(err.splitlines()) == 1 and err.startswith(f"{study}: ")
+    assert all(w in err for w in words), err
+
+
+@pytest.mark.parametrize("seed", ["-1", "1e18", str(2**32)])
+def test_a_seed_the_samplers_cannot_take_is_refused(tmp_path, capsys, seed):
+    study = write_study(tmp_path)
+    code, _, err = validate(capsys, str(study), "--set", f"study.seed={seed}")
+    assert code == 2 and "study.seed" in err, err

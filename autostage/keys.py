@@ -26,10 +26,6 @@ class MetricKey:
     source: str | None
     name: str
 
-    def __str__(self) -> str:
-        return eval_metric(self.source, self.name) if self.source is not None \
-            else train_metric(self.name)
-
 
 def eval_metric(source: str, name: str) -> str:
     return f"eval.{source}.{name}"
@@ -69,11 +65,6 @@ def metric_name(key: str) -> str:
 
 def component_key(kind: str, name: str, field: str) -> str:
     return f"{kind}.{name}.{field}"
-
-
-def component_prefix(kind: str, name: str) -> str:
-    """What every setting key of component `name` of `kind` starts with."""
-    return f"{kind}.{name}."
 
 
 def parse_component_key(key: str) -> tuple[str, str, str] | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from autostage.decisions import Eval
+from autostage.keys import TOKENS  # the tokens a trial was charged, as the metric `tokens`
 from autostage.records import TrialStatus
 
 TRIAL = "trial_number"
@@ -29,7 +30,6 @@ OUTCOME = "autostage_status"
 REASON = "reason"
 VALUES = "values"
 SEED = "seed"
-TOKENS = "tokens"
 RESUMED_AT = "resumed_at"
 WORKER = "worker"
 # Trial schedulers count evals of the final stage, so rungs fall at evaluations and compare

@@ -93,16 +93,26 @@ class Eval:
     watch: str  # the metric this stage is judged by: the study's, or the stage's own data
     watch_mode: str = "min"  # whether the watched metric is better "min" or "max"
     decision: Decision | None = None  # filled in once the policy has decided
+    # After a Rewind: the metrics of the weights the trial goes on with (the restored best
+    # eval's). `metrics` stays what was measured, so the regression that caused it shows.
+    restored: Mapping[str, float] | None = None
+
+    @property
+    def current(self) -> Mapping[str, float]:
+        """The metrics of the weights after this eval: `restored` after a Rewind, else
+        `metrics`. A trial's value, and what trial schedulers see, come from here."""
+        return self.restored if self.restored is not None else self.metrics
 
     @property
     def value(self) -> float:
-        """The watched metric's value."""
-        return self.metrics[self.watch]
+        """The watched metric's value, for the weights after this eval."""
+        return self.current[self.watch]
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready, the decision structured: `{"type": "ScaleLR", "factor": 0.5}`."""
         data = asdict(self)
         data["metrics"] = dict(self.metrics)
+        data["restored"] = dict(self.restored) if self.restored is not None else None
         data["decision"] = decision_to_json(self.decision) if self.decision else None
         return data
 
@@ -113,6 +123,8 @@ class Eval:
         decision = known.get("decision")
         known["decision"] = decision_from_json(decision) if decision else None
         known["metrics"] = dict(known.get("metrics") or {})
+        if known.get("restored") is not None:
+            known["restored"] = dict(known["restored"])
         return cls(**known)
 
 

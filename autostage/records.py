@@ -157,6 +157,25 @@ def best_trial(records: Iterable[TrialRecord], mode: str) -> TrialRecord | None:
     return best
 
 
+def pareto_front(records: Iterable[TrialRecord], modes: list[str]) -> list[TrialRecord]:
+    """The trials no other ranked trial dominates (at least as good in every metric, better in
+    one), by trial number. With one metric: the best trial (ties: the earlier one)."""
+    ranked = [r for r in records if r.status.ranked and r.values is not None
+              and len(r.values) == len(modes)
+              and all(finite(v) is not None for v in r.values)]
+    if len(modes) == 1:
+        best = best_trial(ranked, modes[0])
+        return [best] if best is not None else []
+
+    def dominates(a: TrialRecord, b: TrialRecord) -> bool:
+        pairs = list(zip(a.values, b.values, modes, strict=True))
+        return (all(not better(y, x, m) for x, y, m in pairs)
+                and any(better(x, y, m) for x, y, m in pairs))
+
+    front = [r for r in ranked if not any(dominates(o, r) for o in ranked if o is not r)]
+    return sorted(front, key=lambda r: r.number)
+
+
 def without_replays(evals: Iterable[EvalRecord]) -> list[EvalRecord]:
     """A retried trial restarts from its last stage-boundary checkpoint and evaluates again
     from there: keep the retry's evals, drop the first attempt's beyond that point."""

@@ -47,6 +47,11 @@ class StudySection(Section):
     storage: str | None = Field(None, pattern=r"^[a-z0-9+]+://",
                                 description="Optuna RDB URL; default: optuna.db in the run dir")
     resources: Resources = Resources()
+    warm_start: list[str] = Field(
+        default_factory=list,
+        description="earlier run directories whose finished trials seed the sampler")
+    keep_models: int = Field(1, ge=0, le=1000,
+                             description="final weights kept: the best k trials' (0: none)")
 
     @property
     def metrics(self) -> list[str]:

@@ -58,7 +58,7 @@ class TrialResult:
         failed or had no eval."""
         if self.status == TrialStatus.FAILED or not self.evals:
             return [None] * len(metrics)
-        last = self.evals[-1].metrics
+        last = self.evals[-1].current
         return [self.tokens if m == TOKENS else last.get(m) for m in metrics]
 
 
@@ -180,7 +180,7 @@ class _Loop:
                     self.trainer.restore(best)
                     self.lr_scale *= f
                     if best_eval is not None:  # the weights are the best eval's again
-                        ev = replace(ev, metrics=best_eval.metrics)
+                        ev = replace(ev, restored=best_eval.current)
                         self.evals[-1] = ev
                 case Advance() | Stop():
                     return ev, decision

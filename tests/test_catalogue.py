@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from autostage.decisions import Advance, Rewind
+from autostage.decisions import Advance, Eval, Rewind
 from autostage.errors import AutostageError
 from autostage.records import TrialStatus
 from autostage.testing import CurveRun, run_toy_trial, tiny_model, trial_plan
@@ -135,6 +135,20 @@ def test_rewind_restores_the_best_weights_then_advances():
     # ... and the LR was halved each time
     assert [lr for stage, lr in run.lrs if stage == "a"][-1] == pytest.approx(3e-3 / 4)
     assert result.evals[-1].stage == "b"
+
+
+def test_a_rewind_records_what_was_measured_and_what_the_weights_are_now():
+    run = Recording(overfits)
+    policy = RewindOnRegression(threshold=0.02, lr_factor=0.5, max_rewinds=2)
+    result = run_trial(trial_plan(policy, [("a", 2000), ("b", 300)], every=100), run)
+    best = next(e for e in result.evals if e.stage_tokens == 500)
+    rewind = next(e for e in result.evals if e.decision == Rewind(0.5))
+    # the regression that triggered the rewind is kept ...
+    assert rewind.metrics["eval.a.loss"] > best.metrics["eval.a.loss"] * 1.02
+    # ... beside the metrics of the weights the trial goes on with
+    assert rewind.restored == best.metrics and rewind.value == best.value
+    assert Eval.from_json(rewind.to_json()) == rewind
+    assert all(e.restored is None for e in result.evals if e.decision != Rewind(0.5))
 
 
 def learns(rate):

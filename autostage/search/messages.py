@@ -4,8 +4,9 @@ A Ray trial's config is `{TRIAL: <Optuna trial number>, PARAMS: <the sampled par
 the number travels beside the parameters, never among them.
 
 Every report carries TRIAL. Besides that, a report is one of:
-  - an eval: EVAL (the `Eval`, whole), EVAL_INDEX, `tokens`, the eval's metrics as top-level
-    keys (what Ray's trial schedulers and Optuna's intermediate values read), TIME_ATTR once
+  - an eval: EVAL (the `Eval`, whole), EVAL_INDEX, `tokens`, the metrics of the trial's
+    weights after the eval (`Eval.current`) as top-level keys (what Ray's trial schedulers and
+    Optuna's intermediate values read), TIME_ATTR once
     the trial is in its final stage, and EARLIER (evals held back since the last report);
   - an outcome, the trial's last report: OUTCOME (its TrialStatus), REASON, VALUES, `tokens`,
     SEED, EARLIER;
@@ -46,7 +47,7 @@ def trial_config(number: int, params: dict[str, Any]) -> dict[str, Any]:
 def eval_report(number: int, ev: Eval, index: int, final_evals: int | None,
                 worker: int) -> dict[str, Any]:
     report = {TRIAL: number, EVAL: ev.to_json(), EVAL_INDEX: index, TOKENS: ev.tokens,
-              WORKER: worker, **ev.metrics}
+              WORKER: worker, **ev.current}
     if final_evals is not None:
         report[TIME_ATTR] = final_evals  # absent before the final stage: schedulers wait
     return report

@@ -18,6 +18,7 @@ from autostage.keys import PLAN_KEY
 from autostage.records import EvalRecord, TrialRecord, TrialStatus, best_trial
 from autostage.report import build_report, write_report
 from autostage.report.curves import _curves_info, _lr_info
+from autostage.report.metrics import _metrics_info, plot_metrics
 from autostage.report.params import (
     _dimension,
     _importance_info,
@@ -28,12 +29,17 @@ from autostage.report.plans import _plans_info
 from autostage.report.plugins import plugin_figures
 from autostage.report.progress import _best_so_far_info, _compute_info
 from autostage.report.records import load_run
+from autostage.report.sections import sections
 from autostage.report.style import STATUS_COLOURS, decision_kind
 from autostage.report.tables import _failed_info, _top_trials_info
 from autostage.report.timeline import _timeline_info
 from autostage.rundir import RunDir
 
 METRIC = "eval.target.loss"
+ACCURACY = "eval.target.accuracy"
+TRAIN_LOSS, GRAD, GRAD_MIN, GRAD_MAX, CLIPPED = (
+    "train.loss", "train.grad_norm", "train.grad_norm_min", "train.grad_norm_max",
+    "train.clipped")
 STAGES = ["general", "prereq", "target"]
 T0 = 1_700_000_000.0
 COMPLETED, STOPPED, PRUNED, FAILED, INTERRUPTED, RUNNING = (
@@ -44,23 +50,25 @@ COMPLETED, STOPPED, PRUNED, FAILED, INTERRUPTED, RUNNING = (
 OLD_RUN = Path(__file__).parent / "fixtures" / "run-b659e5d"
 
 
-def ev(stage, tokens, value, lr=1e-3, decision=None, visit=0):
+def ev(stage, tokens, value, lr=1e-3, decision=None, visit=0, metrics=None, restored=None):
     """An eval as the trial loop records it; every eval carries the policy's decision
-    (Continue unless given). A value of None is a non-finite loss."""
+    (Continue unless given). A value of None is a non-finite loss. `metrics`: more metrics
+    than the study's; `restored`: the metrics a Rewind went back to."""
     return EvalRecord(Eval(
         stage=stage, visit=visit, tokens=tokens, stage_tokens=tokens, stage_budget=0, lr=lr,
-        metrics={METRIC: math.nan if value is None else value}, watch=METRIC,
-        decision=decision or Continue()))
+        metrics={METRIC: math.nan if value is None else value, **(metrics or {})},
+        watch=METRIC, decision=decision or Continue(), restored=restored))
 
 
 def rec(number, status, value=None, events=(), plan="", config=None, tokens=None,
-        started=None, ended=None, reason=""):
+        started=None, ended=None, reason="", values=None):
+    """A trial's record; `value` is its one study metric's, `values` one per metric."""
     config = dict(config or {})
     if plan:
         config.setdefault(PLAN_KEY, plan)
     events = tuple(events)
     return TrialRecord(
-        number, status, reason, values=None if value is None else (value,),
+        number, status, reason, values=values or (None if value is None else (value,)),
         tokens=events[-1].eval.tokens if tokens is None and events else tokens or 0,
         config=config, started=started, ended=ended, evals=events)
 
@@ -161,6 +169,95 @@ def test_lr_paths_show_the_learning_rate_and_where_the_policy_scaled_it():
 
 def test_learning_curves_without_evals_say_so():
     assert "missing" in _curves_info([rec(0, FAILED)], METRIC, "min")
+
+
+def trained(loss, grad, clipped=0.0, **more):
+    """What a trainer records at an eval besides the held-out metrics: the training loss,
+    the segment's gradient norms (mean, min, max) and the share of its steps clipped."""
+    return {TRAIN_LOSS: loss, GRAD: grad, GRAD_MIN: grad / 4, GRAD_MAX: grad * 4,
+            CLIPPED: clipped, **more}
+
+
+def gradient_records():
+    """Two trials with training statistics (and a second metric, accuracy): trial 0 clipped
+    at its second eval; trial 1 clipped at its first, then regressed (4.3) and its stage
+    policy rewound to the weights of its first eval (3.9); only it measured accuracy."""
+    return [
+        rec(0, COMPLETED, values=(1.5, 0.8), plan="general>target", started=T0,
+            ended=T0 + 10, config={"optimizer.adamw.lr": 1e-3}, events=[
+                ev("general", 100, 4.0, metrics=trained(4.1, 2.0)),
+                ev("general", 200, 3.8, metrics=trained(3.9, 30.0, clipped=0.25)),
+                ev("target", 300, 1.5, metrics=trained(1.6, 0.5))]),
+        rec(1, COMPLETED, values=(1.2, 0.7), plan="prereq>target", started=T0 + 1,
+            ended=T0 + 12, config={"optimizer.adamw.lr": 3e-3}, events=[
+                ev("prereq", 100, 3.9, metrics=trained(4.0, 1.0, clipped=0.5)),
+                ev("prereq", 200, 4.3, metrics=trained(3.7, 0.8), decision=Rewind(0.5),
+                   restored={METRIC: 3.9, **trained(4.0, 1.0, clipped=0.5)}),
+                ev("target", 300, 1.2, metrics=trained(1.3, 1e-4, **{ACCURACY: 0.7}))]),
+    ]
+
+
+def menu(fig):
+    """The recorded-metrics figure's menu entries by label, and the label shown."""
+    entries = fig.layout.updatemenus[0].buttons
+    return {e.label: e for e in entries}, entries[fig.layout.updatemenus[0].active].label
+
+
+def plotted(fig, key, trace):
+    """The y values a menu entry puts into the trace whose name starts with `trace`."""
+    index = next(i for i, t in enumerate(fig.data) if t.name.startswith(trace))
+    return list(menu(fig)[0][key].args[0]["y"][index])
+
+
+def test_recorded_metrics_show_gradient_norms_first_on_a_log_axis():
+    fig = plot_metrics(_metrics_info(gradient_records(), "min"))
+    entries, shown = menu(fig)
+    assert shown == GRAD
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.title.text == GRAD
+    best = next(t for t in fig.data if t.name == "best: trial 1")
+    assert list(best.y) == [1.0, 0.8, 1e-4, None] == plotted(fig, GRAD, "best")
+    assert [entries[k].args[1]["yaxis.type"] for k in (GRAD_MIN, GRAD_MAX, TRAIN_LOSS)] == [
+        "log", "log", "linear"]
+    no_gradients = [rec(0, COMPLETED, 1.0, events=[ev("a", 1, 1.0, metrics={TRAIN_LOSS: 1.1})])]
+    fig = plot_metrics(_metrics_info(no_gradients, "min"))
+    assert menu(fig)[1] == TRAIN_LOSS and fig.layout.yaxis.type == "linear"
+
+
+def test_the_metric_menu_offers_every_recorded_metric_and_only_those():
+    fig = plot_metrics(_metrics_info(gradient_records(), "min"))
+    entries, _ = menu(fig)
+    assert list(entries) == [CLIPPED, GRAD, GRAD_MAX, GRAD_MIN, TRAIN_LOSS, ACCURACY, METRIC]
+    assert all(len(e.args[0]["y"]) == len(fig.data) for e in entries.values())
+    assert plotted(fig, ACCURACY, "best") == [None, None, 0.7, None]  # where it was measured
+    assert list(menu(plot_metrics(_metrics_info(study_records(), "min")))[0]) == [METRIC]
+    assert "missing" in _metrics_info([rec(0, FAILED)], "min")
+
+
+def test_clipping_markers_sit_exactly_at_the_evals_that_clipped():
+    fig = plot_metrics(_metrics_info(gradient_records(), "min"))
+    clipped = next(t for t in fig.data if t.name.startswith("gradients clipped"))
+    assert clipped.name == "gradients clipped (2)"
+    assert list(clipped.x) == [200, 100]
+    assert list(clipped.text) == ["trial 0 in general: 25% of its optimizer steps clipped",
+                                  "trial 1 in prereq: 50% of its optimizer steps clipped"]
+    assert list(clipped.y) == [30.0, 1.0] == plotted(fig, GRAD, "gradients clipped")
+    assert plotted(fig, TRAIN_LOSS, "gradients clipped") == [3.9, 4.0]
+    unclipped = plot_metrics(_metrics_info(study_records(), "min"))  # no train.clipped
+    assert not any(t.name.startswith("gradients clipped") for t in unclipped.data)
+
+
+def test_a_rewind_is_plotted_as_measured_with_the_restored_value_in_its_hover():
+    records = gradient_records()
+    fig = plot_metrics(_metrics_info(records, "min"))
+    assert plotted(fig, METRIC, "best") == [3.9, 4.3, 1.2, None]  # the regression shows
+    assert plotted(fig, METRIC, "policy: rewind") == [4.3]
+    assert plotted(fig, TRAIN_LOSS, "policy: rewind") == [3.7]
+    rewind = next(t for t in fig.data if t.name.startswith("policy: rewind"))
+    assert list(rewind.text) == [
+        "trial 1 in prereq: rewind, lr x0.5<br>restored eval.target.loss = 3.9"]
+    curve = next(t for t in _curves_info(records, METRIC, "min")["trials"] if t["number"] == 1)
+    assert curve["y"] == [3.9, 4.3, 1.2]
+    assert curve["decisions"][0]["restored"] == {"metric": METRIC, "value": 3.9}
 
 
 def test_stage_plans_best_first_with_every_outcome_counted():
@@ -315,10 +412,11 @@ def test_failed_trials_with_where_and_why():
 # --- reading a run directory ---------------------------------------------------------------
 
 
-def write_run(path, records, name="toy-study", stages=STAGES, trials=None, optuna_db=True):
+def write_run(path, records, name="toy-study", stages=STAGES, trials=None, optuna_db=True,
+              metric=METRIC, mode="min"):
     """A run directory as `autostage search` leaves it, from hand-made records."""
     path.mkdir(parents=True, exist_ok=True)
-    study = {"study": {"name": name, "metric": METRIC, "mode": "min",
+    study = {"study": {"name": name, "metric": metric, "mode": mode,
                        "trials": trials or len(records), "storage": None},
              "stage": [{"name": s} for s in stages]}
     (path / "study.json").write_text(json.dumps({"study": study, "overrides": []}))
@@ -384,6 +482,67 @@ def test_a_retried_trials_repeated_evals_are_replaced_by_the_retry(tmp_path):
 def test_not_a_run_directory_is_one_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+# --- a study with two metrics ----------------------------------------------------------------
+
+
+def two_metric_records():
+    """Loss (lower is better) and accuracy (higher is better): trials 0, 1 and 2 trade one
+    for the other; 3 and 5 are dominated (5 by 0: as low a loss, less accurate); 4 was pruned
+    and 6 failed, so neither ranks, however good 4's last values look."""
+    def trial(number, status, loss, accuracy, lr):
+        return rec(number, status, values=(loss, accuracy), plan="general>target",
+                   config={"optimizer.adamw.lr": lr}, started=T0 + number,
+                   ended=T0 + number + 1,
+                   events=[ev("target", 100, loss, metrics={ACCURACY: accuracy})])
+
+    return [trial(0, COMPLETED, 1.0, 0.5, 1e-3), trial(1, COMPLETED, 2.0, 0.9, 2e-3),
+            trial(2, STOPPED, 1.5, 0.6, 3e-3), trial(3, COMPLETED, 2.5, 0.55, 4e-3),
+            trial(4, PRUNED, 0.1, 0.99, 5e-3), trial(5, COMPLETED, 1.0, 0.4, 6e-3),
+            rec(6, FAILED, started=T0 + 6, ended=T0 + 7, reason="non-finite loss")]
+
+
+def two_metric_run(path):
+    return write_run(path, two_metric_records(), metric=[METRIC, ACCURACY],
+                     mode=["min", "max"], optuna_db=False)
+
+
+def test_a_two_metric_study_shows_its_pareto_front_and_a_one_metric_study_none(tmp_path):
+    host = plugin_manager(entry_points=False)
+    run = load_run(two_metric_run(tmp_path / "two"))
+    assert (run.metrics, run.modes, run.metric, run.mode) == (
+        [METRIC, ACCURACY], ["min", "max"], METRIC, "min")
+    front = sections(run, host, T0 + 40)[0]
+    assert front.title == "Pareto front"
+    dominated, on_front = front.figure.data
+    assert list(on_front.customdata) == [0, 2, 1]  # connected along the front
+    assert (list(on_front.x), list(on_front.y)) == ([1.0, 1.5, 2.0], [0.5, 0.6, 0.9])
+    assert on_front.mode == "lines+markers" and on_front.name == "Pareto front (3)"
+    assert sorted(dominated.customdata) == [3, 5] and dominated.mode == "markers"
+    assert on_front.text[0] == ("trial 0 · general&gt;target<br>eval.target.loss = 1"
+                                "<br>eval.target.accuracy = 0.5")
+    rows = re.findall(r"<tr>(.*?)</tr>", front.table)[1:]
+    assert [re.findall(r"<td>(.*?)</td>", row)[:4] for row in rows] == [
+        ["0", "1", "0.5", "general&gt;target"], ["2", "1.5", "0.6", "general&gt;target"],
+        ["1", "2", "0.9", "general&gt;target"]]  # best loss first
+    assert "optimizer.adamw.lr = 0.003" in rows[1]
+    page = build_report(tmp_path / "two", host=host, now=T0 + 40)
+    assert page.index("<h2>Pareto front</h2>") < page.index("<h2>Best so far</h2>")
+    assert "<code>eval.target.accuracy</code> (higher is better) — no one trial is best" in page
+
+    one = load_run(write_run(tmp_path / "one", study_records(), optuna_db=False))
+    assert one.metrics == [METRIC] and one.modes == ["min"]
+    assert "Pareto front" not in [s.title for s in sections(one, host, T0 + 40)]
+    page = build_report(tmp_path / "one", host=host, now=T0 + 40)
+    assert "Pareto" not in page
+    assert "<tr><th>metric</th><td><code>eval.target.loss</code> (lower is better)" in page
+
+
+def test_one_mode_for_two_metrics_is_each_ones(tmp_path):
+    path = write_run(tmp_path / "run", two_metric_records()[:2], metric=[METRIC, ACCURACY],
+                     mode="min", optuna_db=False)
+    assert load_run(path).modes == ["min", "min"]
 
 
 # --- the page ------------------------------------------------------------------------------
@@ -460,8 +619,9 @@ def test_the_report_has_every_figure_and_table(tmp_path):
     host = plugin_manager(entry_points=False, plugins=[GoodPlugin(), BrokenPlugin()])
     page = build_report(run, host=host, now=T0 + 40)
     declared = int(re.search(r"name='autostage-figures' content='(\d+)'", page).group(1))
-    assert declared == figure_divs(page) == 9  # 8 built-in figures and the plugin's
-    for heading in ("Best so far", "Learning curves", "Learning-rate paths", "Stage plans",
+    assert declared == figure_divs(page) == 10  # 9 built-in figures and the plugin's
+    for heading in ("Best so far", "Learning curves", "Learning-rate paths",
+                    "Recorded metrics", "Stage plans",
                     "Sampled parameters", "Parameter importances", "Where the compute went",
                     "Timeline", "Top trials", "Failed trials", "From plugin GoodPlugin"):
         assert f"<h2>{heading}</h2>" in page
@@ -485,6 +645,7 @@ def test_too_few_trials_for_a_figure_is_a_note_not_a_failure(tmp_path):
 EVIL_NAME = "<script>alert(1)</script>"
 EVIL_VALUE = "</script><script>document.body.dataset.pwned = 1</script>"
 EVIL_STAGE = "<img src=x onerror=\"document.body.dataset.pwned = 1\">"
+EVIL_METRIC = f"eval.{EVIL_STAGE}.accuracy"  # a data source named like the stage
 
 
 def evil_records():
@@ -492,9 +653,9 @@ def evil_records():
         config = {**record.config, "init": EVIL_VALUE}
         if record.plan:
             config[PLAN_KEY] = record.plan.replace("target", EVIL_STAGE)
-        evals = [replace(e, eval=replace(e.eval, stage=e.eval.stage.replace("target",
-                                                                            EVIL_STAGE)))
-                 for e in record.evals]
+        evals = [replace(e, eval=replace(
+            e.eval, stage=e.eval.stage.replace("target", EVIL_STAGE),
+            metrics={**e.eval.metrics, EVIL_METRIC: 0.5})) for e in record.evals]
         return replace(record, config=config, evals=tuple(evals))
 
     records = [evil(r) for r in study_records()]
@@ -519,6 +680,7 @@ def test_names_and_values_cannot_inject_markup_or_script(tmp_path):
     assert "&lt;/script&gt;&lt;script&gt;document.body.dataset.pwned" in page  # in a table
     # figure text is entity-escaped: Plotly shows it as written instead of parsing its tags
     assert '"text":"\\u25b6 &lt;img src=x onerror=\\"document' in page
+    assert '"label":"eval.&lt;img src=x onerror=\\"document' in page  # a metric in the menu
 
 
 def test_report_command_writes_into_the_run_directory_or_where_asked(tmp_path, capsys):
@@ -530,7 +692,7 @@ def test_report_command_writes_into_the_run_directory_or_where_asked(tmp_path, c
     small = (tmp_path / "small.html").read_text()
     assert re.search(r"<script src='https://cdn\.plot\.ly/plotly-[\d.]+\.min\.js'", small)
     assert len(inline) > 3_000_000 > 300_000 > len(small)  # plotly.js inlined: opens offline
-    assert figure_divs(inline) == figure_divs(small) == 8
+    assert figure_divs(inline) == figure_divs(small) == 9
 
 
 def test_a_report_can_be_written_while_trials_run_and_without_optuna_storage(tmp_path):
@@ -542,7 +704,7 @@ def test_a_report_can_be_written_while_trials_run_and_without_optuna_storage(tmp
     assert "Partial results:</b> 0 of 4 trials finished, 1 still running" in page
     assert "no Optuna study in the run directory" in page
     assert not (run / "optuna.db").exists()  # reading never creates the storage
-    assert figure_divs(page) == 4  # curves, LR paths, compute, timeline
+    assert figure_divs(page) == 5  # curves, LR paths, recorded metrics, compute, timeline
 
 
 # --- a run directory of an earlier version -------------------------------------------------
@@ -594,5 +756,5 @@ def test_report_opens_a_run_directory_of_an_earlier_version(tmp_path, capsys):
     assert "policy: scale_lr (7)" in page and "policy: advance (2)" in page
     # no optuna.db was kept with the fixture: importances are a note, every other figure draws
     assert "no Optuna study in the run directory" in page
-    assert figure_divs(page) == 7
+    assert figure_divs(page) == 8
     assert not (run / "optuna.db").exists()

@@ -171,7 +171,7 @@ def test_a_report_with_hostile_names_renders_every_figure_and_runs_no_injected_s
     run = evil_run(tmp_path / "run")
     page = write_report(run, host=plugin_manager(entry_points=False, plugins=[GoodPlugin()]))
     expected = declared_figures(page)
-    assert expected == 9
+    assert expected == 10
     assert browser.open(page, expected) == expected == browser.evaluate(FIGURES)
     assert browser.errors() == []
     assert browser.evaluate("document.body.dataset.pwned === undefined")
@@ -180,7 +180,52 @@ def test_a_report_with_hostile_names_renders_every_figure_and_runs_no_injected_s
     assert title == "Study <script>alert(1)</script>"
     labels = browser.evaluate("[...document.querySelectorAll('svg text')].map(t => t.textContent)")
     assert '▶ <img src=x onerror="document.body.dataset.pwned = 1">' in labels  # shown as text
+    assert 'eval.<img src=x onerror="document.body.dataset.pwned = 1">.accuracy' in labels
     browser.screenshot(tmp_path / "hostile.png")
+
+
+def in_section(title: str, js: str) -> str:
+    """`js` run with `fig`: the figure under the heading `title`."""
+    return (f"(() => {{ const fig = [...document.querySelectorAll('section')].find(s => "
+            f"s.querySelector('h2').textContent === {json.dumps(title)})"
+            f".querySelector('.plotly-graph-div'); return {js}; }})()")
+
+
+def click(selector: str, text: str | None = None) -> str:
+    """Click what Plotly's menus listen on (`text`: the one showing it)."""
+    match = f".find(e => e.textContent === {json.dumps(text)})" if text else "[0]"
+    return (f"[...fig.querySelectorAll({json.dumps(selector)})]{match}"
+            ".dispatchEvent(new MouseEvent('click', {bubbles: true}))")
+
+
+@needs_chromium
+def test_recorded_metrics_and_the_pareto_front_render_and_the_menu_switches_metric(
+        browser, tmp_path):
+    from test_report import ACCURACY, METRIC, gradient_records, write_run
+
+    run = write_run(tmp_path / "run", gradient_records(), metric=[METRIC, ACCURACY],
+                    mode=["min", "max"], optuna_db=False)
+    page = write_report(run, host=plugin_manager(entry_points=False))
+    expected = declared_figures(page)
+    assert browser.open(page, expected) == expected
+    points = in_section("Pareto front", "fig.querySelectorAll('.point').length")
+    assert browser.evaluate(points) == 2  # both trials are on the front
+    metrics = "Recorded metrics"
+    assert browser.evaluate(in_section(metrics, "fig.querySelector('.ytitle').textContent")) == (
+        "train.grad_norm")
+    assert browser.evaluate(in_section(metrics, "fig.layout.yaxis.type")) == "log"
+    browser.evaluate(in_section(metrics, click(".updatemenu-header")))
+    browser.evaluate(in_section(metrics, click(".updatemenu-dropdown-button", "train.loss")))
+    deadline = time.monotonic() + 10
+    while browser.evaluate(in_section(metrics, "fig.layout.yaxis.type")) != "linear":
+        assert time.monotonic() < deadline, "the menu did not switch the metric"
+        time.sleep(0.2)
+    assert browser.evaluate(in_section(metrics, "fig.querySelector('.ytitle').textContent")) == (
+        "train.loss")
+    assert browser.evaluate(in_section(metrics, "fig.data.find(t => t.name === 'best: trial 1')"
+                                                ".y.slice(0, 3)")) == [4.0, 3.7, 1.3]
+    assert browser.errors() == []
+    browser.screenshot(tmp_path / "metrics.png")
 
 
 @needs_chromium
@@ -193,7 +238,7 @@ def test_the_report_of_a_real_search_renders_and_is_saved_as_a_screenshot(
     assert f"report: {run / 'report.html'}" in capsys.readouterr().out
     page = run / "report.html"
     expected = declared_figures(page)
-    assert expected == 8  # 12 trials are enough for every built-in figure
+    assert expected == 9  # 12 trials are enough for every built-in figure
     assert browser.open(page, expected) == expected
     assert browser.errors() == []
     shot = tmp_path / "report.png"

@@ -1,12 +1,13 @@
-"""Every trial through its stages: the study metric and the learning rate against training
-tokens, with stage boundaries and the stage policy's decisions marked, the best trial drawn
-over the rest."""
+"""Every trial through its stages: a metric (the study's, the learning rate, or any one a
+trial recorded) against training tokens, with stage boundaries and the stage policy's decisions
+marked, the best trial drawn over the rest."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+from autostage.keys import train_metric
+from autostage.ranking import finite
 from autostage.records import EvalRecord, TrialRecord, best_trial
 from autostage.report.records import stage_label, stage_visits
 from autostage.report.style import (
@@ -18,82 +19,104 @@ from autostage.report.style import (
     status_colour,
 )
 
-YOf = Callable[[EvalRecord], float | None]
+#: the share of a training segment's optimizer steps whose gradient norm was clipped
+CLIPPED = train_metric("clipped")
 
 
 def _curves_info(records: list[TrialRecord], metric: str, mode: str) -> dict[str, Any]:
     """Per trial with evals: the study metric at each eval (None where it was not finite)."""
-    return _paths(records, mode, lambda e: e.metric(metric), metric)
+    return _paths(records, mode, metric, metric)
 
 
 def _lr_info(records: list[TrialRecord], mode: str) -> dict[str, Any]:
     """Per trial with evals: the learning rate at each eval, after the schedule and every
     ScaleLR / Rewind factor so far."""
-    return _paths(records, mode, lambda e: e.metric("lr"), "learning rate")
+    return _paths(records, mode, "lr", "learning rate")
 
 
-def _paths(records: list[TrialRecord], mode: str, y_of: YOf, y_name: str) -> dict[str, Any]:
+def _paths(records: list[TrialRecord], mode: str, key: str, y_name: str) -> dict[str, Any]:
+    """Per trial with evals: `key` (a metric key, or `lr`) at each eval as it was measured —
+    after a Rewind too, so the regression that caused it shows."""
     best = best_trial(records, mode)
-    trials = [_path(r, y_of, best is not None and r.number == best.number)
+    trials = [_path(r, key, best is not None and r.number == best.number)
               for r in records if r.evals]
     if not trials:
         return {"missing": "no trial has been evaluated yet"}
     return {"y": y_name, "best": best.number if best else None, "trials": trials}
 
 
-def _path(record: TrialRecord, y_of: YOf, is_best: bool) -> dict[str, Any]:
+def _path(record: TrialRecord, key: str, is_best: bool) -> dict[str, Any]:
     evals = record.evals
-    points = {"tokens": [e.eval.tokens for e in evals], "y": [y_of(e) for e in evals],
+    points = {"tokens": [e.eval.tokens for e in evals], "y": [e.metric(key) for e in evals],
               "stage": [stage_label(e) for e in evals]}
-    decisions = [{"tokens": e.eval.tokens, "y": y_of(e), "stage": stage_label(e),
-                  "decision": e.decision_label, "kind": decision_kind(e.eval.decision)}
-                 for e in record.decisions]  # Continue changes nothing: not marked
+    decisions = [_decision(e, key) for e in record.decisions]  # Continue changes nothing
     visits = stage_visits(evals)
-    boundaries = [{"tokens": before[-1].eval.tokens, "y": y_of(before[-1]),
+    boundaries = [{"tokens": before[-1].eval.tokens, "y": before[-1].metric(key),
                    "from": stage_label(before[-1]), "to": stage_label(after[0])}
                   for before, after in zip(visits, visits[1:], strict=False)]
+    clipped = [{"tokens": e.eval.tokens, "y": e.metric(key), "stage": stage_label(e),
+                "share": share}
+               for e in evals if (share := e.metric(CLIPPED)) is not None and share > 0]
     return {"number": record.number, "status": record.status, "best": is_best,
-            **points, "decisions": decisions, "boundaries": boundaries}
+            **points, "decisions": decisions, "boundaries": boundaries, "clipped": clipped}
+
+
+def _decision(record: EvalRecord, key: str) -> dict[str, Any]:
+    """A decision where it was made; a Rewind also says what it went back to: the watched
+    metric of the weights it restored."""
+    ev = record.eval
+    out = {"tokens": ev.tokens, "y": record.metric(key), "stage": stage_label(record),
+           "decision": record.decision_label, "kind": decision_kind(ev.decision)}
+    if ev.restored is not None:
+        out["restored"] = {"metric": ev.watch, "value": finite(ev.restored.get(ev.watch))}
+    return out
 
 
 def plot_learning_curves(info: dict[str, Any], metric: str) -> Any:
-    fig = _plot_paths(info)
+    fig = plot_paths(info, path_traces(info))
     fig.update_layout(yaxis_title=esc(metric))
     return fig
 
 
 def plot_lr_paths(info: dict[str, Any]) -> Any:
-    fig = _plot_paths(info)
+    fig = plot_paths(info, path_traces(info))
     fig.update_layout(yaxis_title="learning rate", yaxis_type="log")
     return fig
 
 
-def _plot_paths(info: dict[str, Any]) -> Any:
+def plot_paths(info: dict[str, Any], traces: list[dict[str, Any]]) -> Any:
+    """`traces` against the trial's tokens, the best trial's stage starts marked."""
     import plotly.graph_objects as go
 
-    fig = go.Figure()
-    rest = [t for t in info["trials"] if not t["best"]]
-    for status in [s for s in STATUS_ORDER if any(t["status"] == s for t in rest)]:
-        group = [t for t in rest if t["status"] == status]
-        fig.add_trace(_lines(group, f"{status} ({len(group)})", status_colour(status), 1.2,
-                             0.45))
+    fig = go.Figure(data=traces)
     best = [t for t in info["trials"] if t["best"]]
     if best:
-        fig.add_trace(_lines(best, f"best: trial {best[0]['number']}", BEST_COLOUR, 3.5, 1.0))
         _mark_stages(fig, best[0])
-    _add_boundaries(fig, info["trials"])
-    _add_decisions(fig, info["trials"])
     fig.update_layout(height=520, margin={"t": 40}, xaxis_title="training tokens (trial)",
                       legend={"orientation": "h", "y": -0.18}, hovermode="closest")
     return fig
 
 
+def path_traces(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The trials by status, the best one over them, stage boundaries and decisions, as
+    Plotly scatter traces (plain dicts: Plotly checks them once, when they make a figure).
+    A point without a value (a metric not recorded there) is kept and not drawn: whatever
+    is plotted, the traces and their points are the same."""
+    rest = [t for t in info["trials"] if not t["best"]]
+    traces = [_lines([t for t in rest if t["status"] == status],
+                     f"{status} ({sum(t['status'] == status for t in rest)})",
+                     status_colour(status), 1.2, 0.45)
+              for status in STATUS_ORDER if any(t["status"] == status for t in rest)]
+    best = [t for t in info["trials"] if t["best"]]
+    if best:
+        traces.append(_lines(best, f"best: trial {best[0]['number']}", BEST_COLOUR, 3.5, 1.0))
+    return traces + _boundaries(info["trials"]) + _decisions(info["trials"])
+
+
 def _lines(trials: list[dict[str, Any]], name: str, colour: str, width: float,
-           opacity: float) -> Any:
+           opacity: float) -> dict[str, Any]:
     """Many trials as one trace (gaps between them): a legend entry per status, and a page
     that stays fast with hundreds of trials."""
-    import plotly.graph_objects as go
-
     x: list = []
     y: list = []
     text: list = []
@@ -101,10 +124,11 @@ def _lines(trials: list[dict[str, Any]], name: str, colour: str, width: float,
         x += [*t["tokens"], None]
         y += [*t["y"], None]
         text += [f"trial {t['number']} ({t['status']}) · {esc(s)}" for s in t["stage"]] + [""]
-    return go.Scatter(x=x, y=y, text=text, name=name, mode="lines+markers", opacity=opacity,
-                      line={"color": colour, "width": width}, marker={"size": 3 + width},
-                      connectgaps=False,
-                      hovertemplate="%{text}<br>%{x:,} tokens: %{y:.4g}<extra></extra>")
+    return {"type": "scatter", "x": x, "y": y, "text": text, "name": name,
+            "mode": "lines+markers", "opacity": opacity,
+            "line": {"color": colour, "width": width}, "marker": {"size": 3 + width},
+            "connectgaps": False,
+            "hovertemplate": "%{text}<br>%{x:,} tokens: %{y:.4g}<extra></extra>"}
 
 
 def _mark_stages(fig: Any, best: dict[str, Any]) -> None:
@@ -119,33 +143,52 @@ def _mark_stages(fig: Any, best: dict[str, Any]) -> None:
                            font={"color": BEST_COLOUR, "size": 11})
 
 
-def _add_boundaries(fig: Any, trials: list[dict[str, Any]]) -> None:
-    import plotly.graph_objects as go
-
-    points = [(t, b) for t in trials for b in t["boundaries"] if b["y"] is not None]
-    if not points:
-        return
-    fig.add_trace(go.Scatter(
-        x=[b["tokens"] for _, b in points], y=[b["y"] for _, b in points], mode="markers",
-        name="stage boundary", marker={"symbol": "line-ns-open", "size": 12, "color": "#333"},
-        text=[f"trial {t['number']}: {esc(b['from'])} → {esc(b['to'])}" for t, b in points],
-        hovertemplate="%{text}<br>at %{x:,} tokens<extra></extra>"))
+def _boundaries(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every trial's stage boundaries as ticks (none: no trace)."""
+    points = [(t, b) for t in trials for b in t["boundaries"]]
+    return [_markers(
+        points, "stage boundary", {"symbol": "line-ns-open", "size": 12, "color": "#333"},
+        [f"trial {t['number']}: {esc(b['from'])} → {esc(b['to'])}" for t, b in points])
+    ] if points else []
 
 
-def _add_decisions(fig: Any, trials: list[dict[str, Any]]) -> None:
-    import plotly.graph_objects as go
-
+def _decisions(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A trace per kind of stage-policy decision."""
     by_kind: dict[str, list] = {}
     for t in trials:
         for d in t["decisions"]:
-            if d["y"] is not None:
-                by_kind.setdefault(d["kind"], []).append((t, d))
-    for kind, points in sorted(by_kind.items()):
-        fig.add_trace(go.Scatter(
-            x=[d["tokens"] for _, d in points], y=[d["y"] for _, d in points], mode="markers",
-            name=f"policy: {esc(kind)} ({len(points)})",
-            marker={"symbol": DECISION_SYMBOLS.get(kind, "star"), "size": 11,
-                    "color": "#d62828", "line": {"width": 1, "color": "#fff"}},
-            text=[f"trial {t['number']} in {esc(d['stage'])}: {esc(d['decision'])}"
-                  for t, d in points],
-            hovertemplate="%{text}<br>at %{x:,} tokens<extra></extra>"))
+            by_kind.setdefault(d["kind"], []).append((t, d))
+    return [_markers(points, f"policy: {esc(kind)} ({len(points)})",
+                     {"symbol": DECISION_SYMBOLS.get(kind, "star"), "size": 11,
+                      "color": "#d62828", "line": {"width": 1, "color": "#fff"}},
+                     [_decision_text(t, d) for t, d in points])
+            for kind, points in sorted(by_kind.items())]
+
+
+def _decision_text(trial: dict[str, Any], decision: dict[str, Any]) -> str:
+    text = f"trial {trial['number']} in {esc(decision['stage'])}: {esc(decision['decision'])}"
+    restored = decision.get("restored")
+    if restored is not None and restored["value"] is not None:
+        text += f"<br>restored {esc(restored['metric'])} = {restored['value']:.4g}"
+    return text
+
+
+def clipping_traces(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The evals whose training segment clipped gradients (`train.clipped` > 0); none of
+    them (a trainer that does not report it): no trace."""
+    points = [(t, c) for t in trials for c in t["clipped"]]
+    return [_markers(
+        points, f"gradients clipped ({len(points)})",
+        {"symbol": "diamond-open", "size": 9, "color": "#f4a261", "line": {"width": 2}},
+        [f"trial {t['number']} in {esc(c['stage'])}: {c['share']:.0%} of its optimizer steps "
+         "clipped" for t, c in points])
+    ] if points else []
+
+
+def _markers(points: list[tuple[dict, dict]], name: str, marker: dict[str, Any],
+             text: list[str]) -> dict[str, Any]:
+    """Marks at (trial, point) pairs, each point with its tokens and y."""
+    return {"type": "scatter", "x": [p["tokens"] for _, p in points],
+            "y": [p["y"] for _, p in points], "mode": "markers", "name": name,
+            "marker": marker, "text": text,
+            "hovertemplate": "%{text}<br>at %{x:,} tokens<extra></extra>"}

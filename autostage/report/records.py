@@ -12,7 +12,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from autostage.errors import AutostageError
 from autostage.keys import join_plan
@@ -26,12 +25,21 @@ class StudyRun:
 
     path: Path
     name: str
-    metric: str  # the primary metric: figures and rankings use it
-    mode: str  # "min" or "max"
+    metrics: list[str]  # the study metrics; more than one: a multi-objective study
+    modes: list[str]  # "min" or "max", one per metric
     requested: int  # study.trials
     stages: list[str]  # every stage, in declared order
     storage_url: str  # where the Optuna study lives
     records: list[TrialRecord] = field(default_factory=list)
+
+    @property
+    def metric(self) -> str:
+        """The first metric: what figures draw and "best" ranks by."""
+        return self.metrics[0]
+
+    @property
+    def mode(self) -> str:
+        return self.modes[0]
 
     @property
     def finished(self) -> int:
@@ -54,15 +62,17 @@ def load_run(path: Path) -> StudyRun:
                              "give the --out directory of an `autostage search`")
     study = run.settings()["study"]
     s = study["study"]
+    metrics, modes = _as_list(s["metric"]), _as_list(s["mode"])
     return StudyRun(
-        path=run.path, name=s["name"], metric=_first(s["metric"]), mode=_first(s["mode"]),
+        path=run.path, name=s["name"], metrics=metrics,
+        modes=modes * len(metrics) if len(modes) == 1 else modes,  # one mode: every metric's
         requested=s["trials"], stages=[stage["name"] for stage in study.get("stage", [])],
         storage_url=s.get("storage") or run.storage_url, records=run.trials(),
     )
 
 
-def _first(value: Any) -> Any:
-    return value[0] if isinstance(value, list) else value
+def _as_list(value: str | list[str]) -> list[str]:
+    return list(value) if isinstance(value, list) else [value]
 
 
 # --- small questions every figure asks of a record ---------------------------------------------

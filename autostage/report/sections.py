@@ -7,6 +7,7 @@ from typing import Any
 
 from autostage.records import TrialRecord
 from autostage.report.curves import _curves_info, _lr_info, plot_learning_curves, plot_lr_paths
+from autostage.report.metrics import _metrics_info, plot_metrics
 from autostage.report.page import Section, figure_section
 from autostage.report.params import (
     _parallel_info,
@@ -14,6 +15,7 @@ from autostage.report.params import (
     plot_importances,
     plot_parallel,
 )
+from autostage.report.pareto import _pareto_info, pareto_table, plot_pareto
 from autostage.report.plans import _plans_info, plot_plans
 from autostage.report.plugins import plugin_figures
 from autostage.report.progress import (
@@ -29,7 +31,7 @@ from autostage.report.timeline import _timeline_info, plot_timeline
 
 def sections(run: StudyRun, host: Any, now: float) -> list[Section]:
     records, metric, mode = run.records, run.metric, run.mode
-    out = [
+    out = _pareto_sections(run) + [
         figure_section(
             "Best so far", "The best result after each finished trial, against the training "
             "tokens all trials had spent by then (left) and against the trial number (right). "
@@ -45,6 +47,15 @@ def sections(run: StudyRun, host: Any, now: float) -> list[Section]:
             "Learning-rate paths", "The learning rate at every eval: the LR schedule within "
             "each stage, and the stage policy's ScaleLR and Rewind decisions (red markers).",
             _lr_info(records, mode), plot_lr_paths),
+        figure_section(
+            "Recorded metrics", "Any metric the trials recorded — training loss, gradient "
+            "norms, each data source's held-out metrics — at every eval; pick it in the menu "
+            "at the top left. Gradient norms are drawn on a log axis, where vanishing (falling "
+            "towards zero) and exploding (shooting up) gradients show; orange diamonds mark "
+            "evals whose training segment clipped gradients (train.clipped, hover for the "
+            "share of steps). Values are as measured: after a Rewind the regression that "
+            "caused it shows — hover its marker for the value restored.",
+            _metrics_info(records, mode), plot_metrics),
         figure_section(
             "Stage plans", "The result of every trial, by the stage plan it ran; the best plan "
             "first. Under each plan: its trials by outcome.",
@@ -69,6 +80,22 @@ def sections(run: StudyRun, host: Any, now: float) -> list[Section]:
         Section("Failed trials", table=failed_table(_failed_info(records))),
     ]
     return out + _plugin_sections(host, records)
+
+
+def _pareto_sections(run: StudyRun) -> list[Section]:
+    """A multi-objective study's answer is its Pareto front: first, before "best" by the
+    first metric. A study with one metric has a best trial, and no front to show."""
+    if len(run.metrics) < 2:
+        return []
+    info = _pareto_info(run.records, run.metrics, run.modes)
+    if "missing" in info:
+        return [Section("Pareto front", note=info["missing"])]
+    return [Section(
+        "Pareto front", "The trials no other trial beats in every metric at once: each is a "
+        f"trade-off between {', '.join(run.metrics)}. Below: every trial with a result in "
+        "the first two metrics, the front connected (hover for the trial); then the front's "
+        "trials, best in the first metric first.",
+        figure=plot_pareto(info), table=pareto_table(info))]
 
 
 def _top_trials_section(run: StudyRun) -> Section:

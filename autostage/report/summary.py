@@ -21,7 +21,8 @@ def _summary_info(run: StudyRun, now: float) -> dict[str, Any]:
     ends = [r.ended or now for r in records if r.started is not None]
     best = best_trial(records, run.mode)
     return {
-        "name": run.name, "metric": run.metric, "mode": run.mode, "path": str(run.path),
+        "name": run.name, "metric": run.metric, "path": str(run.path),
+        "objectives": list(zip(run.metrics, run.modes, strict=True)),
         "requested": run.requested, "finished": run.finished, "still_running": run.running,
         "partial": run.partial, "counts": counts, "tokens": sum(r.tokens for r in records),
         "tokens_ranked": sum(r.tokens for r in records if r.status.ranked),
@@ -69,13 +70,21 @@ def _facts(info: dict[str, Any]) -> str:
     seconds = f"{info['seconds']:.0f} s" if info["seconds"] is not None else "-"
     share = (f" ({info['tokens_ranked'] / info['tokens']:.0%} of them in trials that gave a "
              "result)" if info["tokens"] else "")
-    goal = "lower" if info["mode"] == "min" else "higher"
-    return (f"<table class='facts'>"
-            f"<tr><th>metric</th><td><code>{escape(info['metric'])}</code> ({goal} is better)"
-            f"</td></tr><tr><th>trials</th><td>{info['finished']} of {info['requested']} "
+    return (f"<table class='facts'>{_objectives(info['objectives'])}"
+            f"<tr><th>trials</th><td>{info['finished']} of {info['requested']} "
             f"finished {chips}</td></tr>"
             f"<tr><th>compute</th><td>{tokens(info['tokens'])} training tokens "
             f"({info['tokens']:,}){share}, {seconds} of wall time</td></tr></table>")
+
+
+def _objectives(objectives: list[tuple[str, str]]) -> str:
+    metrics = ", ".join(f"<code>{escape(metric)}</code> "
+                        f"({'lower' if mode == 'min' else 'higher'} is better)"
+                        for metric, mode in objectives)
+    if len(objectives) == 1:
+        return f"<tr><th>metric</th><td>{metrics}</td></tr>"
+    return (f"<tr><th>metrics</th><td>{metrics} — no one trial is best in all: the Pareto "
+            "front below has every trade-off; <i>Best</i> here is by the first</td></tr>")
 
 
 def _status_rank(status: TrialStatus) -> int:

@@ -101,6 +101,10 @@ def _check_study(ctx: Context) -> Iterator[Problem]:
         multi = [n for n in registry.names("sampler") if registry.get("sampler", n).multi_objective]
         yield Problem("study.sampler", f"'{study.sampler}' handles one metric; with "
                       f"{len(study.metrics)} metrics use one of: {', '.join(multi)}")
+    for path in study.warm_start:
+        if not (Path(path) / "study.json").is_file():
+            yield Problem("study.warm_start", f"{path} is not a run directory (no study.json "
+                          "there): name the --out directory of an earlier `autostage search`")
 
 
 def _check_settings(kind: str, name: str, settings: dict[str, Any], path: str,

@@ -59,10 +59,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-v", "--verbose", action="store_true", help="show Ray's own output")
     s.set_defaults(run=_search)
 
-    b = sub.add_parser("best", help="show the best trial of a run directory")
+    b = sub.add_parser("best", help="show the best trial of a run directory (of a "
+                       "multi-objective study: its Pareto front); export it or its model")
     b.add_argument("run_dir", metavar="RUN_DIR")
-    b.add_argument("--export", metavar="FILE", help="write a study file that re-runs the best "
+    b.add_argument("--trial", type=int, metavar="N", help="the trial to show and export "
+                   "(default: the best; multi-objective: the front's best by the first metric)")
+    b.add_argument("--export", metavar="FILE", help="write a study file that re-runs the "
                    "trial's configuration, everything fixed")
+    b.add_argument("--export-model", metavar="DIR", help="copy the trial's kept model (its "
+                   "final weights and tokenizer) into DIR, a new or empty directory")
     b.set_defaults(run=_best)
 
     r = sub.add_parser("report", help="write a run directory's study report: one HTML file "
@@ -186,7 +191,7 @@ def _best(args: argparse.Namespace) -> int:
 
     from autostage.commands import show_best
 
-    return show_best(Path(args.run_dir), args.export)
+    return show_best(Path(args.run_dir), args.trial, args.export, args.export_model)
 
 
 def _report(args: argparse.Namespace) -> int:

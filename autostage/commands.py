@@ -11,12 +11,13 @@ from typing import Any
 
 from autostage.errors import AutostageError
 from autostage.keys import mix_key, parse_component_key
+from autostage.models import disk_size, human_size, keeping_order, why_not_kept
 from autostage.records import TrialRecord, best_trial
 from autostage.rundir import RunDir, write_json
 from autostage.spec import SEARCHABLE_KINDS, Study, apply_overrides
 
 #: what may change when a search is resumed: its size and resources, not what it searches
-RESUMABLE = ("trials", "parallel", "token_budget", "retries", "resources")
+RESUMABLE = ("trials", "parallel", "token_budget", "retries", "resources", "keep_models")
 
 
 def start_search(study_path: str, study: Study, registry: Any, overrides: list[str],
@@ -50,7 +51,7 @@ def start_search(study_path: str, study: Study, registry: Any, overrides: list[s
         raise
     finally:
         view.stop()
-    print_summary(console, outcome, study.study.modes[0], study.study.metrics[0])
+    print_summary(console, outcome, study.study)
     _write_report(console, run, registry.host)
     if outcome.interrupted:
         return 130
@@ -136,29 +137,82 @@ def _diff(a: Any, b: Any, path: str = "") -> list[str]:
     return [] if a == b else [path or "(the whole study)"]
 
 
-def show_best(path: Path, export: str | None) -> int:
+def show_best(path: Path, trial: int | None = None, export: str | None = None,
+              export_model: str | None = None) -> int:
+    """Show the best trial (a multi-objective study: its Pareto front), or trial `trial`;
+    write the chosen trial as a study file (`export`) and copy its kept model (`export_model`).
+    Everything is checked first: on an error nothing is written."""
     from rich.console import Console
 
-    from autostage.live import print_trial
+    from autostage.live import print_front, print_trial
 
     run = RunDir(path)
     if not run.study_json.exists():
         raise AutostageError(f"{path} is not a run directory (no study.json); "
                              "give the --out directory of an `autostage search`")
     study = run.settings()["study"]["study"]
-    best = best_trial(run.results(), _first(study["mode"]))
-    if best is None:
-        raise AutostageError(f"no trial in {path} finished with a finite value")
-    best = best.with_evals(run.evals(best.number))
-    print_trial(Console(highlight=False), best, _first(study["metric"]))
+    metrics, modes = _objectives(study)
+    records = run.results()
+    chosen = _chosen(run, records, modes, trial)
+    model = _kept_model(run, chosen, study, Path(export_model)) if export_model else None
+    console = Console(highlight=False)
+    if trial is None and len(metrics) > 1:
+        print_front(console, keeping_order(records, modes), metrics)
+        if export or export_model:
+            print(f"exporting trial {chosen.number}, the front's best {metrics[0]} "
+                  "(--trial N chooses another)")
+    else:
+        print_trial(console, chosen.with_evals(run.evals(chosen.number)), metrics,
+                    "best: " if trial is None else "")
     if export:
-        Path(export).write_text(export_study(run, best))
+        Path(export).write_text(export_study(run, chosen))
         print(f"wrote {export}: run it with `autostage trial {export}`")
+    if model is not None:
+        _copy_model(model, Path(export_model), chosen.number)
     return 0
 
 
-def _first(value: Any) -> Any:
-    return value[0] if isinstance(value, list) else value
+def _objectives(study: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The study's metrics and the mode of each, as study.json holds them."""
+    metrics = study["metric"] if isinstance(study["metric"], list) else [study["metric"]]
+    modes = study["mode"] if isinstance(study["mode"], list) else [study["mode"]]
+    return metrics, modes * len(metrics) if len(modes) == 1 else modes
+
+
+def _chosen(run: RunDir, records: list[TrialRecord], modes: list[str],
+            number: int | None) -> TrialRecord:
+    """Trial `number`, or by default the trial whose model is kept first: the best (the
+    Pareto front's best by the first metric)."""
+    if number is None:
+        ranked = keeping_order(records, modes)
+        if not ranked:
+            raise AutostageError(f"no trial in {run.path} finished with a finite value")
+        return ranked[0]
+    for record in records:
+        if record.number == number:
+            return record
+    have = ", ".join(str(r.number) for r in records) or "none"
+    raise AutostageError(f"--trial {number}: {run.path} holds no result of trial {number}; "
+                         f"trials with one: {have}")
+
+
+def _kept_model(run: RunDir, record: TrialRecord, study: dict[str, Any],
+                target: Path) -> Path:
+    """The kept model of `record` to copy into `target`, or why it cannot be."""
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise AutostageError(f"--export-model {target}: it exists and is not an empty "
+                             "directory; give a new or empty one")
+    source = run.model_dir(record.number)
+    if not source.is_dir():
+        raise AutostageError(why_not_kept(run, record, study))
+    return source
+
+
+def _copy_model(source: Path, target: Path, number: int) -> None:
+    import shutil
+
+    shutil.copytree(source, target, dirs_exist_ok=True)  # `target` is new or empty
+    print(f"wrote {target}: the model of trial {number} ({human_size(disk_size(target))})")
 
 
 def export_study(run: RunDir, best: TrialRecord) -> str:
@@ -196,7 +250,8 @@ def export_study(run: RunDir, best: TrialRecord) -> str:
         if isinstance(stage.get("data"), dict):
             stage["data"] = {src: config.get(mix_key(stage["name"], src), w)
                              for src, w in stage["data"].items()}
+    value = f"value {best.value:.6g}" if best.value is not None else "no value"
     header = (f"# Exported by `autostage best --export` from {run.path}: trial "
-              f"{best.number}, value {best.value:.6g}.\n"
+              f"{best.number}, {value}.\n"
               "# Every choice is fixed; `autostage trial` on this file re-runs that trial.\n\n")
     return header + tomli_w.dumps(raw)

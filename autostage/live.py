@@ -20,6 +20,7 @@ class QuietView:
     """A search view that draws nothing: for `run_search` from Python (benchmarks, notebooks)."""
 
     def start(self, study: Any, done: int, tokens: int) -> None: ...
+    def note(self, lines: list[str]) -> None: ...
     def stop(self) -> None: ...
     def trial_started(self) -> None: ...
     def trial_result(self, number: int, tokens: int) -> None: ...
@@ -50,6 +51,11 @@ class SearchView:
             self.live.start()
         elif done:
             self.console.print(f"resuming: {done} of {self.requested} trials already finished")
+
+    def note(self, lines: list[str]) -> None:
+        """Lines to show before the trials start (e.g. what a warm start did)."""
+        for line in lines:
+            self.console.print(line, highlight=False, soft_wrap=True, markup=False)
 
     def stop(self) -> None:
         if self.live is not None:
@@ -100,8 +106,10 @@ class SearchView:
         return table
 
 
-def print_summary(console: Console, outcome: Any, mode: str, metric: str) -> None:
-    """The end of a search: the best trial, its config, plan and decisions, and where to look."""
+def print_summary(console: Console, outcome: Any, study: Any) -> None:
+    """The end of a search: the best trial, its config, plan and decisions, the models kept,
+    and where to look. `study` is the study's [study] section."""
+    from autostage.models import kept_summary
     from autostage.rundir import RunDir
 
     records: list[TrialRecord] = outcome.records
@@ -114,24 +122,29 @@ def print_summary(console: Console, outcome: Any, mode: str, metric: str) -> Non
                   + f"), {tokens:,} training tokens", highlight=False, soft_wrap=True)
     if outcome.interrupted:
         console.print("[yellow]interrupted[/]: continue with --resume")
-    best = best_trial(records, mode)
+    run = RunDir(outcome.run_dir)
+    best = best_trial(records, study.modes[0])
     if best is None:
         console.print("no trial finished with a finite value")
     else:
-        run = RunDir(outcome.run_dir)
-        print_trial(console, best.with_evals(run.evals(best.number)), metric)
+        print_trial(console, best.with_evals(run.evals(best.number)), study.metrics)
+    if (kept := kept_summary(run, study.keep_models, records)) is not None:
+        console.print(kept, highlight=False, markup=False, soft_wrap=True)
     console.print(f"run directory: {outcome.run_dir}   (autostage best {outcome.run_dir})",
                   highlight=False, markup=False)
 
 
-def print_trial(console: Console, record: TrialRecord, metric: str) -> None:
-    """A trial's value, stage plan, parameters and stage-policy decisions (`record` with its
+def print_trial(console: Console, record: TrialRecord, metrics: list[str],
+                title: str = "best: ") -> None:
+    """A trial's values, stage plan, parameters and stage-policy decisions (`record` with its
     evals, for the decisions)."""
     def say(text: str) -> None:
         console.print(text, highlight=False, markup=False, soft_wrap=True)
 
-    say(f"best: trial {record.number}  {metric} = {record.value:.4g}  "
-        f"({record.tokens:,} tokens)")
+    values = "  ".join(f"{m} = {_value(v)}"
+                       for m, v in zip(metrics, record.values or (None,) * len(metrics),
+                                         strict=False))
+    say(f"{title}trial {record.number}  {values}  ({record.tokens:,} tokens)")
     say(f"  stage plan: {record.plan}")
     for key, value in sorted(record.config.items()):
         if key != PLAN_KEY:
@@ -139,3 +152,24 @@ def print_trial(console: Console, record: TrialRecord, metric: str) -> None:
             say(f"  {key} = {shown}")
     for d in record.decisions:
         say(f"  decision at {d.eval.tokens:,} tokens in {d.eval.stage}: {d.decision_label}")
+
+
+def print_front(console: Console, front: list[TrialRecord], metrics: list[str]) -> None:
+    """The Pareto front of a multi-objective study: the trials no other trial beats in every
+    metric, one row each."""
+    console.print(f"Pareto front: {len(front)} trials no other trial beats in every metric",
+                  highlight=False, markup=False, soft_wrap=True)
+    table = Table(box=None)
+    table.add_column("trial", justify="right")
+    for metric in metrics:
+        table.add_column(metric, justify="right")
+    table.add_column("plan")
+    for record in front:
+        table.add_row(str(record.number), *map(_value, record.values), record.plan)
+    console.print(table)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, int):
+        return f"{value:,}"  # tokens
+    return f"{value:.4g}" if isinstance(value, float) else "no value"

@@ -6,6 +6,9 @@
       optuna.db           Optuna storage (optuna-dashboard and optuna.load_study open it)
       trials/<n>/events.jsonl   one line per eval of trial n (Optuna's trial number)
       trials/<n>/result.json    the trial's outcome, written once it ended
+      trials/<n>/no-model.txt   why trial n's trainer exported no model (it has no export)
+      models/trial-<n>/   the final model of one of the best `study.keep_models` trials, as
+                          its trainer exports it (autostage.models)
       ray-<time>/trial-<n>/   Ray Tune's experiment, with stage-boundary checkpoints
       report.html         the study report (`autostage report`), rewritten after each search
 """
@@ -135,6 +138,32 @@ class RunDir:
         started = min(times) if times else source.stat().st_mtime
         return TrialRecord(number, TrialStatus.RUNNING, "running: no result yet",
                            tokens=events[-1].eval.tokens, started=started)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.path / "models"
+
+    def model_dir(self, number: int) -> Path:
+        return self.models_dir / f"trial-{number}"
+
+    def kept_models(self) -> dict[int, Path]:
+        """Every kept model's directory, by trial number (ascending)."""
+        if not self.models_dir.is_dir():
+            return {}
+        found = {int(p.name[len("trial-"):]): p for p in self.models_dir.iterdir()
+                 if p.name.startswith("trial-") and p.name[len("trial-"):].isdigit()}
+        return dict(sorted(found.items()))  # a model being moved in is .incoming-<n>: skipped
+
+    def note_no_model(self, number: int, why: str) -> None:
+        """Record why trial `number` exported no model (its trainer cannot)."""
+        path = self.trial_dir(number) / "no-model.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(why + "\n")
+
+    def no_model(self, number: int) -> str | None:
+        """Why trial `number` exported no model, when its trainer could not."""
+        path = self.trial_dir(number) / "no-model.txt"
+        return path.read_text().strip() if path.exists() else None
 
     def settings(self) -> dict[str, Any]:
         return json.loads(self.study_json.read_text())

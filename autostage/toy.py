@@ -69,6 +69,9 @@ class Toy(Trainer):
     step_seconds: float = Field(0.0, ge=0, le=10, description="sleep per step (fake compute)")
     crash_at_tokens: int = Field(0, ge=0, description="raise after this many tokens (0: never)")
     crash_once: bool = Field(False, description="crash only on a trial's first attempt")
+    ledger: bool = Field(False, description="append the tokens of every training segment to "
+                         "trained-tokens.log in the trial's directory: what was really "
+                         "trained, to compare with what the records charge")
 
     def start(self, setup: TrialSetup) -> ToyRun:
         # Any other dataset (pydoc, arith, ...) gets the default curve: the fake needs no data.
@@ -111,6 +114,10 @@ class ToyRun:
             self.tokens += cfg.step_tokens
             self._inject_faults()
         st.lr = lr(done)
+        if cfg.ledger and self.workdir is not None:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            with (self.workdir / "trained-tokens.log").open("a") as f:
+                f.write(f"{done}\n")
         loss = sum(w * self._loss(s) for s, w in st.stage.mix.items())
         return TrainResult(tokens=done, metrics={"loss": loss})
 
@@ -171,3 +178,10 @@ class ToyRun:
         self.state.skill, self.state.lr, self.state.step = state["skill"], state["lr"], \
             state["step"]
         self.tokens = state["tokens"]
+
+    def export(self, directory: str) -> None:
+        """A FAKE model: the toy has no weights, so its "model" is its skills and last LR in a
+        small JSON file. It lets the model-keeping plumbing be tested in milliseconds."""
+        model = {"fake": "the toy trainer's skills, not a model", "skill": self.state.skill,
+                 "lr": self.state.lr, "tokens": self.tokens}
+        (Path(directory) / "toy-model.json").write_text(json.dumps(model))

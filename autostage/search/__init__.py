@@ -31,12 +31,14 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
 from autostage.errors import AutostageError  # noqa: E402
+from autostage.models import ModelKeeper  # noqa: E402
 from autostage.records import TrialRecord  # noqa: E402
 from autostage.rundir import RunDir  # noqa: E402
 from autostage.search.bridge import EarlyStops, EvalsOnly, StudySearch  # noqa: E402
 from autostage.search.driver import Recorder, TokenBudget  # noqa: E402
 from autostage.search.messages import TIME_ATTR, TRIAL  # noqa: E402
 from autostage.search.storage import open_storage, reconcile, settle  # noqa: E402
+from autostage.search.warm import seed_sampler  # noqa: E402
 from autostage.search.worker import SearchJob, run_one  # noqa: E402
 from autostage.spec import Study  # noqa: E402
 
@@ -64,6 +66,11 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
         raise AutostageError(f"the Optuna storage already holds a study named "
                              f"'{study.study.name}': continue it with --resume, or rename "
                              "the study (--set study.name=...)")
+    if not resume and study.study.warm_start:
+        seeded = seed_sampler(study, space, optuna.create_study(
+            study_name=study.study.name, storage=storage, directions=[
+                "minimize" if m == "min" else "maximize" for m in study.study.modes]))
+        view.note(seeded.lines())
     remaining, spent = reconcile(study, run, storage) if resume else (study.study.trials, 0)
     view.start(study, done=study.study.trials - remaining, tokens=spent)
     if remaining <= 0:
@@ -72,8 +79,13 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
     if owns_ray:
         _start_ray(address, verbose)
     try:
-        tuner = _tuner(study, registry, space, run, storage, remaining, spent, view)
-        tuner.fit()
+        tuner, stops = _tuner(study, registry, space, run, storage, remaining, spent, view)
+        try:
+            tuner.fit()
+        except tune.TuneError:
+            if stops.refused is not None:
+                raise stops.refused from None
+            raise
     finally:
         if owns_ray:
             ray.shutdown()
@@ -118,7 +130,7 @@ def _probe(address: str) -> None:
 
 
 def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
-           remaining: int, spent: int, view: Any) -> tune.Tuner:
+           remaining: int, spent: int, view: Any) -> tuple[tune.Tuner, EarlyStops]:
     from autostage.space import suggest
 
     s = study.study
@@ -135,24 +147,27 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
         metric=s.metrics[0], mode=s.modes[0], time_attr=TIME_ATTR, max_t=max_t)
     budget = TokenBudget(s.token_budget, spent)
     stops = searcher.stops = EarlyStops(s.trial_scheduler, budget)
+    models = ModelKeeper(run, s.keep_models, s.modes)
     cores = int(ray.cluster_resources().get("CPU", 1))
     job = SearchJob(study, space, run.path.resolve(), threads=max(1, cores // s.parallel),
                     load_plugins=os.environ.get("AUTOSTAGE_LOAD_PLUGINS"),
                     every_eval=s.trial_scheduler != "fifo")
     trainable = tune.with_resources(tune.with_parameters(run_one, job=job),
                                     {"cpu": s.resources.cpus, "gpu": s.resources.gpus})
-    return tune.Tuner(
+    tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=EvalsOnly(scheduler, stops),
-                                    num_samples=remaining, max_concurrent_trials=s.parallel,
-                                    reuse_actors=True, trial_dirname_creator=_trial_dirname),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=EvalsOnly(scheduler, stops, max_t),
+            num_samples=remaining, max_concurrent_trials=s.parallel, reuse_actors=True,
+            trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
             name=f"ray-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(run.path.resolve()),
-            verbose=0, stop=budget, callbacks=[Recorder(run, stops, view)],
+            verbose=0, stop=budget, callbacks=[Recorder(run, stops, view, models, s)],
             failure_config=tune.FailureConfig(max_failures=s.retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         ),
     )
+    return tuner, stops
 
 
 def _trial_dirname(trial: Any) -> str:

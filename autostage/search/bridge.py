@@ -10,6 +10,7 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from autostage import ranking
+from autostage.errors import AutostageError
 from autostage.records import TrialStatus
 from autostage.search import messages as msg
 
@@ -22,6 +23,7 @@ class EarlyStops:
     def __init__(self, scheduler: str, budget: Any) -> None:
         self.scheduler, self.budget = scheduler, budget
         self.by_scheduler: set[str] = set()
+        self.refused: AutostageError | None = None  # what a trial scheduler asked, refused
 
     def reason(self, trial_id: str) -> str | None:
         if trial_id in self.by_scheduler:
@@ -60,6 +62,10 @@ class StudySearch(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         trial = self._ot_trials[trial_id]
+        if result is not None and msg.is_eval(result):
+            # a trial stopped at this eval: Ray gives it to no searcher's on_trial_result,
+            # but it is the pruned trial's last intermediate value, hence its Optuna value
+            self.on_trial_result(trial_id, result)
         values = (result or {}).get(msg.VALUES)
         status = msg.outcome_of(result or {})
         finite = values is not None and all(ranking.finite(v) is not None for v in values)
@@ -74,6 +80,17 @@ class StudySearch(OptunaSearch):
         self._completed_trials.add(trial_id)
 
 
+class PausedTrial(AutostageError):
+    """A trial scheduler asked to pause a trial, which autostage refuses (see `EvalsOnly`)."""
+
+    def __init__(self, scheduler: str, number: int) -> None:
+        super().__init__(
+            f"trial scheduler '{scheduler}' paused trial {number}: autostage trial schedulers "
+            "may only CONTINUE or STOP a trial (a paused Ray trial restarts from its last "
+            "stage boundary and retrains tokens no record counts); see docs/plugins.md, "
+            "register_trial_schedulers")
+
+
 class EvalsOnly(TrialScheduler):
     """Shows a trial scheduler only the reports that carry a final-stage eval.
 
@@ -81,11 +98,15 @@ class EvalsOnly(TrialScheduler):
     report before the final stage has no `final_evals`, and a trial's outcome report (a
     failed one has no value) has no metric. A trial that ends is completed with its last
     eval, or removed when it never had one.
+
+    A trial at its last eval (`max_t`) is never stopped: it has trained everything and its
+    outcome is one report away. PAUSE is refused (`PausedTrial`): Ray would stop the trial and
+    later restart it from its last checkpoint, retraining what it trained since.
     """
 
-    def __init__(self, inner: TrialScheduler, stops: EarlyStops) -> None:
+    def __init__(self, inner: TrialScheduler, stops: EarlyStops, max_t: int) -> None:
         super().__init__()
-        self.inner, self.stops = inner, stops
+        self.inner, self.stops, self.max_t = inner, stops, max_t
         self.last: dict[str, dict] = {}
 
     @property
@@ -110,6 +131,12 @@ class EvalsOnly(TrialScheduler):
             return TrialScheduler.CONTINUE
         self.last[trial.trial_id] = result
         action = self.inner.on_trial_result(controller, trial, result)
+        if action == TrialScheduler.PAUSE:  # Ray ends the search, wrapping this in its own
+            self.stops.refused = PausedTrial(self.stops.scheduler, int(result[msg.TRIAL]))
+            raise self.stops.refused
+        if action == TrialScheduler.STOP and result[msg.TIME_ATTR] >= self.max_t:
+            # its last eval: the trial has trained everything, and its outcome comes next
+            return TrialScheduler.CONTINUE
         if action == TrialScheduler.STOP:
             self.stops.by_scheduler.add(trial.trial_id)
         return action

@@ -9,17 +9,21 @@ from typing import Any
 from ray import tune
 
 from autostage.decisions import Eval
+from autostage.models import ModelKeeper
 from autostage.records import EvalRecord, TrialRecord, TrialStatus, without_replays
 from autostage.rundir import RunDir
 from autostage.search import messages as msg
+from autostage.spec import StudySection
 
 
 class Recorder(tune.Callback):
     """Writes each trial's events and outcome into the run directory as they happen."""
 
-    def __init__(self, run: RunDir, stops: Any, view: Any) -> None:
-        self.run, self.stops, self.view = run, stops, view
+    def __init__(self, run: RunDir, stops: Any, view: Any, models: ModelKeeper,
+                 study: StudySection) -> None:
+        self.run, self.stops, self.view, self.models = run, stops, view, models
         self.started: dict[str, float] = {}
+        self.study_seed, self.metrics = study.seed, study.metrics
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray pickles its run config for Tuner.restore, which autostage does not use; the
@@ -38,6 +42,8 @@ class Recorder(tune.Callback):
             return
         for earlier in result.get(msg.EARLIER, []):
             self.run.append_event(number, _eval_record(earlier))
+        if msg.is_outcome(result):
+            self._receive_model(number, trial, result)
         if not msg.is_eval(result):
             return  # an outcome, or evals flushed before a crash: no eval of its own
         checkpoint = result.get("checkpoint_dir_name")
@@ -52,6 +58,15 @@ class Recorder(tune.Callback):
         elif (reason := self.stops.reason(trial.trial_id)) is not None:
             self._write(trial, TrialStatus.PRUNED, reason)
         # else interrupted (Ctrl-C): no record, so --resume re-queues it
+        self.models.prune()
+
+    def _receive_model(self, number: int, trial: Any, result: dict) -> None:
+        """Move the model an outcome carries out of Ray's trial directory into the run's
+        models/ (so it is on disk once), or record why the trial's trainer exported none."""
+        if checkpoint := result.get("checkpoint_dir_name"):
+            self.models.take(number, Path(trial.path) / checkpoint)
+        elif (why := result.get(msg.NO_MODEL)) is not None:
+            self.run.note_no_model(number, why)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._write(trial, TrialStatus.FAILED, _error_reason(trial))
@@ -72,11 +87,16 @@ class Recorder(tune.Callback):
         number = int(trial.config[msg.TRIAL])
         evals = self.run.events(number)
         values = last.get(msg.VALUES) if msg.is_outcome(last) else None
+        if status == TrialStatus.PRUNED and values is None and evals and len(self.metrics) == 1:
+            # what Optuna stores as a pruned trial's value: its last intermediate value, the
+            # metric at its last eval (with several metrics Optuna stores none)
+            value = evals[-1].eval.current.get(self.metrics[0])
+            values = [value] if value is not None else None
         record = TrialRecord(
             number=number, status=status, reason=reason,
             values=tuple(values) if values else None,
             tokens=int(last.get(msg.TOKENS, evals[-1].eval.tokens if evals else 0)),
-            seed=last.get(msg.SEED), config=dict(trial.config[msg.PARAMS]),
+            seed=msg.trial_seed(self.study_seed, number), config=dict(trial.config[msg.PARAMS]),
             started=self.started.get(trial.trial_id), ended=time.time(),
         )
         self.run.write_result(record.with_evals(without_replays(evals)))

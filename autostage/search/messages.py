@@ -9,7 +9,8 @@ Every report carries TRIAL. Besides that, a report is one of:
     Optuna's intermediate values read), TIME_ATTR once
     the trial is in its final stage, and EARLIER (evals held back since the last report);
   - an outcome, the trial's last report: OUTCOME (its TrialStatus), REASON, VALUES, `tokens`,
-    SEED, EARLIER;
+    SEED, EARLIER; with the trial's exported model as its Ray checkpoint, or NO_MODEL (why
+    its trainer exported none) when the study keeps models and the trial has a value;
   - a retry's start: RESUMED_AT (how many evals its checkpoint already holds);
   - evals flushed before a crash: EARLIER only.
 """
@@ -33,11 +34,17 @@ VALUES = "values"
 SEED = "seed"
 RESUMED_AT = "resumed_at"
 WORKER = "worker"
+NO_MODEL = "no_model"
 # Trial schedulers count evals of the final stage, so rungs fall at evaluations and compare
 # trials at the same point of the stage that decides the metric. Counting every eval would
 # compare a trial still in its prerequisite stage with one already training on the target,
 # and stop every plan with a prefix (ASHA's short-horizon bias, made worse by stages).
 TIME_ATTR = "final_evals"
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    """Trial `number`'s seed: its trainer's, and the one its record gives."""
+    return study_seed + number
 
 
 def trial_config(number: int, params: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +71,10 @@ def is_outcome(report: dict[str, Any]) -> bool:
 
 
 def is_eval(report: dict[str, Any]) -> bool:
-    return EVAL in report and OUTCOME not in report
+    """Whether `report` carries an eval of its own. EVAL_INDEX, a number, survives the
+    flattening Ray applies before its searcher and trial schedulers see a report (EVAL, a
+    dict, becomes `autostage_eval/stage`, ...)."""
+    return EVAL_INDEX in report and OUTCOME not in report
 
 
 def outcome_of(report: dict[str, Any]) -> TrialStatus | None:

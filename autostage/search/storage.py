@@ -8,6 +8,7 @@ import optuna
 
 from autostage.records import TrialRecord, TrialStatus
 from autostage.rundir import RunDir
+from autostage.search.warm import WARM_START
 from autostage.spec import Study
 
 
@@ -37,11 +38,15 @@ def open_storage(url: str) -> Any:
 
 
 def settle(storage: Any, name: str, run: RunDir) -> None:
-    """Trials Ray stopped for the token budget never reached the searcher: tell Optuna."""
-    pruned = {r.number for r in run.results() if r.status == TrialStatus.PRUNED}
+    """Trials Ray stopped for the token budget never reached the searcher: tell Optuna, with
+    the value their record gives (Optuna's own rule for a pruned trial: its last
+    intermediate value)."""
+    pruned = {r.number: r for r in run.results() if r.status == TrialStatus.PRUNED}
     for trial in optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False):
         if trial.state == optuna.trial.TrialState.RUNNING and trial.number in pruned:
-            storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.PRUNED)
+            values = pruned[trial.number].values
+            storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.PRUNED,
+                                           list(values) if values else None)
 
 
 def reconcile(study: Study, run: RunDir, storage: Any) -> tuple[int, int]:
@@ -54,6 +59,8 @@ def reconcile(study: Study, run: RunDir, storage: Any) -> tuple[int, int]:
         return study.study.trials, 0  # killed before the first trial was asked for
     recorded = {r.number: r for r in run.results()}
     for trial in ot_study.get_trials(deepcopy=False):
+        if WARM_START in trial.user_attrs:
+            continue  # an earlier run's trial, given to the sampler: not this run's to redo
         state = trial.state
         if state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING) or (
                 state.is_finished() and trial.number not in recorded):

@@ -12,6 +12,7 @@ from typing import Any
 
 from ray import tune
 
+from autostage.ranking import finite
 from autostage.records import TrialStatus
 from autostage.search import messages as msg
 from autostage.spec import Study
@@ -47,7 +48,7 @@ def run_one(config: dict[str, Any], job: SearchJob) -> None:
     from autostage.trial import LoopState
 
     number = int(config[msg.TRIAL])
-    seed = job.study.study.seed + number
+    seed = msg.trial_seed(job.study.study.seed, number)
     trial = prepare_trial(job.study, _registry(job.load_plugins), config[msg.PARAMS], seed,
                           space=job.space, threads=job.threads,
                           workdir=str(job.run_dir / "trials" / str(number)),
@@ -71,8 +72,35 @@ def run_one(config: dict[str, Any], job: SearchJob) -> None:
         raise
     values = None if result.status == TrialStatus.FAILED else result.values(
         job.study.study.metrics)
-    tune.report(msg.outcome_report(number, result.status, result.reason, values,
-                                   result.tokens, seed, reporter.take_held()))
+    outcome = msg.outcome_report(number, result.status, result.reason, values,
+                                 result.tokens, seed, reporter.take_held())
+    if job.study.study.keep_models and _has_value(result.status, values):
+        _report_with_model(outcome, trial.trainer)
+    else:
+        tune.report(outcome)  # no model is wanted: exporting would only cost disk and time
+
+
+def _has_value(status: TrialStatus, values: list | None) -> bool:
+    """The trial may rank among the best: it ran to its end with a finite value for every
+    metric (a pruned or failed trial's model would never be kept)."""
+    return status.ranked and values is not None and all(finite(v) is not None for v in values)
+
+
+def _report_with_model(outcome: dict[str, Any], trainer: Any) -> None:
+    """Send the trial's outcome with its exported model as a Ray checkpoint: Ray moves it
+    into the run's storage, whichever machine this worker runs on, and the driver keeps it
+    or not. A trainer without export says so instead."""
+    export = getattr(trainer, "export", None)
+    if export is None:
+        tune.report({**outcome, msg.NO_MODEL: f"its trainer's run ({type(trainer).__name__}) "
+                     "has no export(directory) method"})
+        return
+    directory = Path(tempfile.mkdtemp(prefix="autostage-model-"))
+    try:
+        export(str(directory))
+        tune.report(outcome, checkpoint=tune.Checkpoint.from_directory(str(directory)))
+    finally:
+        _remove_tree(directory)
 
 
 class _Reporter:

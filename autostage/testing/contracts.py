@@ -280,7 +280,9 @@ class SamplerContract(ComponentContract):
 
 
 class TrialSchedulerContract(ComponentContract):
-    """Builds a Ray Tune trial scheduler for either mode."""
+    """Builds a Ray Tune trial scheduler for either mode, which only ever CONTINUEs or STOPs
+    a trial: autostage refuses PAUSE (a paused Ray trial restarts from its last stage
+    boundary, retraining tokens no record counts)."""
 
     @pytest.mark.parametrize("mode", ["min", "max"])
     def test_builds_a_ray_tune_trial_scheduler(self, component: Any, mode: str) -> None:
@@ -289,3 +291,59 @@ class TrialSchedulerContract(ComponentContract):
         built = component.build(metric="eval.target.loss", mode=mode, time_attr="final_evals",
                                 max_t=12)
         assert isinstance(built, TrialScheduler)
+
+    @pytest.mark.parametrize("mode", ["min", "max"])
+    def test_never_pauses_a_trial(self, component: Any, mode: str) -> None:
+        actions = _drive(component.build(metric="eval.target.loss", mode=mode,
+                                         time_attr="final_evals", max_t=12), mode)
+        assert "PAUSE" not in actions, "autostage trial schedulers may only CONTINUE or STOP"
+        assert set(actions) <= {"CONTINUE", "STOP"}
+
+
+class _Controller:
+    """What Ray's trial schedulers ask of Tune's controller, for `_drive`."""
+
+    def __init__(self, trials: list) -> None:
+        self.trials = trials
+
+    def get_live_trials(self) -> list:
+        return [t for t in self.trials if t.status in ("PENDING", "RUNNING", "PAUSED")]
+
+    def get_trials(self) -> list:
+        return self.trials
+
+
+def _drive(scheduler: Any, mode: str, trials: int = 8, parallel: int = 2,
+           max_t: int = 12) -> list[str]:
+    """Run `trials` fake trials through `scheduler`, `parallel` at a time, each reporting
+    `final_evals` 1..max_t with a seeded loss curve (some good, some poor); every decision it
+    made, in order."""
+    import random
+
+    from ray.tune.experiment import Trial
+
+    rng = random.Random(0)
+    population = [Trial("__fake", stub=True, config={}, trial_id=f"fake{i}")
+                  for i in range(trials)]
+    controller = _Controller(population)
+    for trial in population:
+        scheduler.on_trial_add(controller, trial)
+    actions: list[str] = []
+    queue = list(population)
+    while queue:
+        batch, queue = queue[:parallel], queue[parallel:]
+        for trial in batch:
+            trial.set_status(Trial.RUNNING)
+        for trial in batch:
+            level = rng.uniform(1.0, 3.0)
+            for t in range(1, max_t + 1):
+                value = level + 1.0 / t
+                result = {"final_evals": t, "training_iteration": t,
+                          "eval.target.loss": value if mode == "min" else -value}
+                action = scheduler.on_trial_result(controller, trial, result)
+                actions.append(str(action))
+                if action != "CONTINUE" or t == max_t:
+                    break
+            trial.set_status(Trial.TERMINATED)
+            scheduler.on_trial_complete(controller, trial, result)
+    return actions

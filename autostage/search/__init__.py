@@ -37,7 +37,12 @@ from autostage.rundir import RunDir  # noqa: E402
 from autostage.search.bridge import EarlyStops, EvalsOnly, StudySearch  # noqa: E402
 from autostage.search.driver import Recorder, TokenBudget  # noqa: E402
 from autostage.search.messages import TIME_ATTR, TRIAL  # noqa: E402
-from autostage.search.storage import open_storage, reconcile, settle  # noqa: E402
+from autostage.search.storage import (  # noqa: E402
+    open_storage,
+    reconcile,
+    sampler_seed,
+    settle,
+)
 from autostage.search.warm import seed_sampler  # noqa: E402
 from autostage.search.worker import SearchJob, run_one  # noqa: E402
 from autostage.spec import Study  # noqa: E402
@@ -71,7 +76,7 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
             study_name=study.study.name, storage=storage, directions=[
                 "minimize" if m == "min" else "maximize" for m in study.study.modes]))
         view.note(seeded.lines())
-    remaining, spent = reconcile(study, run, storage) if resume else (study.study.trials, 0)
+    remaining, spent = reconcile(study, space, run, storage) if resume else (study.study.trials, 0)
     view.start(study, done=study.study.trials - remaining, tokens=spent)
     if remaining <= 0:
         return SearchOutcome(run.path, study.study.trials, run.results(), False)
@@ -104,7 +109,9 @@ def _start_ray(address: str | None, verbose: bool) -> None:
     for name in ("ray", "ray.tune", "ray.train", "ray.data"):
         logging.getLogger(name).setLevel(level if verbose else logging.CRITICAL)
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=verbose,
+        # No --address: a Ray of our own, as promised — not the cluster RAY_ADDRESS or a
+        # running `ray start` names (Ray's own default); `--address auto` joins those.
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=verbose,
                  logging_level=level, configure_logging=True)
     except Exception as e:  # ConnectionError, AuthenticationError, ... from ray.init
         if address is None:
@@ -138,7 +145,8 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
     modes = s.modes if len(s.metrics) > 1 else s.modes[0]
     searcher = StudySearch(
         space=functools.partial(suggest, space), metric=metrics, mode=modes,
-        sampler=registry.create("sampler", s.sampler, s.sampler_settings).build(seed=s.seed),
+        sampler=registry.create("sampler", s.sampler, s.sampler_settings).build(
+            seed=sampler_seed(s.seed, storage, s.name)),
         study_name=s.name, storage=storage,
     )
     max_t = _max_final_evals(study)

@@ -6,9 +6,11 @@ from typing import Any
 
 import optuna
 
-from autostage.records import TrialRecord, TrialStatus
+from autostage.records import TrialRecord, TrialStatus, without_replays
 from autostage.rundir import RunDir
-from autostage.search.warm import WARM_START
+from autostage.search.messages import trial_seed
+from autostage.search.warm import WARM_START, full_config
+from autostage.space import SearchSpace
 from autostage.spec import Study
 
 
@@ -49,7 +51,7 @@ def settle(storage: Any, name: str, run: RunDir) -> None:
                                            list(values) if values else None)
 
 
-def reconcile(study: Study, run: RunDir, storage: Any) -> tuple[int, int]:
+def reconcile(study: Study, space: SearchSpace, run: RunDir, storage: Any) -> tuple[int, int]:
     """Before a resume: give every trial the killed driver left running a record, re-queue its
     parameters so no work is lost, and count what is still to do. Returns (remaining trials,
     tokens already spent)."""
@@ -62,20 +64,61 @@ def reconcile(study: Study, run: RunDir, storage: Any) -> tuple[int, int]:
         if WARM_START in trial.user_attrs:
             continue  # an earlier run's trial, given to the sampler: not this run's to redo
         state = trial.state
-        if state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING) or (
-                state.is_finished() and trial.number not in recorded):
-            if state.is_finished() is False:
-                storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        if state.is_finished() and trial.number not in recorded:
+            # Optuna heard the outcome, the driver died before writing it: nothing to re-run
+            run.write_result(_recovered(trial, study, space, run))
+        elif state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING):
+            # in this order: cut short anywhere, the next resume re-queues it once more rather
+            # than never (a trial run twice costs compute; a lost one, a result)
             previous = recorded.get(trial.number)
             if previous is None or previous.status != TrialStatus.INTERRUPTED:
-                ot_study.enqueue_trial(trial.params, skip_if_exists=False)
+                # a queued trial that never started holds its parameters as fixed_params
+                params = trial.params or trial.system_attrs.get("fixed_params", {})
+                if params:  # (none: cut before its sampling; a fresh trial takes its place)
+                    ot_study.enqueue_trial(params, skip_if_exists=False)
                 run.write_result(TrialRecord(
                     trial.number, TrialStatus.INTERRUPTED,
-                    "the search was interrupted; re-queued with the same parameters",
-                    config=trial.params))
+                    "the search was interrupted; " + ("re-queued with the same parameters"
+                                                      if params else "it had no parameters yet"),
+                    seed=trial_seed(study.study.seed, trial.number),
+                    config=full_config(space, params)))
+            storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
     records = run.results()
     finished = sum(r.status.finished for r in records)
     spent = sum(r.tokens for r in records)
     if study.study.token_budget is not None and spent >= study.study.token_budget:
         return 0, spent  # the budget is spent: nothing more to run
     return study.study.trials - finished, spent
+
+
+_RECOVERED = {optuna.trial.TrialState.COMPLETE: TrialStatus.COMPLETED,
+              optuna.trial.TrialState.PRUNED: TrialStatus.PRUNED,
+              optuna.trial.TrialState.FAIL: TrialStatus.FAILED}
+
+
+def _recovered(trial: Any, study: Study, space: SearchSpace, run: RunDir) -> TrialRecord:
+    """The record of a trial Optuna holds as finished: its state and values from Optuna, its
+    evals and tokens from its events.jsonl."""
+    evals = without_replays(run.events(trial.number))
+    return TrialRecord(
+        trial.number, _RECOVERED[trial.state],
+        "recovered from the Optuna storage: the search stopped before writing this result",
+        values=tuple(trial.values) if trial.values else None,
+        tokens=evals[-1].eval.tokens if evals else 0,
+        seed=trial_seed(study.study.seed, trial.number),
+        config=full_config(space, trial.params),
+        started=trial.datetime_start.timestamp() if trial.datetime_start else None,
+        ended=trial.datetime_complete.timestamp() if trial.datetime_complete else None,
+        evals=tuple(evals))
+
+
+def sampler_seed(study_seed: int, storage: Any, name: str) -> int:
+    """The seed of this session's sampler. A resumed search builds a new sampler: seeded with
+    `study.seed` again it replayed its first suggestions (trials 0-4 again as 7-11, an
+    interrupted trial's parameters twice), so a study that already holds trials gets a seed
+    derived from how many: deterministic, and a different sequence for each session."""
+    try:
+        held = len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
+    except KeyError:
+        held = 0
+    return study_seed if held == 0 else (study_seed + 1_000_003 * held) % 2**32

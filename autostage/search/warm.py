@@ -113,3 +113,15 @@ def _contains(distribution: Any, value: Any) -> bool:
         return distribution._contains(distribution.to_internal_repr(value))
     except (ValueError, TypeError):  # e.g. a choice the new categorical does not have
         return False
+
+
+def full_config(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's whole config from its Optuna parameters: with the settings the space fixes,
+    as a trial's record holds it."""
+    fixed = optuna.trial.FixedTrial(params)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return {**params, **suggest(space, fixed)}
+    except ValueError:  # parameters of another space: keep what there is
+        return dict(params)

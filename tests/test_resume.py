@@ -1,0 +1,101 @@
+"""Interrupted searches (real signals, real Ray, the toy FAKE trainer), resumed: exactly N
+finished trials, no configuration run twice, and Optuna's storage agreeing with the records."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from autostage import load_study
+from autostage.records import TrialStatus
+from autostage.rundir import RunDir
+from autostage.search.storage import open_storage, reconcile
+from autostage.space import compile_space, sample, suggest
+
+STUDY = Path(__file__).parent.parent / "studies" / "quickstart-toy.toml"
+TRIALS = 8
+#: how Optuna holds each of our statuses (an interrupted trial was failed, then re-queued)
+IN_OPTUNA = {TrialStatus.COMPLETED: "COMPLETE", TrialStatus.STOPPED: "COMPLETE",
+             TrialStatus.PRUNED: "PRUNED", TrialStatus.FAILED: "FAIL",
+             TrialStatus.INTERRUPTED: "FAIL"}
+
+
+def command(out, *extra):
+    return [sys.executable, "-m", "autostage.cli", "search", str(STUDY), "--out", str(out),
+            "--set", "model.step_seconds=0.003", "--set", f"study.trials={TRIALS}", *extra]
+
+
+def interrupt(out, how, after, *extra):
+    """Start a search and send it `how` once `after` trials have results."""
+    driver = subprocess.Popen(command(out, *extra), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    run, deadline = RunDir(out), time.time() + 120
+    while len(run.results()) < after and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.05)
+    if how == signal.SIGKILL:  # the driver and its Ray workers, as an OOM killer or a crash
+        os.killpg(driver.pid, signal.SIGKILL)
+    elif how == "twice":  # an impatient Ctrl-C, Ctrl-C
+        driver.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        driver.send_signal(signal.SIGINT)
+    else:
+        driver.send_signal(how)
+    driver.wait(timeout=120)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGINT, "twice", signal.SIGKILL],
+                         ids=["ctrl-c", "ctrl-c-twice", "kill"])
+def test_interrupted_twice_then_resumed_runs_each_configuration_once(tmp_path, how):
+    out = tmp_path / "run"
+    interrupt(out, how, 2)
+    interrupt(out, how, len(RunDir(out).results()) + 2, "--resume")
+    done = subprocess.run(command(out, "--resume"), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = RunDir(out).results()
+    finished = [r for r in records if r.status.finished]
+    assert len(finished) == TRIALS
+    configs = [json.dumps(r.config, sort_keys=True) for r in finished]
+    assert len(set(configs)) == TRIALS, "a resumed search ran a configuration twice"
+    stored = optuna.load_study(study_name="quickstart-toy",
+                               storage=RunDir(out).storage_url).get_trials()
+    assert [(t.number, t.state.name) for t in stored] == \
+        [(r.number, IN_OPTUNA[r.status]) for r in records]
+    for r in records:
+        if r.status == TrialStatus.INTERRUPTED and r.config:  # re-queued: it ran later
+            assert json.dumps(r.config, sort_keys=True) in configs
+
+
+@pytest.mark.slow
+def test_extending_a_finished_study_samples_new_configurations(tmp_path):
+    out = tmp_path / "run"
+    assert subprocess.run(command(out, "--set", "study.trials=4")).returncode == 0
+    assert subprocess.run(command(out, "--resume")).returncode == 0
+    configs = [json.dumps(r.config, sort_keys=True) for r in RunDir(out).results()]
+    assert len(configs) == TRIALS and len(set(configs)) == TRIALS
+
+
+def test_a_trial_optuna_finished_but_the_driver_never_recorded_is_recovered_not_rerun(
+        registry, tmp_path):
+    study = load_study(STUDY, registry, [])
+    space = compile_space(study, registry)
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    storage = open_storage(run.storage_url)
+    ot = optuna.create_study(study_name="quickstart-toy", storage=storage)
+    ot.enqueue_trial(sample(space, seed=0))
+    trial = ot.ask()
+    constants = suggest(space, trial)
+    ot.tell(trial, 1.25)  # ...and the driver died before writing result.json
+    remaining, _ = reconcile(study, space, run, storage)
+    record = run.result(0)
+    assert record.status == TrialStatus.COMPLETED and record.value == 1.25
+    assert record.config == {**trial.params, **constants} and record.seed == 0
+    assert remaining == study.study.trials - 1
+    assert [t.state.name for t in ot.get_trials()] == ["COMPLETE"]  # nothing re-queued

@@ -68,6 +68,14 @@ class Recorder(tune.Callback):
         elif (why := result.get(msg.NO_MODEL)) is not None:
             self.run.note_no_model(number, why)
 
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        # Ray retries a crashed trial from its last checkpoint; with none it starts over, and
+        # the evals of the failed attempt would stay in events.jsonl beside the new ones. (A
+        # retry from a checkpoint says itself how many evals it keeps: RESUMED_AT.)
+        number = (trial.config or {}).get(msg.TRIAL)
+        if number is not None and trial.checkpoint is None:
+            self.run.truncate_events(int(number), 0)
+
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._write(trial, TrialStatus.FAILED, _error_reason(trial))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 from ray import tune
 
+from autostage.checkpoints import LOOP, restore, seal
 from autostage.ranking import finite
 from autostage.records import TrialStatus
 from autostage.search import messages as msg
@@ -45,7 +47,6 @@ def _registry(load_plugins: str | None) -> Any:
 def run_one(config: dict[str, Any], job: SearchJob) -> None:
     """The Ray trainable: build the trial from its config, run it, report every eval."""
     from autostage.build import prepare_trial
-    from autostage.trial import LoopState
 
     number = int(config[msg.TRIAL])
     seed = msg.trial_seed(job.study.study.seed, number)
@@ -56,10 +57,11 @@ def run_one(config: dict[str, Any], job: SearchJob) -> None:
     resume = None
     if (checkpoint := tune.get_checkpoint()) is not None:
         with checkpoint.as_directory() as directory:
-            trial.trainer.load(directory)
-            resume = LoopState.from_json(json.loads((Path(directory) / "loop.json").read_text()))
+            resume, refused = restore(trial.trainer, Path(directory))
+        for why in refused:  # (shown with -v: Ray forwards worker output then)
+            print(f"autostage: trial {number}: {why}; resumed from the one before", file=sys.stderr)
         # a retry: the evals after this checkpoint were recorded once already, and will be again
-        tune.report({msg.RESUMED_AT: len(resume.evals), msg.TRIAL: number})
+        tune.report({msg.RESUMED_AT: len(resume.evals) if resume else 0, msg.TRIAL: number})
     final = job.study.final.name if job.study.final else None
     reporter = _Reporter(trial.trainer, number, final, resume.evals if resume else (),
                          job.every_eval)
@@ -127,7 +129,8 @@ class _Reporter:
     def checkpoint(self, state: Any) -> None:
         directory = Path(tempfile.mkdtemp(prefix="autostage-ckpt-"))
         self.trainer.save(str(directory))
-        (directory / "loop.json").write_text(json.dumps(state.to_json()))
+        (directory / LOOP).write_text(json.dumps(state.to_json()))
+        seal(directory)  # every file, the loop's state too: a torn one is refused on resume
         self.pending = directory
 
     def report(self, ev: Any) -> None:

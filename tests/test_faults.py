@@ -63,3 +63,23 @@ def test_a_trial_retried_from_scratch_records_each_eval_once(ray_session, tmp_pa
         tokens = [e.eval.tokens for e in run.events(r.number)]
         assert tokens == sorted(set(tokens)) and len(tokens) == 8
         assert (run.trial_dir(r.number) / "crashed-once").exists()
+
+
+def test_a_damaged_optuna_db_is_one_clear_error_naming_the_file(tmp_path):
+    import optuna
+
+    from autostage.errors import AutostageError
+    from autostage.search.storage import open_storage
+
+    path = tmp_path / "optuna.db"
+    url = f"sqlite:///{path}"
+    study = optuna.create_study(study_name="s", storage=open_storage(url))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=20)
+    del study
+    data = bytearray(path.read_bytes())
+    data[100:len(data) // 2] = bytes(len(data) // 2 - 100)  # a disk error, a bad copy
+    path.write_bytes(bytes(data))
+    for side in ("optuna.db-wal", "optuna.db-shm"):
+        (tmp_path / side).unlink(missing_ok=True)
+    with pytest.raises(AutostageError, match=f"{path} is damaged .*trials/.* are intact"):
+        open_storage(url)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import optuna
 
+from autostage.errors import AutostageError
 from autostage.records import TrialRecord, TrialStatus, without_replays
 from autostage.rundir import RunDir
 from autostage.search.messages import trial_seed
@@ -27,9 +29,19 @@ def open_storage(url: str) -> Any:
 
     import sqlalchemy
 
-    with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
-        db.execute("PRAGMA journal_mode=WAL")  # kept in the file: every later opener uses it
-    storage = optuna.storages.RDBStorage(url)
+    path = url.removeprefix("sqlite:///")
+    try:
+        with sqlite3.connect(path) as db:
+            db.execute("PRAGMA journal_mode=WAL")  # kept in the file: every later opener too
+            if Path(path).stat().st_size:
+                db.execute("PRAGMA quick_check")  # a damaged file fails here, not mid-search
+        storage = optuna.storages.RDBStorage(url)
+    except (sqlite3.DatabaseError, sqlalchemy.exc.DatabaseError) as e:
+        raise AutostageError(
+            f"{path} is damaged ({str(e).splitlines()[0]}): the Optuna storage cannot be "
+            "read. The trial records beside it (trials/) are intact: restore the file from a "
+            "backup, or start a new search that learns from this one (--out NEW, with "
+            f"study.warm_start = [\"{Path(path).parent}\"])") from None
 
     def on_connect(connection: Any, record: Any) -> None:
         connection.execute("PRAGMA synchronous=NORMAL")

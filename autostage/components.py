@@ -86,10 +86,12 @@ class Dataset(Component):
 @dataclass(frozen=True)
 class Example:
     """One text example. For language modelling only `text` is scored (a `prompt` before it is
-    context, e.g. "00417+03905="); for classification `label` is the class."""
+    context, e.g. "00417+03905="); for classification `label` is the class: a name ("comedy",
+    as a csv or jsonl file gives it), which the trainer numbers through one label vocabulary
+    per study (the sorted names of its training data), or a class id (int) used as it is."""
 
     text: str
-    label: int | None = None
+    label: int | str | None = None
     prompt: str = ""
 
 
@@ -99,11 +101,6 @@ class TextDataset(Dataset):
     @abstractmethod
     def examples(self, split: str, seed: int) -> Sequence[Example]:
         """The examples of `split` ("train" or "val"); the same seed gives the same list."""
-
-    def num_labels(self, seed: int) -> int:
-        """How many classes the labels take (0: no labels)."""
-        labels = {e.label for e in self.examples("train", seed) if e.label is not None}
-        return max(labels) + 1 if labels else 0
 
 
 class Sampler(Component):
@@ -200,6 +197,12 @@ class TrainerRun(Protocol):
 
     def load(self, directory: str) -> None:
         """Continue from what `save` wrote (called on a freshly started run)."""
+
+    # Optional: a run without it keeps no model (`autostage search` says so at its end).
+    def export(self, directory: str) -> None:
+        """Write the trial's final model into `directory` in the trainer's native shareable
+        format (for transformers: what `from_pretrained` opens, with its tokenizer). Called
+        once, after the last stage, for trials the study may keep (`study.keep_models`)."""
 
 
 class Trainer(Component):

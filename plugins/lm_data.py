@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import array
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +18,7 @@ from autostage.components import Example
 from autostage_plugins.tokenize import Tokenizer
 
 IGNORE = -100  # label value the loss skips
+EVAL_SEED = "held-out"  # draws the eval sample: one per study, not per trial
 
 
 @dataclass
@@ -54,15 +56,20 @@ class Stream:
         index = torch.arange(start, start + length) % n
         return self.ids[index], self.scored[index]
 
-    def windows_in_order(self, length: int, count: int):
-        """The first `count` non-overlapping windows: a fixed evaluation set. With prompts,
-        each window starts at an example, as in training: an answer cut from its prompt
-        cannot be predicted and would only add noise to the loss."""
-        starts = self._aligned_starts(length) if self.prompted else \
-            [k * length for k in range(count)]
-        for start in starts[:count]:
+    def eval_windows(self, length: int, count: int):
+        """The windows of `eval_starts`, with their scored masks."""
+        for start in self.eval_starts(length, count):
             index = torch.arange(start, start + length) % len(self.ids)
             yield self.ids[index], self.scored[index]
+
+    def eval_starts(self, length: int, count: int) -> list[int]:
+        """Where a fixed evaluation set's windows begin: `count` non-overlapping windows drawn
+        by a fixed seed from the whole stream (every window when there are no more), in
+        stream order. With prompts, each window starts at an example, as in training: an
+        answer cut from its prompt cannot be predicted and would only add noise to the loss."""
+        starts = self._aligned_starts(length) if self.prompted else \
+            range(0, max(1, len(self.ids) // length) * length, length)
+        return held_out_sample(starts, count)
 
     def _aligned_starts(self, length: int) -> list[int]:
         out, edge = [], 0
@@ -71,6 +78,16 @@ class Stream:
                 out.append(start)
                 edge = start + length
         return out
+
+
+def held_out_sample(items: Sequence, count: int) -> list:
+    """`count` of `items` drawn without replacement, in their order: the same draw for every
+    trial of a study, whatever its seed, so trials are scored on the same examples; all of
+    them when there are no more than `count`. A fixed sample, not the first `count`: files are
+    often sorted (by label, by topic), and their head is not the whole."""
+    if len(items) <= count:
+        return list(items)
+    return [items[i] for i in sorted(random.Random(EVAL_SEED).sample(range(len(items)), count))]
 
 
 def _tensor(buffer: array.array | bytearray, dtype: torch.dtype) -> torch.Tensor:

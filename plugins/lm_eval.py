@@ -1,4 +1,10 @@
-"""Evaluation for the transformers trainer: the same held-out batches every time."""
+"""Evaluation for the transformers trainer: the same held-out sample every time.
+
+The sample is drawn once per study (`lm_data.held_out_sample`, a fixed seed): up to
+`eval_batches × batch_size` examples of a source's val split (language modelling: windows
+of `context` tokens spread over its val stream), or all of them when there are no more.
+Every source's metrics include `examples`, how many it scored.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from typing import Any
 
 import torch
 
-from autostage_plugins.lm_data import IGNORE, classify_batch, lm_batch, mlm_batch
+from autostage_plugins.lm_data import IGNORE, classify_batch, held_out_sample, lm_batch, mlm_batch
 
 
 @torch.no_grad()
@@ -27,7 +33,7 @@ def evaluate(model: Any, objective: str, data: Any, source: str, cfg: Any, tok: 
 def _language(model: Any, objective: str, stream: Any, cfg: Any, tok: Any,
               device: Any) -> dict[str, float]:
     total, count = 0.0, 0
-    windows = list(stream.windows_in_order(cfg.context, cfg.eval_batches * cfg.batch_size))
+    windows = list(stream.eval_windows(cfg.context, cfg.eval_batches * cfg.batch_size))
     gen = torch.Generator().manual_seed(0)  # the same masks at every eval
     for start in range(0, len(windows), cfg.batch_size):
         chunk = windows[start:start + cfg.batch_size]
@@ -42,11 +48,11 @@ def _language(model: Any, objective: str, stream: Any, cfg: Any, tok: Any,
             ignore_index=IGNORE, reduction="sum"))
         count += int((labels != IGNORE).sum())
     loss = total / max(1, count)
-    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "examples": len(windows)}
 
 
 def _classify(model: Any, examples: list, cfg: Any, tok: Any, device: Any) -> dict[str, float]:
-    examples = examples[: cfg.eval_batches * cfg.batch_size]
+    examples = held_out_sample(examples, cfg.eval_batches * cfg.batch_size)
     total, predicted, actual = 0.0, [], []
     for start in range(0, len(examples), cfg.batch_size):
         batch = {k: v.to(device) for k, v in
@@ -59,13 +65,18 @@ def _classify(model: Any, examples: list, cfg: Any, tok: Any, device: Any) -> di
         predicted += logits.argmax(-1).tolist()
         actual += batch["labels"].tolist()
     accuracy = sum(p == a for p, a in zip(predicted, actual, strict=True)) / len(actual)
-    return {"loss": total / len(actual), "accuracy": accuracy, "f1": macro_f1(predicted, actual)}
+    return {"loss": total / len(actual), "accuracy": accuracy,
+            "f1": macro_f1(predicted, actual), "examples": len(actual)}
 
 
 def macro_f1(predicted: list[int], actual: list[int]) -> float:
-    """F1 per class present in the labels, averaged with equal weight."""
+    """F1 per class, averaged with equal weight over the classes of the label set that the
+    sample holds or the model predicts: a class predicted but absent scores 0 (its every
+    prediction is a false alarm), a class present but never predicted scores 0. A class
+    absent from both is left out, not scored 0 (scikit-learn's zero_division=0): the sample
+    says nothing about it, and a 0 there would hold a perfect classifier below 1."""
     scores = []
-    for c in sorted(set(actual)):
+    for c in sorted(set(actual) | set(predicted)):
         tp = sum(p == c and a == c for p, a in zip(predicted, actual, strict=True))
         fp = sum(p == c and a != c for p, a in zip(predicted, actual, strict=True))
         fn = sum(p != c and a == c for p, a in zip(predicted, actual, strict=True))

@@ -28,10 +28,11 @@ class Transformers(Trainer):
     """A GPT-2 or BERT model sized here (or a `pretrained` directory), trained by autostage."""
 
     objectives = ("causal_lm", "mlm", "classify")
-    metrics = ("loss", "perplexity", "accuracy", "f1")
+    metrics = ("loss", "perplexity", "accuracy", "f1", "examples")
     maximize = ("accuracy", "f1")
-    objective_metrics = {"causal_lm": ("loss", "perplexity"), "mlm": ("loss", "perplexity"),
-                         "classify": ("loss", "accuracy", "f1")}
+    objective_metrics = {"causal_lm": ("loss", "perplexity", "examples"),
+                         "mlm": ("loss", "perplexity", "examples"),
+                         "classify": ("loss", "accuracy", "f1", "examples")}
 
     arch: Literal["gpt2", "bert"] = "gpt2"
     n_layer: int = Field(2, ge=1, le=96)
@@ -45,7 +46,10 @@ class Transformers(Trainer):
     batch_size: int = Field(16, ge=1, le=65536, description="sequences per micro-batch")
     grad_accum: int = Field(1, ge=1, le=4096, description="micro-batches per optimizer step")
     max_grad_norm: float = Field(1.0, ge=0, le=1e6, description="gradient clipping (0: off)")
-    eval_batches: int = Field(4, ge=1, le=10000, description="batches per eval of a source")
+    eval_batches: int = Field(4, ge=1, le=10000, description=(
+        "an eval scores eval_batches x batch_size held-out examples (language models: windows "
+        "of context tokens) of each source, one fixed seeded sample per study; the whole val "
+        "split when it is no larger"))
     mlm_probability: float = Field(0.15, gt=0, lt=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = Field(True, description="bf16 autocast on CUDA")
@@ -86,13 +90,9 @@ class TransformersRun:
         self.data = _Data(self.sources, self.tok, setup.seed)
         classified = [s for s, o in setup.objectives.items() if o == "classify" and s in
                       self.sources]
-        unlabelled = [s for s in classified if not self.data.num_labels(s)]
-        if unlabelled:
-            raise AutostageError(
-                f"data source {unlabelled[0]!r} has no labels, but a classify stage trains on "
-                "or evaluates it: give it labels (e.g. label_field, or pydoc's variant = "
-                "\"classify\"), or evaluate it in a language-model stage")
-        self.num_labels = max([self.data.num_labels(s) for s in classified] or [2])
+        #: the classifier's label names in class-id order (None: the data gives class ids)
+        self.labels = _label_names(self.data.examples, classified)
+        self.num_labels = self.data.number_classes(classified, self.labels)
         self.models: dict[str, Any] = {}
         self.stage: StageVisit | None = None
         self.optimizer: Any = None
@@ -164,7 +164,7 @@ class TransformersRun:
 
         stage, model = self.stage, self.models[self.stage.objective]
         model.train()
-        done, losses, norms = 0, [], []
+        done, losses, norms, clipped = 0, [], [], 0
         while done < tokens:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr(done)
@@ -188,9 +188,12 @@ class TransformersRun:
             self.step += 1
             losses.append(step_loss)
             norms.append(norm)
+            clipped += 0 < self.cfg.max_grad_norm < norm
+        # `clipped`: the share of steps whose gradient norm was cut to max_grad_norm
         return TrainResult(done, {"loss": sum(losses) / len(losses),
                                   "grad_norm": sum(norms) / len(norms),
-                                  "grad_norm_max": max(norms), "grad_norm_min": min(norms)})
+                                  "grad_norm_max": max(norms), "grad_norm_min": min(norms),
+                                  "clipped": clipped / len(norms)})
 
     def _loss(self, model: Any, batch: dict) -> Any:
         import torch
@@ -231,6 +234,11 @@ class TransformersRun:
 
         load(self, Path(directory))
 
+    def export(self, directory: str) -> None:
+        from autostage_plugins.lm_export import export
+
+        export(self, Path(directory))
+
 
 class _Data:
     """Every source's train and val data, tokenized once per trial."""
@@ -244,9 +252,26 @@ class _Data:
         self.streams = {s: {split: Stream.build(ex, tok) for split, ex in splits.items()}
                         for s, splits in self.examples.items()}
 
-    def num_labels(self, source: str) -> int:
-        labels = [e.label for e in self.examples[source]["train"] if e.label is not None]
-        return max(labels) + 1 if labels else 0
+    def number_classes(self, sources: list[str], labels: list[str] | None) -> int:
+        """Give every example of the classified `sources` its class id — its label's place in
+        `labels`, or the id the dataset gave — and return the number of classes. Checked
+        before any training: a label the classifier has no class for is one clear error."""
+        from dataclasses import replace
+
+        ids = {name: i for i, name in enumerate(labels)} if labels is not None else \
+            {i: i for i in range(_class_count(self.examples, sources))}
+        known = ", ".join(labels) if labels is not None else f"ids 0-{len(ids) - 1}"
+        for source in sources:
+            for split, examples in self.examples[source].items():
+                stray = next((e for e in examples if e.label not in ids), None)
+                if stray is not None:
+                    raise AutostageError(
+                        f"data source {source!r} ({split} split): label {stray.label!r} is "
+                        f"not a class of the classifier, whose classes come from the train "
+                        f"splits of {', '.join(sources)}: {known}")
+                self.examples[source][split] = [replace(e, label=ids[e.label])
+                                                for e in examples]
+        return len(ids)
 
     def train_batch(self, stage: StageVisit, k: int, cfg: Transformers, tok: Any) -> dict:
         import torch
@@ -265,6 +290,35 @@ class _Data:
             gen = torch.Generator().manual_seed(rng.getrandbits(62))
             return mlm_batch(windows, tok, cfg.mlm_probability, gen)
         return lm_batch(windows)
+
+
+def _label_names(examples: dict, sources: list[str]) -> list[str] | None:
+    """The classifier's label vocabulary: the sorted union of the label names in the train
+    splits of the sources it classifies (csv, jsonl, pydoc), so a class has one id in every
+    source; None when they give class ids (hf). A source with no labels, or sources mixing
+    names and ids, are one clear error."""
+    given = {s: {e.label for e in examples[s]["train"]} - {None} for s in sources}
+    unlabelled = [s for s, labels in given.items() if not labels]
+    if unlabelled:
+        raise AutostageError(
+            f"data source {unlabelled[0]!r} has no labels, but a classify stage trains on "
+            "or evaluates it: give it labels (e.g. label_field, or pydoc's variant = "
+            "\"classify\"), or evaluate it in a language-model stage")
+    named = [s for s, labels in given.items() if any(isinstance(x, str) for x in labels)]
+    numbered = [s for s, labels in given.items() if any(isinstance(x, int) for x in labels)]
+    if named and numbered:
+        raise AutostageError(
+            f"one classifier cannot number labels given as names (data source {named[0]!r}) "
+            f"and as class ids (data source {numbered[0]!r}) alike: give every classified "
+            "source names (csv, jsonl, pydoc) or every one ids (hf)")
+    return sorted(set().union(*given.values())) if named else None
+
+
+def _class_count(examples: dict, sources: list[str]) -> int:
+    """Classes for labels given as ids: the largest id in a train split, plus one (2 when
+    nothing is classified: a head must have some)."""
+    return max([e.label for s in sources for e in examples[s]["train"]
+                if e.label is not None] or [1]) + 1
 
 
 def _counted(batch: dict) -> int:

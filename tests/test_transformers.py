@@ -220,7 +220,8 @@ def test_a_missing_pretrained_directory_is_one_clear_error(tmp_path, registry, c
 def test_mlm_pretraining_hands_its_encoder_to_the_classifier(tmp_path, registry):
     study, config = prepare(tmp_path, registry, text=BERT_STUDY.read_text(), overrides=[
         "search.plan={order='pretrain>classify'}", "stage.pretrain.tokens=1024",
-        "stage.classify.tokens=1024", "model.n_layer=1", "model.n_embd=32"])
+        "stage.pretrain.eval_every=512", "stage.classify.tokens=1024", "model.n_layer=1",
+        "model.n_embd=32"])
     plan, trainer = start(registry, study, config)
     run_trial(plan, trainer)
     mlm, clf = trainer.models["mlm"], trainer.models["classify"]
@@ -296,8 +297,8 @@ def test_pretraining_on_the_target_texts_is_judged_by_the_final_objective(tmp_pa
     # masked-LM on the very texts the classifier is then trained on, judged by accuracy
     study, config = prepare(tmp_path, registry, text=BERT_STUDY.read_text(), overrides=[
         "stage.pretrain.data=topics", "search.plan={order='pretrain>classify'}",
-        "stage.pretrain.tokens=1024", "stage.classify.tokens=1024", "model.n_layer=1",
-        "model.n_embd=32"])
+        "stage.pretrain.tokens=1024", "stage.pretrain.eval_every=512",
+        "stage.classify.tokens=1024", "model.n_layer=1", "model.n_embd=32"])
     plan, trainer = start(registry, study, config)
     result = run_trial(plan, trainer)
     assert result.status == TrialStatus.COMPLETED
@@ -317,3 +318,80 @@ def test_a_stream_scores_answers_and_end_tokens_never_prompts():
     assert stream.scored.tolist() == [False] * 4 + [True] * 7
     assert stream.starts == [0, 7, 9] and stream.prompted
     assert Stream.build([], tok).ids.numel() == 0
+
+
+PLAYS = textwrap.dedent("""
+    [study]
+    name = "plays"
+    metric = "eval.plays.accuracy"
+    mode = "max"
+    [model]
+    trainer = "transformers"
+    arch = "bert"
+    n_layer = 1
+    n_embd = 32
+    n_head = 2
+    context = 32
+    [data.plays]
+    dataset = "csv"
+    path = "{plays}"
+    label_field = "label"
+    [data.extra]
+    dataset = "csv"
+    path = "{extra}"
+    label_field = "label"
+    [[stage]]
+    name = "classify"
+    data = "plays"
+    objective = "classify"
+    evals = ["extra"]
+    tokens = 512
+    final = true
+""")
+
+
+def write_plays(path, labels):
+    path.write_text("text,label\n" + "".join(f"{label} {i},{label}\n"
+                                             for i, label in enumerate(labels)))
+    return path
+
+
+@pytest.mark.slow
+def test_one_label_vocabulary_numbers_every_source_alike(tmp_path, registry):
+    plays = write_plays(tmp_path / "plays.csv", ["comedy", "history", "tragedy"] * 40)
+    extra = write_plays(tmp_path / "extra.csv", ["tragedy", "comedy"] * 40)  # no history
+    _, trainer = start(registry, *prepare(tmp_path, registry, PLAYS.format(plays=plays,
+                                                                           extra=extra)))
+    assert trainer.labels == ["comedy", "history", "tragedy"] and trainer.num_labels == 3
+    for source in ("plays", "extra"):
+        for examples in trainer.data.examples[source].values():
+            # each text begins with its label's name: its id must point at that name
+            assert all(e.text.startswith(trainer.labels[e.label]) for e in examples)
+
+
+@pytest.mark.slow
+def test_a_label_the_classifier_has_no_class_for_is_one_clear_error_before_training(
+        tmp_path, capsys):
+    from autostage_plugins.datasets import _split
+
+    labels = ["tragedy", "comedy"] * 40
+    for i in _split(list(range(len(labels))), "val", 0.1, seed=0)[:1]:
+        labels[i] = "romance"  # only in the held-out split: no train split teaches it
+    plays = write_plays(tmp_path / "plays.csv", ["comedy", "history", "tragedy"] * 40)
+    extra = write_plays(tmp_path / "extra.csv", labels)
+    (tmp_path / "study.toml").write_text(PLAYS.format(plays=plays, extra=extra))
+    assert main(["trial", str(tmp_path / "study.toml")]) == 2
+    out, err = capsys.readouterr()
+    assert "data source 'extra' (val split): label 'romance' is not a class of the " \
+        "classifier" in err and "comedy, history, tragedy" in err
+    assert "Traceback" not in err and "tokens" not in out  # nothing was trained
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("max_grad_norm", "clipped"), [(1e-6, 1.0), (0.0, 0.0), (1e6, 0.0)])
+def test_train_metrics_report_the_share_of_clipped_steps(tmp_path, registry, max_grad_norm,
+                                                         clipped):
+    result, _ = run(tmp_path, registry, overrides=[
+        f"model.max_grad_norm={max_grad_norm}", "search.plan={order='target'}",
+        "stage.target.tokens=2048"])
+    assert [e.metrics["train.clipped"] for e in result.evals] == [clipped] * 4

@@ -231,19 +231,24 @@ def test_mlm_pretraining_hands_its_encoder_to_the_classifier(tmp_path, registry)
 
 @pytest.mark.slow
 def test_a_torn_checkpoint_is_detected_and_the_previous_one_used(tmp_path, registry):
-    from autostage_plugins.lm_checkpoint import TornCheckpoint, latest_intact
+    from autostage.checkpoints import TornCheckpoint, newest_intact, restore, seal, verify
 
     study, config = prepare(tmp_path, registry)
     plan, trainer = start(registry, study, config)
     run_trial(plan, trainer)
-    first, second = tmp_path / "ckpt-1", tmp_path / "ckpt-2"
-    trainer.save(str(first))
-    trainer.save(str(second))
+    first, second = tmp_path / "checkpoint_000000", tmp_path / "checkpoint_000001"
+    for directory in (first, second):  # as the search writes them: saved, then sealed
+        trainer.save(str(directory))
+        (directory / "loop.json").write_text(json.dumps(LoopState((), 0, 1.0, (), {}).to_json()))
+        seal(directory)
     weights = second / "causal_lm.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a cut write
-    assert latest_intact([first, second]) == first
-    with pytest.raises(TornCheckpoint):
-        trainer.load(str(second))
+    with pytest.raises(TornCheckpoint, match="causal_lm.safetensors does not match"):
+        verify(second)
+    assert newest_intact(second)[0] == first
+    _, fresh = start(registry, study, config)
+    state, refused = restore(fresh, second)
+    assert state is not None and len(refused) == 1
 
 
 def test_masked_lm_on_gpt2_is_refused_by_validate(tmp_path, capsys):

@@ -91,6 +91,10 @@ def _check_study(ctx: Context) -> Iterator[Problem]:
         else:
             yield from _check_settings(kind, name, getattr(study, f"{kind}_settings"),
                                        f"study.{kind}_settings", registry)
+    for metric in sorted({m for m in study.metrics if study.metrics.count(m) > 1}):
+        yield Problem("study.metric", f"'{metric}' is listed twice; name each metric once")
+    if study.storage is not None and (why := storage_problem(study.storage)) is not None:
+        yield Problem("study.storage", why)
     if len(study.metrics) != len(study.modes):
         yield Problem("study.mode", f"give one mode, or one per metric ({len(study.metrics)})")
     if len(study.metrics) > 1 and study.trial_scheduler != "fifo":
@@ -105,6 +109,45 @@ def _check_study(ctx: Context) -> Iterator[Problem]:
         if not (Path(path) / "study.json").is_file():
             yield Problem("study.warm_start", f"{path} is not a run directory (no study.json "
                           "there): name the --out directory of an earlier `autostage search`")
+
+
+def storage_problem(url: str) -> str | None:
+    """What is wrong with an Optuna RDB URL, found without connecting: a URL SQLAlchemy
+    cannot parse, a dialect or driver that is not installed, an SQLite file whose folder is
+    missing or read-only. None when nothing is."""
+    import os
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as e:
+        return f"not a database URL SQLAlchemy can read ({e}); e.g. sqlite:///path/optuna.db"
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        return (f"no database dialect '{parsed.drivername}' is installed; use an Optuna RDB "
+                "URL such as sqlite:///path/optuna.db, postgresql://user@host/db or "
+                "mysql://user@host/db")
+    try:
+        dialect.import_dbapi()
+    except ImportError as e:
+        backend = parsed.get_backend_name()
+        return (f"the module '{getattr(e, 'name', None) or e}' that {parsed.drivername}:// "
+                f"URLs connect through is not installed; install it (pip), or name an "
+                f"installed driver in the URL: {backend}+<driver>://...")
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        file = Path(parsed.database)
+        folder = file.parent
+        if file.is_dir():
+            return f"{file} is a directory; name the SQLite file to keep the study in"
+        if not folder.is_dir():
+            return (f"the folder {folder} of the SQLite file does not exist; create it, or "
+                    "name a file in an existing folder")
+        if not file.exists() and not os.access(folder, os.W_OK):
+            return f"cannot create {file.name} in {folder}: the folder is not writable"
+    return None
 
 
 def _check_settings(kind: str, name: str, settings: dict[str, Any], path: str,
@@ -177,6 +220,10 @@ def _check_stages(ctx: Context) -> Iterator[Problem]:
     if stages is None:
         return
     trainer = _trainer(sections, registry)
+    finals = [s.name for s in stages if s.final]
+    if len(finals) > 1:  # reported alone: "must be the last" for each would only follow from it
+        yield Problem("stage", f"only one stage may be final (it ends every trial); these are: "
+                      f"{', '.join(finals)}")
     seen: set[str] = set()
     for i, stage in enumerate(stages):
         path = f"stage.{stage.name}"
@@ -184,7 +231,7 @@ def _check_stages(ctx: Context) -> Iterator[Problem]:
             yield Problem(f"{path}.name", f"duplicate stage name '{stage.name}'; "
                           "stage names must be unique")
         seen.add(stage.name)
-        if stage.final and i != len(stages) - 1:
+        if stage.final and i != len(stages) - 1 and len(finals) == 1:
             yield Problem(f"{path}.final", "the final stage must be the last [[stage]] "
                           "(it always runs last); move it to the end")
         yield from _check_stage_data(stage, path, ctx.data_names)
@@ -201,9 +248,6 @@ def _check_stages(ctx: Context) -> Iterator[Problem]:
             if name is not None and not registry.has(kind, name):
                 yield Problem(f"{path}.{kind}", _unknown(kind, name, registry))
     yield from _check_trainer_objectives(sections, trainer, stages)
-    finals = [s.name for s in stages if s.final]
-    if len(finals) > 1:
-        yield Problem("stage", f"only one stage may be final; these are: {', '.join(finals)}")
 
 
 def _check_trainer_objectives(sections: dict[str, Any], trainer: Any,
@@ -226,8 +270,15 @@ def _check_stage_data(stage: Any, path: str, data: frozenset[str]) -> Iterator[P
             yield Problem(f"{path}.data" if source in stage.sources else f"{path}.evals",
                           f"no data source named '{source}'; defined: {known}")
     if isinstance(stage.data, dict):
+        bad = False
         for source, weight in stage.data.items():
-            yield from _check_weight(weight, f"{path}.data.{source}")
+            for problem in _check_weight(weight, f"{path}.data.{source}"):
+                bad = True
+                yield problem
+        highest = [w["high"] if isinstance(w, dict) else w for w in stage.data.values()]
+        if stage.data and not bad and max(highest) <= 0:
+            yield Problem(f"{path}.data", "every weight of the mixture is 0: the stage would "
+                          "train on nothing; give at least one data source a weight > 0")
 
 
 def _check_weight(weight: Any, path: str) -> Iterator[Problem]:
@@ -375,19 +426,29 @@ def _check_plan(ctx: Context) -> Iterator[Problem]:
     movable = [s.name for s in stages if not s.final]
     finals = {s.name for s in stages if s.final}
     lists = [("reorder", plan.reorder), ("skip", plan.skip), ("repeat", list(plan.repeat))]
-    bad = False
+    bad = len(finals) > 1  # reported with the stages; no plan is well defined then
     for key, listed in lists:
-        for name in listed:
+        for name in sorted({n for n in listed if listed.count(n) > 1}):
+            yield Problem(f"search.plan.{key}", f"'{name}' is listed twice; name each stage "
+                          "once")
+            bad = True
+        for name in dict.fromkeys(listed):
             if name not in ctx.stage_names:
                 yield Problem(f"search.plan.{key}", f"no stage named '{name}'; non-final "
                               f"stages: {', '.join(movable)}")
                 bad = True
-            elif name in finals:
+            elif name in finals and len(finals) == 1:
                 yield Problem(f"search.plan.{key}", f"'{name}' is the final stage: it always "
                               "runs last, once")
                 bad = True
     if plan.order is not None:
-        yield from _check_order(plan.order, stages)
+        given = [key for key, listed in lists if listed]
+        if given:
+            yield Problem("search.plan.order", "`order` fixes the stage plan, so "
+                          f"{' / '.join(given)} would be ignored; give either `order` or "
+                          "reorder / skip / repeat")
+        if len(finals) <= 1:
+            yield from _check_order(plan.order, stages)
         return
     for name, count in plan.repeat.items():
         if count < 1:

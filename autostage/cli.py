@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_set(t)
     t.add_argument("--seed", type=int, default=None, help="sampling and training seed "
                    "(default: the study's)")
-    t.add_argument("-v", "--verbose", action="store_true", help="also print train metrics")
+    t.add_argument("-v", "--verbose", action="store_true", help="also print train metrics "
+                   "(and the traceback of a trial that raises)")
     t.set_defaults(run=_trial)
 
     s = sub.add_parser("search", help="search the study: Ray Tune trials, Optuna sampling")
@@ -55,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", metavar="DIR", help="run directory (default: runs/<study name>)")
     s.add_argument("--resume", action="store_true", help="continue an interrupted search "
                    "in its run directory to exactly the requested number of trials")
-    s.add_argument("--address", metavar="ADDR", help="join an existing Ray cluster")
+    s.add_argument("--address", metavar="ADDR", help="join an existing Ray cluster: HOST:PORT, "
+                   "or 'auto' (the one RAY_ADDRESS or `ray start` names); default: a local "
+                   "Ray of the search's own")
     s.add_argument("-v", "--verbose", action="store_true", help="show Ray's own output")
     s.set_defaults(run=_search)
 
@@ -122,17 +125,29 @@ def _count_searched(space) -> int:
 
 def _trial(args: argparse.Namespace) -> int:
     from autostage import load_registry, load_study, prepare_trial, sample_config
+    from autostage.errors import AutostageError
     from autostage.records import TrialStatus
 
     registry = load_registry()
     study = load_study(args.study, registry, args.overrides)
     seed = study.study.seed if args.seed is None else args.seed
     params = sample_config(study, registry, seed)
-    trial = prepare_trial(study, registry, params, seed)
     print(f"trial of study '{study.study.name}' (seed {seed})")
     for key in sorted(params):
         print(f"  {key} = {_fmt(params[key])}")
-    result = trial.run(report=_EvalPrinter(study.study.metrics[0], args.verbose))
+    printer = _EvalPrinter(study.study.metrics[0], args.verbose)
+    try:
+        result = prepare_trial(study, registry, params, seed).run(report=printer)
+    except AutostageError:
+        raise  # bad input found while starting or training: one line, exit 2
+    except Exception as e:  # a search records this trial as failed, with this reason
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"{TrialStatus.FAILED}: {_error_line(e)} — no value, after {printer.count} "
+              "evals" + ("" if args.verbose else " (-v shows the traceback)"))
+        return 1
     value = result.value
     shown = f"{study.study.metrics[0]} = {value:.4g}" if value is not None else "no value"
     print(f"{result.status}{': ' + result.reason if result.reason else ''} — {shown}, "
@@ -145,8 +160,10 @@ class _EvalPrinter:
 
     def __init__(self, metric: str, verbose: bool) -> None:
         self.metric, self.verbose = metric, verbose
+        self.count = 0  # evals printed so far
 
     def __call__(self, ev) -> None:
+        self.count += 1
         from autostage.decisions import describe
         from autostage.keys import eval_source
 
@@ -159,6 +176,12 @@ class _EvalPrinter:
             decision = "stage done"
         print(f"  {ev.stage + repeat:<12} tokens {ev.tokens:>10,}  lr {ev.lr:.2e}  {metrics}"
               f"  -> {decision}")
+
+
+def _error_line(error: BaseException) -> str:
+    """An exception as one line, as a search records a trial that raised: `Type: message`."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _fmt(value) -> str:

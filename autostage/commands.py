@@ -5,6 +5,8 @@ imported only once a search really starts."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -24,18 +26,20 @@ def start_search(study_path: str, study: Study, registry: Any, overrides: list[s
                  run: RunDir, *, resume: bool, address: str | None, verbose: bool) -> int:
     from rich.console import Console
 
+    # Everything that can be known before a search starts is checked before anything is
+    # written: the run directory, the storage, the resources a local Ray would have.
     if resume:
         check_resume(study, run)
-    elif (run.path / "optuna.db").exists() or (run.path / "trials").exists():
-        raise AutostageError(f"{run.path} already holds a search: continue it with --resume, "
-                             "or write this one elsewhere with --out DIR")
-    fresh = not run.path.exists()
-    run.path.mkdir(parents=True, exist_ok=True)
-    made = [n for n in RUN_FILES if not (run.path / n).exists()]  # ours to remove on failure
-    if not _same_file(run.study_toml, Path(study_path)):  # --out may be the study's folder
-        run.study_toml.write_text(Path(study_path).read_text())
-    write_json(run.study_json, {"study": study.model_dump(mode="json"), "overrides": overrides,
-                                "source": str(study_path)})
+    else:
+        check_run_dir(run, Path(study_path))
+        if (run.path / "optuna.db").exists() or (run.path / "trials").exists():
+            raise AutostageError(f"{run.path} already holds a search: continue it with "
+                                 "--resume, or write this one elsewhere with --out DIR")
+    if study.study.storage is not None:
+        probe_storage(study.study.storage)
+    if address is None:
+        check_local_resources(study.study.resources)
+    made, created = _write_study(run, study, Path(study_path), overrides)
 
     from autostage.live import SearchView, print_summary
     from autostage.search import run_search
@@ -47,7 +51,7 @@ def start_search(study_path: str, study: Study, registry: Any, overrides: list[s
                              verbose=verbose)
     except AutostageError:
         if not resume and not (run.path / "trials").exists():
-            _forget(run, made, fresh)  # nothing ran: leave no half-made run directory behind
+            _forget(run, made, created)  # nothing ran: leave no half-made run directory
         raise
     finally:
         view.stop()
@@ -62,7 +66,6 @@ def start_search(study_path: str, study: Study, registry: Any, overrides: list[s
 def _no_value(records: list[TrialRecord]) -> int:
     """A search none of whose trials produced a value failed, whatever ran: say why in one
     line (the commonest reason) and exit 1."""
-    import sys
     from collections import Counter
 
     reasons = Counter(r.reason for r in records if r.reason)
@@ -89,21 +92,154 @@ def _write_report(console: Any, run: RunDir, host: Any) -> None:
 
 
 RUN_FILES = ("study.toml", "study.json", "optuna.db", "optuna.db-wal", "optuna.db-shm")
+#: what a search writes into its run directory (besides ray-<time>/, named by the time)
+WRITES = (*RUN_FILES, "report.html", "trials", "models", "cache")
 
 
 def _same_file(a: Path, b: Path) -> bool:
     return a.exists() and b.exists() and a.resolve() == b.resolve()
 
 
-def _forget(run: RunDir, made: list[str], remove_dir: bool) -> None:
-    """Remove what this search created, never a file that was there before it."""
-    for name in made:
-        (run.path / name).unlink(missing_ok=True)
-    for name in ("optuna.db-wal", "optuna.db-shm"):  # SQLite's side files of a db we made
-        if "optuna.db" in made:
+def check_run_dir(run: RunDir, study_file: Path) -> None:
+    """Refuse a run directory a search cannot write, or one holding files it would overwrite
+    that no earlier search wrote (a user's own study.toml or report.html). The study file
+    itself may be there: `--out` may be its folder."""
+    path = run.path
+    try:
+        if not path.exists():
+            ancestor = next(p for p in path.parents if p.exists())
+            if not ancestor.is_dir():
+                raise AutostageError(f"cannot create the run directory {path}: {ancestor} is a "
+                                     "file; choose another with --out DIR")
+            if not os.access(ancestor, os.W_OK | os.X_OK):
+                raise AutostageError(f"cannot create the run directory {path}: {ancestor} is "
+                                     "not writable; choose another with --out DIR")
+            return
+        if not path.is_dir():
+            raise AutostageError(f"the run directory {path} is a file; give a directory "
+                                 "(new, or an earlier search's) with --out DIR")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise AutostageError(f"the run directory {path} is not writable; choose another "
+                                 "with --out DIR")
+        if is_run_dir(path):
+            return
+        theirs = [n for n in WRITES if (path / n).exists()
+                  and not (n == "study.toml" and _same_file(run.study_toml, study_file))]
+    except OSError as e:  # e.g. a name too long for the filesystem
+        raise AutostageError(f"cannot use {path} as the run directory: {e.strerror or e}; "
+                             "choose another with --out DIR") from None
+    if theirs:
+        raise AutostageError(f"{path} holds {', '.join(theirs)}, which a search would "
+                             "overwrite, and is no earlier search's run directory (no study.json"
+                             " of autostage's): give a new or empty directory with --out DIR")
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether `path` holds the study.json of an earlier `autostage search`."""
+    try:
+        data = json.loads((path / "study.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("study"), dict) and \
+        isinstance(data.get("overrides"), list)
+
+
+def _write_study(run: RunDir, study: Study, study_file: Path,
+                 overrides: list[str]) -> tuple[list[str], list[Path]]:
+    """Write study.toml and study.json; return the files and the directories this made (to
+    remove if the search fails to start). A filesystem error is one line, nothing left."""
+    created: list[Path] = []
+    made: list[str] = []
+    try:
+        created = [p for p in (run.path, *run.path.parents) if not p.exists()]
+        made = [n for n in RUN_FILES if not (run.path / n).exists()]
+        run.path.mkdir(parents=True, exist_ok=True)
+        if not _same_file(run.study_toml, study_file):  # --out may be the study's folder
+            run.study_toml.write_text(study_file.read_text())
+        write_json(run.study_json, {"study": study.model_dump(mode="json"),
+                                    "overrides": overrides, "source": str(study_file)})
+    except OSError as e:
+        _forget(run, made, created)
+        raise AutostageError(f"cannot write the run directory {run.path}: "
+                             f"{e.strerror or e}; choose another with --out DIR") from None
+    return made, created
+
+
+def _forget(run: RunDir, made: list[str], created: list[Path]) -> None:
+    """Remove what this search created, never a file that was there before it: the files
+    in `made`, then the directories in `created` (deepest first) left empty. Best effort:
+    it runs while another error is reported."""
+    from contextlib import suppress
+
+    names = [*made, *(("optuna.db-wal", "optuna.db-shm") if "optuna.db" in made else ())]
+    for name in names:  # (with optuna.db, SQLite's side files of the db we made)
+        with suppress(OSError):
             (run.path / name).unlink(missing_ok=True)
-    if remove_dir and not any(run.path.iterdir()):
-        run.path.rmdir()
+    for directory in created:
+        with suppress(OSError):
+            directory.rmdir()  # only an empty directory goes
+
+
+def probe_storage(url: str) -> None:
+    """Open the study's own Optuna storage (`study.storage`) once, before anything is written:
+    a database that cannot be reached is one line, not a traceback after the run directory
+    was made. `validate` checked the URL without connecting. A new SQLite file is left to
+    the search to create."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite and (parsed.database in (None, "", ":memory:")
+                   or not Path(parsed.database).exists()):
+        return
+    # a dead host must not hang the start: the drivers that take it get a connect timeout
+    timeout = {"connect_timeout": 10} if parsed.get_driver_name() in (
+        "psycopg2", "psycopg", "pymysql", "mysqldb") else {}
+    engine = None
+    try:
+        engine = sqlalchemy.create_engine(parsed, connect_args=timeout)
+        with engine.connect() as connection:
+            if sqlite:  # connecting alone never reads the file
+                connection.exec_driver_sql("PRAGMA schema_version")
+    except Exception as e:  # the driver's own errors: OperationalError, DatabaseError, ...
+        cause = getattr(e, "orig", None) or e
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise AutostageError(f"study.storage: cannot open "
+                             f"{parsed.render_as_string(hide_password=True)}: {first}"
+                             ) from None
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+def check_local_resources(resources: Any) -> None:
+    """Refuse `study.resources` a local Ray could never give one trial: Ray would wait for
+    them forever, silently."""
+    from autostage.search import local_resources  # Ray is imported in autostage.search only
+
+    problems = resources_problems(resources, *local_resources())
+    if problems:
+        raise AutostageError("; ".join(problems))
+
+
+def resources_problems(resources: Any, cpus: float, gpus: Any) -> list[str]:
+    """What in `resources` (study.resources) a Ray of `cpus` CPUs and `gpus()` GPUs (a
+    callable: counting GPUs may import torch, so only when some are asked for) never has."""
+    problems = []
+    if resources.cpus > cpus:
+        problems.append(
+            f"study.resources.cpus = {resources.cpus:g} per trial, but the local Ray has "
+            f"{cpus:g} CPUs: no trial could ever start. Ask for at most {cpus:g} "
+            f"(--set study.resources.cpus={cpus:g}), or join a bigger cluster with --address")
+    if resources.gpus > 0 and resources.gpus > (found := gpus()):
+        has = f"{found:g} GPUs" if found else "no GPU"
+        problems.append(
+            f"study.resources.gpus = {resources.gpus:g} per trial, but the local Ray has "
+            f"{has}: no trial could ever start. Ask for "
+            + (f"at most {found:g}" if found else "none (--set study.resources.gpus=0)")
+            + ", or join a cluster with GPUs with --address")
+    return problems
 
 
 def check_resume(study: Study, run: RunDir) -> None:

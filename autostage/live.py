@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from autostage.keys import PLAN_KEY
@@ -98,8 +99,8 @@ class SearchView:
         table.add_row("trials", f"{finished}/{self.requested} done  "
                       f"{running} running  {counts[TrialStatus.COMPLETED]} completed  "
                       f"{counts[TrialStatus.PRUNED]} pruned  {counts[TrialStatus.FAILED]} failed")
-        table.add_row("best", f"{self.metric} {best.value:.4g} (trial {best.number}, "
-                      f"plan {best.plan})" if best else "-")
+        table.add_row("best", escape(f"{self.metric} {best.value:.4g} (trial {best.number}, "
+                                     f"plan {best.plan})") if best else "-")
         table.add_row("tokens", f"{spent:,}")
         table.add_row("time", f"{elapsed:.0f} s elapsed" +
                       (f", ~{eta:.0f} s left" if math.isfinite(eta) else ""))
@@ -119,7 +120,8 @@ def print_summary(console: Console, outcome: Any, study: Any) -> None:
     tokens = sum(r.tokens for r in records)
     console.print(f"\nstudy finished: {len(records)} trials ("
                   + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
-                  + f"), {tokens:,} training tokens", highlight=False, soft_wrap=True)
+                  + f"), {tokens:,} training tokens", highlight=False, soft_wrap=True,
+                  markup=False)
     if outcome.interrupted:
         console.print("[yellow]interrupted[/]: continue with --resume")
     run = RunDir(outcome.run_dir)
@@ -162,10 +164,10 @@ def print_front(console: Console, front: list[TrialRecord], metrics: list[str]) 
     table = Table(box=None)
     table.add_column("trial", justify="right")
     for metric in metrics:
-        table.add_column(metric, justify="right")
+        table.add_column(escape(metric), justify="right")
     table.add_column("plan")
-    for record in front:
-        table.add_row(str(record.number), *map(_value, record.values), record.plan)
+    for record in front:  # every cell is markup to rich: user text is escaped
+        table.add_row(str(record.number), *map(_value, record.values), escape(record.plan))
     console.print(table)
 
 

@@ -8,7 +8,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+)
 
 from autostage.errors import Problem, StudyError
 from autostage.keys import eval_sources
@@ -18,6 +26,13 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 # no "." in a stage's name: it is one part of the keys `mix.<stage>.<source>` and of
 # `--set stage.<name>.<key>`
 STAGE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_\-]*$"
+# A name is part of parameter keys (`mix.<stage>.<source>`) and of Ray's config keys, which
+# Ray splits on "/": any character outside these patterns is refused, never silently mangled.
+DataName = Annotated[str, StringConstraints(pattern=NAME)]
+STORAGE_URL = r"^[a-z0-9+]+://"
+# the study's name names its run directory (runs/<name>): file names end at 255 bytes, and
+# a run directory is typed and read by people
+MAX_STUDY_NAME = 100
 
 
 class Section(BaseModel):
@@ -30,7 +45,7 @@ class Resources(Section):
 
 
 class StudySection(Section):
-    name: str = Field(pattern=NAME)
+    name: str = Field(pattern=NAME, max_length=MAX_STUDY_NAME)
     metric: str | list[str] = Field(description='e.g. "eval.target.loss"; two = multi-objective')
     mode: Literal["min", "max"] | list[Literal["min", "max"]] = "min"
     trials: int = Field(16, ge=1)
@@ -44,7 +59,10 @@ class StudySection(Section):
         default_factory=dict, description="the trial scheduler's fields, e.g. {grace_period = 1}")
     token_budget: int | None = Field(None, gt=0, description="the search stops once spent")
     retries: int = Field(0, ge=0, description="retries of a failed trial from its checkpoint")
-    storage: str | None = Field(None, pattern=r"^[a-z0-9+]+://",
+    trial_time_limit: float | None = Field(
+        None, ge=0, description="seconds a trial may run before it is failed; default: from "
+        "its own pace and planned tokens (see README); 0: no limit")
+    storage: str | None = Field(None, pattern=STORAGE_URL,
                                 description="Optuna RDB URL; default: optuna.db in the run dir")
     resources: Resources = Resources()
     warm_start: list[str] = Field(
@@ -135,7 +153,7 @@ SearchSection = create_model(
 class Study(Section):
     study: StudySection
     model: ModelSection
-    data: dict[str, DataSection]
+    data: dict[DataName, DataSection]
     stage: list[StageSection] = Field(min_length=1)
     search: SearchSection = SearchSection()
 
@@ -177,11 +195,14 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 SECTIONS: dict[str, TypeAdapter] = {
     "study": TypeAdapter(StudySection),
     "model": TypeAdapter(ModelSection),
-    "data": TypeAdapter(dict[str, DataSection]),
+    "data": TypeAdapter(dict[DataName, DataSection]),
     "stage": TypeAdapter(Annotated[list[StageSection], Field(min_length=1)]),
     "search": TypeAdapter(SearchSection),
 }
 OPTIONAL = {"search": {}}
+# what to add for a missing section, as TOML writes it
+ADD = {"study": "a [study] table", "model": "a [model] table",
+       "data": "a [data.<name>] table per data source", "stage": "a [[stage]] table per stage"}
 
 
 def parse_sections(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
@@ -198,7 +219,7 @@ def parse_sections(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
             )
     for key, adapter in SECTIONS.items():
         if key not in raw and key not in OPTIONAL:
-            problems.append(Problem(key, f"required; add a [{key}] section"))
+            problems.append(Problem(key, f"required; add {ADD[key]}"))
             continue
         value = raw.get(key, OPTIONAL.get(key))
         try:
@@ -283,8 +304,12 @@ def _message(err: dict, loc: tuple) -> str:
     if kind == "literal_error":
         return f"must be {ctx.get('expected', '?')}, got {value!r}"
     if kind == "string_pattern_mismatch":
-        allowed = "'_' or '-'" if "." not in str(ctx.get("pattern", ".")) else "'_', '-' or '.'"
-        return f"{value!r} is not a valid name: use letters, digits, {allowed}"
+        return _pattern_message(str(ctx.get("pattern", "")), value, loc)
+    if kind == "string_too_long":
+        why = (": it names the run directory (runs/<name>), and file names end at 255 bytes"
+               if loc[:2] == ("study", "name") else "")
+        return (f"{len(value)} characters long; at most {ctx.get('max_length', '?')}{why}"
+                if isinstance(value, str) else f"{err['msg']} (got {value!r})")
     if kind == "too_short":
         return "needs at least one entry"
     expected = {"int": "an integer", "float": "a number", "bool": "true or false",
@@ -293,6 +318,22 @@ def _message(err: dict, loc: tuple) -> str:
         if kind.startswith(prefix):
             return f"expected {words}, got {value!r}"
     return f"{err['msg']} (got {value!r})"
+
+
+def _pattern_message(pattern: str, value: Any, loc: tuple) -> str:
+    if pattern == STORAGE_URL:
+        return (f"{value!r} is not a database URL; write <dialect>://..., e.g. "
+                "sqlite:///path/optuna.db or postgresql://user@host/db")
+    allowed = "'_' or '-'" if pattern == STAGE_NAME else "'_', '-' or '.'"
+    where = loc[0] if loc else ""
+    why = {
+        "study": "it names the run directory, runs/<name>",
+        "stage": "it is one part of the keys mix.<stage>.<source> and --set stage.<name>.<key>",
+        "data": "it is part of the keys mix.<stage>.<source> and eval.<source>.<metric>, "
+                "and Ray splits its config keys on '/'",
+    }.get(where)
+    return (f"{value!r} is not a valid name: use letters, digits and {allowed}, starting with "
+            f"a letter or digit" + (f" ({why})" if why else ""))
 
 
 def _allowed_keys(loc: tuple) -> list[str]:

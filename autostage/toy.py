@@ -69,6 +69,8 @@ class Toy(Trainer):
     step_seconds: float = Field(0.0, ge=0, le=10, description="sleep per step (fake compute)")
     crash_at_tokens: int = Field(0, ge=0, description="raise after this many tokens (0: never)")
     crash_once: bool = Field(False, description="crash only on a trial's first attempt")
+    hang_at_tokens: int = Field(0, ge=0, description="stop responding after this many tokens, "
+                                "forever (0: never): a stuck data loader")
     ledger: bool = Field(False, description="append the tokens of every training segment to "
                          "trained-tokens.log in the trial's directory: what was really "
                          "trained, to compare with what the records charge")
@@ -125,6 +127,8 @@ class ToyRun:
         cfg = self.cfg
         if cfg.step_seconds:
             time.sleep(cfg.step_seconds)
+        while cfg.hang_at_tokens and self.tokens >= cfg.hang_at_tokens:
+            time.sleep(3600)
         if cfg.crash_at_tokens and self.tokens >= cfg.crash_at_tokens:
             marker = self.workdir / "crashed-once" if self.workdir else None
             if cfg.crash_once and marker is not None and marker.exists():
@@ -136,7 +140,10 @@ class ToyRun:
 
     def _step(self, rate: float, tokens: int) -> None:
         cfg, st = self.cfg, self.state
-        efficiency = math.exp(-(math.log(rate / cfg.lr_optimum) ** 2) / (2 * cfg.lr_width**2))
+        # an LR of 0 (a schedule may reach it: warmup starts, decays to min_ratio = 0) learns
+        # nothing, as for real; the bell is in log(LR), which 0 has none of
+        efficiency = 0.0 if rate <= 0 else math.exp(
+            -(math.log(rate / cfg.lr_optimum) ** 2) / (2 * cfg.lr_width**2))
         units = tokens / TOKEN_SCALE
         mix = st.stage.mix
         for name, task in self.tasks.items():

@@ -83,3 +83,55 @@ def test_a_damaged_optuna_db_is_one_clear_error_naming_the_file(tmp_path):
         (tmp_path / side).unlink(missing_ok=True)
     with pytest.raises(AutostageError, match=f"{path} is damaged .*trials/.* are intact"):
         open_storage(url)
+
+
+@pytest.mark.slow
+def test_a_trial_that_hangs_is_failed_at_its_time_limit_and_the_search_goes_on(ray_session,
+                                                                              tmp_path):
+    study = STUDY.replace("crash_at_tokens = 20_000\ncrash_once = true",
+                          "").replace("retries = 1", "retries = 0\ntrial_time_limit = 4")
+    study += "\n[search.trainer.toy]\nhang_at_tokens = [0, 30_000]\n"
+    code, run = search(tmp_path, study, "study.trials=4")
+    records = run.results()
+    assert code == 0 and len(records) == 4
+    for r in records:
+        if r.config["trainer.toy.hang_at_tokens"]:
+            assert r.status == TrialStatus.FAILED
+            assert r.reason == ("the trial ran past its time limit of 4 s "
+                                "(study.trial_time_limit)")
+        else:
+            assert r.status == TrialStatus.COMPLETED
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 600 kB filesystem (tmpfs: root only, as in CI), grown to 64 MB by `grow()`."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+
+    def grow():
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+
+    yield disk, grow
+    subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_and_resume_finishes_once_there_is_space(ray_session,
+                                                                        small_disk, capsys):
+    disk, grow = small_disk
+    study = Path(__file__).parent.parent / "studies" / "quickstart-toy.toml"
+    args = ["search", str(study), "--out", str(disk / "run"), "--set", "study.trials=30"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"error: the disk holding {disk / 'run'} is full (no space left on device): free some "
+        "space, then continue the search with --resume (every trial recorded so far is kept)"]
+    grow()
+    assert main([*args, "--resume"]) == 0
+    assert sum(r.status.finished for r in RunDir(disk / "run").results()) == 30

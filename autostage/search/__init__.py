@@ -87,20 +87,42 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
         tuner, stops = _tuner(study, registry, space, run, storage, remaining, spent, view)
         try:
             tuner.fit()
-        except tune.TuneError:
+            settle(storage, study.study.name, run)
+        except Exception as e:
             if stops.refused is not None:
                 raise stops.refused from None
+            if _disk_full(e):
+                raise AutostageError(
+                    f"the disk holding {run.path} is full (no space left on device): free "
+                    "some space, then continue the search with --resume (every trial "
+                    "recorded so far is kept)") from None
             raise
     finally:
         if owns_ray:
             ray.shutdown()
-    settle(storage, study.study.name, run)
     records = run.results()
     finished = sum(r.status.finished for r in records)
     budget_spent = (study.study.token_budget is not None
                     and sum(r.tokens for r in records) >= study.study.token_budget)
     return SearchOutcome(run.path, study.study.trials, records,
                          finished < study.study.trials and not budget_spent)
+
+
+def _disk_full(error: BaseException | None) -> bool:
+    """Whether `error`, or an error it came from, is a full disk: an OSError (ENOSPC, EDQUOT)
+    from our own writes, SQLite's "database or disk is full" through SQLAlchemy and Optuna, or
+    either as text in the traceback Ray wraps its callbacks' errors in."""
+    import errno
+
+    seen = 0
+    while error is not None and seen < 20:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(error) for text in ("No space left on device",
+                                               "database or disk is full")):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
 
 
 def _start_ray(address: str | None, verbose: bool) -> None:
@@ -134,6 +156,32 @@ def _probe(address: str) -> None:
         raise AutostageError(f"cannot join the Ray cluster at {address}: nothing answers there "
                              f"({e}). Give the address `ray start --head` printed, or 'auto' "
                              "on a cluster node") from None
+
+
+def local_resources() -> tuple[float, Any]:
+    """The CPUs, and a callable counting the GPUs (it may import torch: only called when a
+    trial asks for some), that a search without --address can give its trials: those of the
+    Ray this process already runs (a test, a notebook), else those a local Ray would detect
+    on this machine (Ray's CPU count honours container limits; CUDA_VISIBLE_DEVICES holds)."""
+    if ray.is_initialized():
+        have = ray.cluster_resources()
+        return have.get("CPU", 0.0), lambda: have.get("GPU", 0.0)
+    try:
+        from ray._private.utils import get_num_cpus
+
+        cpus = float(get_num_cpus())
+    except Exception:  # a Ray whose private helper moved: the OS's count
+        cpus = float(os.cpu_count() or 1)
+
+    def gpus() -> float:
+        try:
+            import torch
+
+            return float(torch.cuda.device_count())
+        except Exception:
+            return 0.0
+
+    return cpus, gpus
 
 
 def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,

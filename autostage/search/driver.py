@@ -13,6 +13,7 @@ from autostage.models import ModelKeeper
 from autostage.records import EvalRecord, TrialRecord, TrialStatus, without_replays
 from autostage.rundir import RunDir
 from autostage.search import messages as msg
+from autostage.search import time_limit
 from autostage.spec import StudySection
 
 
@@ -77,7 +78,9 @@ class Recorder(tune.Callback):
             self.run.truncate_events(int(number), 0)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._write(trial, TrialStatus.FAILED, _error_reason(trial))
+        number = int(trial.config[msg.TRIAL])
+        why = time_limit.reason(self.run.trial_dir(number)) or _error_reason(trial)
+        self._write(trial, TrialStatus.FAILED, why)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         # Ray stops the running trials without completing them when the budget is spent;

@@ -17,6 +17,7 @@ from autostage.checkpoints import LOOP, restore, seal
 from autostage.ranking import finite
 from autostage.records import TrialStatus
 from autostage.search import messages as msg
+from autostage.search import time_limit
 from autostage.spec import Study
 
 
@@ -46,13 +47,24 @@ def _registry(load_plugins: str | None) -> Any:
 
 def run_one(config: dict[str, Any], job: SearchJob) -> None:
     """The Ray trainable: build the trial from its config, run it, report every eval."""
-    from autostage.build import prepare_trial
 
     number = int(config[msg.TRIAL])
+    workdir = job.run_dir / "trials" / str(number)
+    watcher = time_limit.watch(workdir, job.study.study.trial_time_limit)
+    try:
+        _run(config, job, number, workdir, watcher)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+
+
+def _run(config: dict[str, Any], job: SearchJob, number: int, workdir: Path,
+         watcher: time_limit.TimeLimit | None) -> None:
+    from autostage.build import prepare_trial
+
     seed = msg.trial_seed(job.study.study.seed, number)
     trial = prepare_trial(job.study, _registry(job.load_plugins), config[msg.PARAMS], seed,
-                          space=job.space, threads=job.threads,
-                          workdir=str(job.run_dir / "trials" / str(number)),
+                          space=job.space, threads=job.threads, workdir=str(workdir),
                           cache_dir=str(job.run_dir / "cache"))
     resume = None
     if (checkpoint := tune.get_checkpoint()) is not None:
@@ -65,6 +77,10 @@ def run_one(config: dict[str, Any], job: SearchJob) -> None:
     final = job.study.final.name if job.study.final else None
     reporter = _Reporter(trial.trainer, number, final, resume.evals if resume else (),
                          job.every_eval)
+    if watcher is not None:
+        watcher.planned = sum(trial.plan.stages[s].tokens for s in trial.plan.order)
+        before = resume.tokens if resume else 0
+        reporter.on_eval = lambda ev: watcher.progress(ev.tokens - before)
     try:
         result = trial.run(reporter.report, reporter.checkpoint, resume)
     except Exception:
@@ -121,6 +137,7 @@ class _Reporter:
         self.seen = len(done)
         self.pending: Path | None = None
         self.held: list[dict[str, Any]] = []
+        self.on_eval: Any = lambda ev: None  # e.g. the trial's time limit follows its pace
 
     def take_held(self) -> list[dict[str, Any]]:
         held, self.held = self.held, []
@@ -134,6 +151,7 @@ class _Reporter:
         self.pending = directory
 
     def report(self, ev: Any) -> None:
+        self.on_eval(ev)
         self.seen += 1
         in_final = self.final is None or ev.stage == self.final
         if in_final:

@@ -67,21 +67,57 @@ def _progress_points(total: int) -> list[int]:
     return sorted(grid | {0, 1, total - 1, total, total + 1, total + total // 10 + 1})
 
 
+def _multiplier_outside_0_1(schedule: Any, totals: tuple[int, ...]) -> list[tuple]:
+    """(done, total, multiplier) wherever the multiplier is no finite number in [0, 1]."""
+    bad = []
+    for total in totals:
+        for done in _progress_points(total):
+            m = schedule.multiplier(done, total)
+            ok = isinstance(m, int | float) and not isinstance(m, bool) and \
+                math.isfinite(m) and 0 <= m <= 1 + 1e-12
+            if not ok:
+                bad.append((done, total, m))
+    return bad
+
+
+def _field_ends(info: Any) -> list[float]:
+    """The values at a numeric field's bounds a search may sample (just inside an open one)."""
+    step = 1 if info.type == "int" else 1e-9
+    ends = [info.ge, info.le]
+    if info.gt is not None:
+        ends.append(info.gt + step * max(1.0, abs(info.gt)))
+    if info.lt is not None:
+        ends.append(info.lt - step * max(1.0, abs(info.lt)))
+    return [int(e) if info.type == "int" else float(e) for e in ends if e is not None]
+
+
 class LRScheduleContract(SearchableContract):
     """A multiplier of the peak LR: a finite float in [0, 1] everywhere in (and a little past)
-    a stage of any length, and a pure function of (done, total)."""
+    a stage of any length — also with each field at the ends of its bounds, where a search
+    may sample it — and a pure function of (done, total). 0 is allowed (a warmup's start, a
+    decay to `min_ratio = 0`): every trainer takes an LR of 0 as "learn nothing"."""
 
     TOTALS = (1, 7, 1000, 123_457)
 
     def test_multiplier_is_a_number_between_0_and_1(self, component: Any) -> None:
-        bad = []
-        for total in self.TOTALS:
-            for done in _progress_points(total):
-                m = component.multiplier(done, total)
-                ok = isinstance(m, int | float) and math.isfinite(m) and 0 <= m <= 1 + 1e-12
-                if not ok:
-                    bad.append((done, total, m))
+        bad = _multiplier_outside_0_1(component, self.TOTALS)
         assert bad == [], "multiplier(done, total) must be a finite float in [0, 1]"
+
+    def test_multiplier_stays_between_0_and_1_at_its_fields_bounds(self, component: Any
+                                                                    ) -> None:
+        from pydantic import ValidationError
+
+        cls, settings = type(component), component.model_dump()
+        bad = {}
+        for name, info in fields_of(cls).items():
+            for end in _field_ends(info) if info.numeric else []:
+                try:
+                    variant = cls(**{**settings, name: end})
+                except ValidationError:
+                    continue  # a rule between the fields refuses it: never sampled
+                if found := _multiplier_outside_0_1(variant, self.TOTALS):
+                    bad[f"{name}={end}"] = found[:3]
+        assert bad == {}, "with a field at its bound, multiplier(done, total) left [0, 1]"
 
     def test_multiplier_at_the_stage_start_and_end(self, component: Any) -> None:
         for total in self.TOTALS:

@@ -15,7 +15,7 @@ from autostage.errors import AutostageError
 from autostage.keys import mix_key, parse_component_key
 from autostage.models import disk_size, human_size, keeping_order, why_not_kept
 from autostage.records import TrialRecord, best_trial
-from autostage.rundir import RunDir, write_json
+from autostage.rundir import LOCK, RunDir, write_json
 from autostage.spec import SEARCHABLE_KINDS, Study, apply_overrides
 
 #: what may change when a search is resumed: its size and resources, not what it searches
@@ -24,10 +24,10 @@ RESUMABLE = ("trials", "parallel", "token_budget", "retries", "resources", "keep
 
 def start_search(study_path: str, study: Study, registry: Any, overrides: list[str],
                  run: RunDir, *, resume: bool, address: str | None, verbose: bool) -> int:
-    from rich.console import Console
 
     # Everything that can be known before a search starts is checked before anything is
     # written: the run directory, the storage, the resources a local Ray would have.
+    run.check_free()
     if resume:
         check_resume(study, run)
     else:
@@ -39,7 +39,21 @@ def start_search(study_path: str, study: Study, registry: Any, overrides: list[s
         probe_storage(study.study.storage)
     if address is None:
         check_local_resources(study.study.resources)
-    made, created = _write_study(run, study, Path(study_path), overrides)
+    made, created, lock = _write_study(run, study, Path(study_path), overrides)
+    try:
+        outcome = _search(study, registry, run, resume, address, verbose, made, created)
+    finally:
+        os.close(lock)
+    if outcome.interrupted:
+        return 130
+    return 0 if best_trial(outcome.records, study.study.modes[0]) is not None \
+        else _no_value(outcome.records)
+
+
+def _search(study: Study, registry: Any, run: RunDir, resume: bool, address: str | None,
+            verbose: bool, made: list[str], created: list[Path]) -> Any:
+    """Run the search with its live view; then its summary and report."""
+    from rich.console import Console
 
     from autostage.live import SearchView, print_summary
     from autostage.search import run_search
@@ -57,10 +71,7 @@ def start_search(study_path: str, study: Study, registry: Any, overrides: list[s
         view.stop()
     print_summary(console, outcome, study.study)
     _write_report(console, run, registry.host)
-    if outcome.interrupted:
-        return 130
-    return 0 if best_trial(outcome.records, study.study.modes[0]) is not None \
-        else _no_value(outcome.records)
+    return outcome
 
 
 def _no_value(records: list[TrialRecord]) -> int:
@@ -145,15 +156,20 @@ def is_run_dir(path: Path) -> bool:
 
 
 def _write_study(run: RunDir, study: Study, study_file: Path,
-                 overrides: list[str]) -> tuple[list[str], list[Path]]:
-    """Write study.toml and study.json; return the files and the directories this made (to
-    remove if the search fails to start). A filesystem error is one line, nothing left."""
+                 overrides: list[str]) -> tuple[list[str], list[Path], int]:
+    """Take the run directory's lock, then write study.toml and study.json; return the files
+    and the directories this made (to remove if the search fails to start) and the lock. A
+    filesystem error is one line, nothing left; a directory another search holds is refused
+    before anything is written (`RunDir.lock`)."""
     created: list[Path] = []
     made: list[str] = []
     try:
         created = [p for p in (run.path, *run.path.parents) if not p.exists()]
-        made = [n for n in RUN_FILES if not (run.path / n).exists()]
         run.path.mkdir(parents=True, exist_ok=True)
+        had_lock = (run.path / LOCK).exists()
+        lock = run.lock()
+        made = [n for n in RUN_FILES if not (run.path / n).exists()]
+        made += [] if had_lock else [LOCK]
         if not _same_file(run.study_toml, study_file):  # --out may be the study's folder
             run.study_toml.write_text(study_file.read_text())
         write_json(run.study_json, {"study": study.model_dump(mode="json"),
@@ -162,7 +178,7 @@ def _write_study(run: RunDir, study: Study, study_file: Path,
         _forget(run, made, created)
         raise AutostageError(f"cannot write the run directory {run.path}: "
                              f"{e.strerror or e}; choose another with --out DIR") from None
-    return made, created
+    return made, created, lock
 
 
 def _forget(run: RunDir, made: list[str], created: list[Path]) -> None:

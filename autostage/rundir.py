@@ -11,6 +11,7 @@
                           its trainer exports it (autostage.models)
       ray-<time>/trial-<n>/   Ray Tune's experiment, with stage-boundary checkpoints
       report.html         the study report (`autostage report`), rewritten after each search
+      .lock               locked by the search writing the directory (flock: gone with it)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autostage.errors import AutostageError
 from autostage.records import EvalRecord, TrialRecord, TrialStatus, without_replays
 
 
@@ -41,6 +43,9 @@ def write_json(path: Path, data: Any) -> None:
         raise
 
 
+LOCK = ".lock"  # held by the search writing the directory (`RunDir.lock`)
+
+
 @dataclass(frozen=True)
 class RunDir:
     path: Path
@@ -56,6 +61,35 @@ class RunDir:
     @property
     def storage_url(self) -> str:
         return f"sqlite:///{(self.path / 'optuna.db').resolve()}"
+
+    def lock(self) -> int:
+        """Hold this run directory for one search: the returned descriptor keeps an exclusive
+        lock on RUN_DIR/.lock until it is closed or the process ends (a killed search leaves
+        no stale lock: the kernel drops it). A second search into the directory, or a
+        --resume while the first still runs, gets one clear error."""
+        import fcntl
+
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise self._in_use(holder) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return fd
+
+    def check_free(self) -> None:
+        """Refuse the directory while a search holds it (before any other check: a search
+        in progress is the first thing to say)."""
+        if (self.path / LOCK).exists():
+            os.close(self.lock())  # taken and given back at once: nobody else held it
+
+    def _in_use(self, holder: str) -> AutostageError:
+        return AutostageError(
+            f"{self.path} is in use by another autostage search (process {holder}): wait for "
+            "it to end (then --resume continues it), or give this one another --out")
 
     def trial_dir(self, number: int) -> Path:
         return self.path / "trials" / str(number)

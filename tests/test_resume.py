@@ -99,3 +99,26 @@ def test_a_trial_optuna_finished_but_the_driver_never_recorded_is_recovered_not_
     assert record.config == {**trial.params, **constants} and record.seed == 0
     assert remaining == study.study.trials - 1
     assert [t.state.name for t in ot.get_trials()] == ["COMPLETE"]  # nothing re-queued
+
+
+@pytest.mark.slow
+def test_a_second_search_into_a_run_directory_in_use_is_refused_in_one_line(tmp_path):
+    out = tmp_path / "run"
+    longer = ("--set", "study.trials=40")  # still running while the second one tries
+    first = subprocess.Popen(command(out, *longer), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        run, deadline = RunDir(out), time.time() + 120
+        while not run.results() and time.time() < deadline:
+            time.sleep(0.1)
+        for extra in ((), ("--resume",)):
+            second = subprocess.run(command(out, *extra), capture_output=True, text=True)
+            assert second.returncode == 2 and "Traceback" not in second.stderr
+            assert second.stderr.strip().splitlines()[-1].startswith(
+                f"error: {out} is in use by another autostage search (process {first.pid})")
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=120)
+    # the lock went with the first search: its run resumes to the end
+    assert subprocess.run(command(out, *longer, "--resume")).returncode == 0
+    assert sum(r.status.finished for r in RunDir(out).results()) == 40

@@ -106,9 +106,13 @@ class RunDir:
         if path.exists():
             lines = path.read_text().splitlines(keepends=True)[:keep]
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".events.")
-            with os.fdopen(fd, "w") as f:
-                f.writelines(lines)
-            os.replace(tmp, path)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.writelines(lines)
+                os.replace(tmp, path)
+            except BaseException:  # a full disk: the old file stays whole, no temp file
+                Path(tmp).unlink(missing_ok=True)
+                raise
 
     def write_result(self, record: TrialRecord) -> None:
         write_json(self.trial_dir(record.number) / "result.json", _finite(record.to_json()))

@@ -145,9 +145,13 @@ class _Reporter:
 
     def checkpoint(self, state: Any) -> None:
         directory = Path(tempfile.mkdtemp(prefix="autostage-ckpt-"))
-        self.trainer.save(str(directory))
-        (directory / LOOP).write_text(json.dumps(state.to_json()))
-        seal(directory)  # every file, the loop's state too: a torn one is refused on resume
+        try:
+            self.trainer.save(str(directory))
+            (directory / LOOP).write_text(json.dumps(state.to_json()))
+            seal(directory)  # every file, the loop's state too: a torn one is refused
+        except BaseException:  # a full disk, say: leave no partial checkpoint behind
+            _remove_tree(directory)
+            raise
         self.pending = directory
 
     def report(self, ev: Any) -> None:

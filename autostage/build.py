@@ -12,8 +12,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from autostage.components import StageVisit, Trainer, TrainerRun, TrialSetup
-from autostage.errors import AutostageError
+from autostage.components import (
+    Dataset,
+    PreflightContext,
+    StageVisit,
+    Trainer,
+    TrainerRun,
+    TrialSetup,
+)
+from autostage.errors import AutostageError, Problem
 from autostage.host import Registry
 from autostage.keys import eval_metric, eval_source, eval_sources, metric_name
 from autostage.space import SearchSpace, TrialConfig, compile_space, decode
@@ -61,7 +68,8 @@ def build_trial(study: Study, registry: Registry, config: TrialConfig, seed: int
                 threads: int = 0, workdir: str | None = None,
                 cache_dir: str | None = None) -> tuple[Trainer, TrialSetup, TrialPlan]:
     """Instantiate every component `config` chose: the trainer (not started), its setup and
-    the trial's plan."""
+    the trial's plan. Raise AutostageError with the first problem `preflight` finds (what
+    `validate` reported, or what changed since: a data file deleted)."""
     make = _Maker(registry, config)
     trainer = make("trainer", study.model.trainer, study.model.settings)
     data = {name: make("dataset", d.dataset, d.settings, settings_from_config=False)
@@ -73,9 +81,41 @@ def build_trial(study: Study, registry: Registry, config: TrialConfig, seed: int
     )
     objectives = source_objectives(study.stage, type(trainer).objectives[0],
                                    study.study.metrics, [s.watch for s in study.stage if s.watch])
+    problems = preflight(PreflightContext(tuple(data), data, trainer, objectives))
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise AutostageError(f"{problems[0]}{more}")
     setup = TrialSetup(seed=seed, data=data, init=make("init"), threads=threads,
                        workdir=workdir, cache_dir=cache_dir, objectives=objectives)
     return trainer, setup, plan
+
+
+def preflight(context: PreflightContext) -> list[Problem]:
+    """Every problem the trainer's and the data sources' `preflight` find, each under its
+    TOML path (`model.<field>`, `data.<name>.<field>`): what `validate` reports and a trial
+    checks again as it starts — one function for both."""
+    found = []
+    if context.trainer is not None:
+        found += _under("model", context.trainer, context)
+    for name, dataset in context.data.items():
+        found += _under(f"data.{name}", dataset, context)
+    return found
+
+
+def _under(table: str, component: Trainer | Dataset, context: PreflightContext) -> list[Problem]:
+    try:
+        problems = component.preflight(context)
+    except AutostageError as e:  # raised instead of returned: still one problem
+        problems = [str(e)]
+    except Exception as e:  # a plugin's bug: one line naming where, never a traceback
+        problems = [f"{type(component).__name__}.preflight raised {type(e).__name__}: {e}"]
+    out = []
+    for p in problems:
+        if isinstance(p, Problem):
+            out.append(Problem(f"{table}.{p.path}" if p.path else table, p.message))
+        else:
+            out.append(Problem(table, str(p)))
+    return out
 
 
 class _Maker:

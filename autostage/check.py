@@ -1,9 +1,11 @@
 """The second pass over a study: everything that depends on the installed plugins (names,
-field types and bounds, objectives, metrics, stage plans). `load_study` is the one door both
+field types and bounds, objectives, metrics, stage plans, and what the trainer's and the data
+sources' `preflight` find: files, directories, devices). `load_study` is the one door both
 `validate` and `search` go through, so what validates is what runs."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 from collections.abc import Iterator
@@ -67,7 +69,7 @@ def check(sections: dict[str, Any], registry: Registry, raw: dict[str, Any]) -> 
     )
     problems: list[Problem] = []
     for checker in (_check_study, _check_model, _check_data, _check_stages, _check_metric,
-                    _check_search, _check_plan):
+                    _check_search, _check_plan, _check_preflight):
         problems.extend(checker(ctx))
     return problems
 
@@ -205,6 +207,31 @@ def _check_data(ctx: Context) -> Iterator[Problem]:
             continue
         yield from _check_settings("dataset", source.dataset, source.settings,
                                    f"data.{name}", registry)
+
+
+def _check_preflight(ctx: Context) -> Iterator[Problem]:
+    """What a trial would trip on as it starts — a missing data file or pretrained directory,
+    a text too short for its passages, no CUDA for `device = "cuda"` —: the trainer's and the
+    data sources' `preflight`, by the very function every trial calls as it starts."""
+    from autostage.build import preflight
+    from autostage.components import PreflightContext
+
+    sections, registry = ctx.sections, ctx.registry
+    data = {}
+    for name, source in (sections.get("data") or {}).items():
+        if registry.has("dataset", source.dataset):
+            with contextlib.suppress(ValidationError):  # reported with the table's settings
+                data[name] = registry.get("dataset", source.dataset)(**source.settings)
+    trainer = None
+    if (cls := _trainer(sections, registry)) is not None:
+        with contextlib.suppress(ValidationError):
+            trainer = cls(**sections["model"].settings)
+    study, stages = sections.get("study"), sections.get("stage")
+    objectives = source_objectives(stages, cls.objectives[0], study.metrics,
+                                   [s.watch for s in stages if s.watch]) \
+        if cls is not None and study is not None and stages else {}
+    yield from preflight(PreflightContext(tuple(sorted(ctx.data_names)), data, trainer,
+                                          objectives))
 
 
 def _trainer(sections: dict[str, Any], registry: Registry) -> Any:

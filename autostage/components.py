@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from autostage.errors import Problem
 from autostage.kinds import TABLE
 
 if TYPE_CHECKING:  # heavy imports only for type checkers
@@ -25,6 +26,39 @@ class Component(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: ClassVar[str] = ""
+
+
+@dataclass(frozen=True)
+class PreflightContext:
+    """What a data source's or trainer's `preflight` may look at besides its own fields: the
+    rest of the study, as far as it is known before any trial."""
+
+    #: every data source the study defines, by name (also those whose table has problems)
+    sources: tuple[str, ...] = ()
+    #: data source name -> its configured dataset (those whose settings are valid)
+    data: Mapping[str, Dataset] = field(default_factory=dict)
+    #: the study's configured trainer (None when its settings are not valid)
+    trainer: Trainer | None = None
+    #: data source -> the objective it is evaluated with (that of the stage training on it)
+    objectives: Mapping[str, str] = field(default_factory=dict)
+
+
+class _Preflighted(Component):
+    """A component with a `preflight`: the data sources and the trainer."""
+
+    def preflight(self, context: PreflightContext) -> list[Problem | str]:
+        """What would stop a trial before it trains — a missing file, a text too short for
+        its settings, a device that is not there —, found cheaply: stat files, read a header
+        (or a corpus that is read whole anyway), but build no model, tokenize nothing, use
+        no network.
+
+        `autostage validate` (and `search`, before it starts) calls it for every data source
+        and the trainer and reports every problem, exit 2; every trial calls it again as it
+        starts and fails with the first one (a file deleted since). Return `Problem(field,
+        message)`s, `field` the field of this component's own table at fault ("" for the
+        table; autostage prefixes `data.<name>.` or `model.`), or plain strings (the table);
+        an empty list when all is well (the default)."""
+        return []
 
 
 class Optimizer(Component):
@@ -74,7 +108,7 @@ class Init(Component):
         """Initialise `model` (a torch module) in place."""
 
 
-class Dataset(Component):
+class Dataset(_Preflighted):
     """A data source: what it yields is a contract with the trainers that read it.
 
     Its fields come from the study's `[data.<name>]` table (minus `dataset`).
@@ -205,7 +239,7 @@ class TrainerRun(Protocol):
         once, after the last stage, for trials the study may keep (`study.keep_models`)."""
 
 
-class Trainer(Component):
+class Trainer(_Preflighted):
     """Trains and evaluates a model for a trial; its fields are the `[model]` table."""
 
     kind: ClassVar[str] = "trainer"

@@ -26,9 +26,16 @@ from typing import Any
 
 from pydantic import Field
 
-from autostage.components import Dataset, StageVisit, Trainer, TrainResult, TrialSetup
+from autostage.components import (
+    Dataset,
+    PreflightContext,
+    StageVisit,
+    Trainer,
+    TrainResult,
+    TrialSetup,
+)
 from autostage.decisions import TrialFailed
-from autostage.errors import AutostageError
+from autostage.errors import Problem
 
 TOKEN_SCALE = 50_000  # tokens for one unit of skill at the optimal LR and difficulty 1
 
@@ -41,6 +48,12 @@ class ToyTask(Dataset):
     floor: float = Field(0.5, ge=0, le=20, description="loss no amount of training beats")
     prerequisite: str | None = Field(None, description="data source whose skill speeds this")
     transfer: float = Field(1.5, ge=0, le=10, description="how much the prerequisite helps")
+
+    def preflight(self, context: PreflightContext) -> list[Problem]:
+        if self.prerequisite is not None and self.prerequisite not in context.sources:
+            return [Problem("prerequisite", f"no data source named '{self.prerequisite}'; "
+                            f"defined: {', '.join(context.sources) or 'none'}")]
+        return []
 
 
 @dataclass
@@ -77,13 +90,8 @@ class Toy(Trainer):
 
     def start(self, setup: TrialSetup) -> ToyRun:
         # Any other dataset (pydoc, arith, ...) gets the default curve: the fake needs no data.
+        # (a prerequisite naming no data source: ToyTask.preflight, checked as the trial starts)
         tasks = {n: d if isinstance(d, ToyTask) else ToyTask() for n, d in setup.data.items()}
-        for name, task in tasks.items():
-            if task.prerequisite is not None and task.prerequisite not in tasks:
-                raise AutostageError(
-                    f"data.{name}.prerequisite: no data source named '{task.prerequisite}'; "
-                    f"defined: {', '.join(tasks)}"
-                )
         return ToyRun(self, tasks, setup.seed, setup.workdir)
 
 

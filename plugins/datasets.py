@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import difflib
+import io
 import json
+import os
 import random
-from abc import abstractmethod
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from autostage.components import Example, TextDataset
-from autostage.errors import AutostageError
+from autostage.components import Example, PreflightContext, TextDataset
+from autostage.errors import AutostageError, Problem
 from autostage.hookspecs import hookimpl
 
 
@@ -106,43 +109,185 @@ class Arith(TextDataset):
         return Example(text=answer, prompt=f"{a:{fmt}}+{b:{fmt}}=")
 
 
-class Text(TextDataset):
-    """A .txt file, or every .txt file in a folder, cut into passages."""
+class _Bad(AutostageError):
+    """Problems with fields of a dataset's own table: what `preflight` returns and `examples`
+    raises — one reading of the files for both."""
 
-    path: str = Field(description="a .txt file or a folder of them")
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+def _bad(field: str, message: str) -> _Bad:
+    return _Bad([Problem(field, message)])
+
+
+def _relative(path: str) -> str:
+    """`path`, and for a relative one where it was looked for."""
+    return path if Path(path).is_absolute() else f"{path} (relative to {os.getcwd()})"
+
+
+def _check_encoding(encoding: str) -> None:
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise _bad("encoding", f"no text encoding named {encoding!r}; e.g. \"utf-8\", "
+                   "\"latin-1\", \"cp1252\", \"utf-16\"") from None
+
+
+def _decode(path: Path, encoding: str) -> str:
+    """The text of `path` in `encoding`, strictly: a byte that is not valid in it is one error
+    naming the file and the byte's offset. A leading byte-order mark is dropped."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise _bad("path", f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise _bad("encoding", f"{path} is not valid {encoding}: byte 0x{data[e.start]:02x} "
+                   f"at offset {e.start} (line {line}); name the file's encoding, e.g. "
+                   "encoding = \"latin-1\" (or \"cp1252\" for Windows text)") from None
+    return text.removeprefix("\ufeff")  # a BOM marks the encoding; it is not text
+
+
+def _stamp(files: list[Path]) -> tuple:
+    """What the cached reading of `files` is keyed by: a file changed since is read again."""
+    try:
+        return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    except OSError as e:
+        raise _bad("path", f"cannot read {e.filename}: {e.strerror or e}") from None
+
+
+class Text(TextDataset):
+    """A text file (any extension), or every `.txt` file in a folder and its subfolders (the
+    extension in any case; hidden files skipped), cut into passages of `passage_chars`
+    characters. Whitespace runs become one space unless `keep_newlines`."""
+
+    path: str = Field(description="a text file, or a folder of .txt files")
     passage_chars: int = Field(512, ge=32, le=100_000)
     val_fraction: float = Field(0.1, gt=0, lt=1)
+    encoding: str = Field("utf-8", description="the files' text encoding (strict: a byte "
+                          "not valid in it is an error); a leading byte-order mark is dropped")
+    keep_newlines: bool = Field(False, description="keep the text as written (line breaks, "
+                                "indentation); default: every run of whitespace becomes one "
+                                "space")
+
+    def preflight(self, context: PreflightContext) -> list[Problem]:
+        try:
+            self._passages()
+        except _Bad as e:
+            return e.problems
+        return []
 
     def examples(self, split: str, seed: int) -> list[Example]:
+        return _split(self._passages(), split, self.val_fraction, seed=0)
+
+    def files(self) -> list[Path]:
+        """The files read, in order."""
         root = Path(self.path)
-        files = sorted(root.rglob("*.txt")) if root.is_dir() else [root]
-        if not files or not all(f.is_file() for f in files):
-            raise AutostageError(f"dataset text: no .txt file at {self.path}")
-        text = " ".join(" ".join(f.read_text(errors="replace").split()) for f in files)
+        if not root.exists():
+            raise _bad("path", f"no such file or folder: {_relative(self.path)}")
+        if not root.is_dir():
+            return [root]
+        files = sorted(f for f in root.rglob("*") if f.suffix.lower() == ".txt" and
+                       f.is_file() and not any(part.startswith(".") for part in
+                                               f.relative_to(root).parts))
+        if not files:
+            raise _bad("path", f"the folder {_relative(self.path)} holds no .txt file (read "
+                       "in it and its subfolders: *.txt, the extension in any case); name a "
+                       "file of another extension itself")
+        return files
+
+    def _passages(self) -> list[Example]:
+        _check_encoding(self.encoding)
+        files = self.files()
+        text = _read_text(_stamp(files), self.encoding, self.keep_newlines)
         n = self.passage_chars
         passages = [Example(text[i:i + n]) for i in range(0, max(1, len(text) - n // 4), n)]
-        return _split(passages, split, self.val_fraction, seed=0)
+        if len(passages) < 2:  # one to train on, one held out
+            raise _bad("passage_chars", self._too_short(len(text)))
+        return passages
+
+    def _too_short(self, length: int) -> str:
+        n = self.passage_chars
+        what = f"{self.path} holds {length:,} characters" + \
+            ("" if self.keep_newlines else " (whitespace collapsed)")
+        fits = min(100_000, length)
+        while fits >= 32 and fits + fits // 4 >= length:
+            fits -= 1
+        fix = f"set passage_chars = {fits} or less, or give more text" if fits >= 32 else \
+            "give it more than 40 characters of text (passage_chars is at least 32)"
+        return (f"{what}: too few for two passages of {n:,} (one to train on, one held "
+                f"out), which need more than {n + n // 4:,}; {fix}")
+
+
+@lru_cache(maxsize=4)
+def _read_text(stamp: tuple, encoding: str, keep_newlines: bool) -> str:
+    """The files of `stamp`, decoded and joined: whitespace runs one space each, or (with
+    `keep_newlines`) as written, line endings made "\\n"."""
+    texts = [_decode(Path(name), encoding) for name, _, _ in stamp]
+    if not keep_newlines:
+        return " ".join(" ".join(t.split()) for t in texts)
+    texts = [t.replace("\r\n", "\n").replace("\r", "\n") for t in texts]
+    return "".join(t if t.endswith("\n") else t + "\n" for t in texts)
 
 
 class _Records(TextDataset):
     """Shared by jsonl and csv: text and (optional) label fields named in the study. Labels
-    are names (a JSON number becomes its text, e.g. "3")."""
+    are names (a JSON number becomes its text, e.g. "3"). Texts are kept as written."""
 
     path: str
     text_field: str = "text"
     label_field: str | None = Field(None, description="set it for a classification task")
     val_fraction: float = Field(0.1, gt=0, lt=1)
+    encoding: str = Field("utf-8", description="the file's text encoding (strict); a "
+                          "leading byte-order mark is dropped")
 
-    @abstractmethod
+    format: ClassVar[str] = ""  # "jsonl" or "csv": how the file is parsed
+
     def rows(self) -> list[dict]:
-        """Every row of the file, as dicts."""
+        """Every row of the file, as dicts, checked: at least two, each with the fields."""
+        _check_encoding(self.encoding)
+        path = Path(self.path)
+        if not path.exists():
+            raise _bad("path", f"no such file: {_relative(self.path)}")
+        if path.is_dir():
+            raise _bad("path", f"{self.path} is a folder; name a .{self.format} file")
+        rows = _read_rows(self.format, _stamp([path])[0], self.encoding)
+        if len(rows) < 2:
+            raise _bad("path", f"{self.path} holds {len(rows)} rows; a data source needs at "
+                       "least 2 (one to train on, one held out)")
+        problems = [Problem(key, why) for key, field in
+                    (("text_field", self.text_field), ("label_field", self.label_field))
+                    if field and (why := self._missing(field, rows)) is not None]
+        if problems:
+            raise _Bad(problems)
+        return [row for _, row in rows]
+
+    def _missing(self, field: str, rows: list[tuple[int, dict]]) -> str | None:
+        """What is wrong with `field` in `rows`: in none of them, missing (or, in csv, empty
+        for want of columns) in one; None when every row has it."""
+        known = list(dict.fromkeys(k for _, row in rows for k in row if k is not None))
+        if not any(field in row for _, row in rows):
+            hint = difflib.get_close_matches(field, [str(k) for k in known], n=1)
+            did = f"did you mean {hint[0]!r}? " if hint else ""
+            return f"no field {field!r} in {self.path}; {did}fields: {', '.join(known)}"
+        line = next((n for n, row in rows if row.get(field) is None), None)
+        if line is not None:
+            return f"{self.path} line {line} has no {field!r}"
+        return None
+
+    def preflight(self, context: PreflightContext) -> list[Problem]:
+        try:
+            self.rows()
+        except _Bad as e:
+            return e.problems
+        return []
 
     def examples(self, split: str, seed: int) -> list[Example]:
         rows = self.rows()
-        missing = [f for f in (self.text_field, self.label_field) if f and f not in rows[0]]
-        if missing:
-            raise AutostageError(f"{self.path}: no field {missing[0]!r}; fields: "
-                                 f"{', '.join(rows[0])}")
         # label names, not ids: the trainer numbers them once for the whole study, so a class
         # keeps its id in a file that lacks another class
         examples = [Example(str(r[self.text_field]),
@@ -151,32 +296,53 @@ class _Records(TextDataset):
         return _split(examples, split, self.val_fraction, seed=0)
 
 
+@lru_cache(maxsize=8)
+def _read_rows(format: str, stamp: tuple, encoding: str) -> list[tuple[int, dict]]:
+    """The rows of the file of `stamp`, as (line number, dict)."""
+    name = stamp[0]
+    return _PARSE[format](_decode(Path(name), encoding), name)
+
+
+def _parse_jsonl(text: str, name: str) -> list[tuple[int, dict]]:
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise _bad("path", f"{name} line {n} is not JSON: {e.msg} (column {e.colno})") \
+                from None
+        if not isinstance(row, dict):
+            raise _bad("path", f"{name} line {n} is not a JSON object ({{\"text\": ...}})")
+        rows.append((n, row))
+    return rows
+
+
+def _parse_csv(text: str, name: str) -> list[tuple[int, dict]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = []
+    try:
+        for row in reader:
+            rows.append((reader.line_num, row))
+    except csv.Error as e:
+        raise _bad("path", f"{name} line {reader.line_num}: {e}") from None
+    return rows
+
+
+_PARSE = {"jsonl": _parse_jsonl, "csv": _parse_csv}
+
+
 class JSONL(_Records):
     """One JSON object per line."""
 
-    def rows(self) -> list[dict]:
-        try:
-            lines = Path(self.path).read_text().splitlines()
-            rows = [json.loads(line) for line in lines if line.strip()]
-        except (OSError, json.JSONDecodeError) as e:
-            raise AutostageError(f"dataset jsonl: cannot read {self.path}: {e}") from None
-        if not rows:
-            raise AutostageError(f"dataset jsonl: {self.path} has no rows")
-        return rows
+    format: ClassVar[str] = "jsonl"
 
 
 class CSV(_Records):
     """A CSV file with a header row."""
 
-    def rows(self) -> list[dict]:
-        try:
-            with open(self.path, newline="") as f:
-                rows = list(csv.DictReader(f))
-        except OSError as e:
-            raise AutostageError(f"dataset csv: cannot read {self.path}: {e}") from None
-        if not rows:
-            raise AutostageError(f"dataset csv: {self.path} has no rows")
-        return rows
+    format: ClassVar[str] = "csv"
 
 
 class HF(TextDataset):
@@ -189,6 +355,14 @@ class HF(TextDataset):
     text_field: str = "text"
     label_field: str | None = None
     limit: int = Field(50_000, ge=1, description="examples read per split")
+
+    def preflight(self, context: PreflightContext) -> list[Problem]:
+        import importlib.util
+
+        if importlib.util.find_spec("datasets") is None:  # the network is not checked
+            return [Problem("", "dataset hf needs the `datasets` package: pip install "
+                            "datasets")]
+        return []
 
     def examples(self, split: str, seed: int) -> list[Example]:
         try:

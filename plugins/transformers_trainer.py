@@ -8,17 +8,27 @@ one backbone, so weights move between stages: an MLM-pretrained encoder is the c
 from __future__ import annotations
 
 import copy
+import difflib
+import json
 import math
 import random
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from autostage.components import StageVisit, TextDataset, Trainer, TrainResult, TrialSetup
+from autostage.components import (
+    PreflightContext,
+    StageVisit,
+    TextDataset,
+    Trainer,
+    TrainResult,
+    TrialSetup,
+)
 from autostage.decisions import TrialFailed
-from autostage.errors import AutostageError
+from autostage.errors import AutostageError, Problem
 from autostage.hookspecs import hookimpl
 
 OBJECTIVES = {"gpt2": ("causal_lm", "classify"), "bert": ("mlm", "classify")}
@@ -40,9 +50,12 @@ class Transformers(Trainer):
     n_head: int = Field(4, ge=1, le=128)
     context: int = Field(64, ge=8, le=32768, description="tokens per sequence")
     dropout: float = Field(0.0, ge=0, le=0.9)
-    tokenizer: str = Field("byte", description='"byte", "bpe", or a tokenizer directory')
+    tokenizer: str | None = Field(None, description=(
+        '"byte", "bpe", or a tokenizer directory; default: the pretrained model\'s own '
+        'tokenizer when pretrained is set, else "byte"'))
     bpe_vocab: int = Field(1024, ge=300, le=262144, description="vocabulary of a bpe tokenizer")
-    pretrained: str | None = Field(None, description="a from_pretrained directory or hub name")
+    pretrained: str | None = Field(None, description="a from_pretrained directory, or a hub "
+                                   "name org/name (needs a network)")
     batch_size: int = Field(16, ge=1, le=65536, description="sequences per micro-batch")
     grad_accum: int = Field(1, ge=1, le=4096, description="micro-batches per optimizer step")
     max_grad_norm: float = Field(1.0, ge=0, le=1e6, description="gradient clipping (0: off)")
@@ -60,6 +73,54 @@ class Transformers(Trainer):
             raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head "
                              f"({self.n_head})")
         return self
+
+    def tokenizer_source(self) -> str:
+        """What the trial tokenizes with: "byte", "bpe", or where a tokenizer is loaded from
+        (`tokenizer`, else the `pretrained` model's own: byte ids fed to a model trained on
+        another vocabulary would train it on noise, silently)."""
+        if self.tokenizer is not None:
+            return self.tokenizer
+        if not self.pretrained:
+            return "byte"
+        if _byte_model_without_tokenizer(Path(self.pretrained)):
+            return "byte"  # a model autostage trained on byte ids, saved without them
+        return self.pretrained
+
+    def preflight(self, context: PreflightContext) -> list[Problem]:
+        problems = []
+        if (why := _not_text(context.data)) is not None:
+            problems.append(Problem("trainer", why))
+        model = self.pretrained and _missing_directory(self.pretrained, "config.json", "a model")
+        if model:
+            problems.append(Problem("pretrained", model))
+        if not (model and self.tokenizer is None) and (why := self._tokenizer_problem()):
+            problems.append(Problem("tokenizer", why))
+        if self.device == "cuda" and (why := _no_cuda()) is not None:
+            problems.append(Problem("device", why))
+        return problems
+
+    def _tokenizer_problem(self) -> str | None:
+        source = self.tokenizer_source()
+        if source in ("byte", "bpe"):
+            return None
+        named, path = self.tokenizer is not None, Path(source)
+        if path.is_dir():
+            if _holds_tokenizer(path):
+                return None
+            if named:
+                return (f"cannot load {source}: it holds no tokenizer (tokenizer_config.json, "
+                        "tokenizer.json, a vocabulary); name the directory save_pretrained "
+                        'wrote it to, or "byte" or "bpe"')
+            return (f"the pretrained directory {source} holds no tokenizer, and none is "
+                    "named: set tokenizer to the directory of the one the model was trained "
+                    "with (\"byte\" only if it was trained on autostage's byte ids)")
+        if not named:
+            return None  # the pretrained model's own: a problem there is pretrained's
+        hint = difflib.get_close_matches(source, ["byte", "bpe"], n=1)
+        did = f"did you mean \"{hint[0]}\"? " if hint else ""
+        return _missing_directory(source, None, "a tokenizer", f'{did}tokenizer is "byte", '
+                                  '"bpe", a directory, or a hub name (org/name: needs a '
+                                  'network)')
 
     def check_objectives(self, objectives: set[str]) -> list[str]:
         if self.pretrained:
@@ -337,32 +398,99 @@ def _clip(model: Any, max_norm: float) -> float:
 def _device(choice: str) -> Any:
     import torch
 
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise AutostageError("model.device = 'cuda' but torch sees no CUDA device")
+    if choice == "cuda" and (why := _no_cuda()) is not None:
+        raise AutostageError(f"model.device: {why}")
     use_cuda = choice == "cuda" or (choice == "auto" and torch.cuda.is_available())
     return torch.device("cuda" if use_cuda else "cpu")
 
 
-def _text_sources(setup: TrialSetup) -> dict[str, TextDataset]:
-    wrong = [f"{name} ({type(d).__name__})" for name, d in setup.data.items()
+def _no_cuda() -> str | None:
+    """Why `device = "cuda"` cannot work here, or None (imports torch: only for "cuda")."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    build = "built without CUDA" if torch.version.cuda is None else \
+        f"built for CUDA {torch.version.cuda}"
+    return (f"'cuda', but torch sees no CUDA device here (torch {torch.__version__}, {build}); "
+            'use device = "auto" (CUDA where there is one) or "cpu"')
+
+
+def _not_text(data: Any) -> str | None:
+    wrong = [f"{name} ({type(d).__name__})" for name, d in data.items()
              if not isinstance(d, TextDataset)]
     if wrong:
-        raise AutostageError(f"the transformers trainer reads text datasets (pydoc, arith, "
-                             f"text, jsonl, csv, hf); these are not: {', '.join(wrong)}")
+        return (f"the transformers trainer reads text datasets (pydoc, arith, text, jsonl, "
+                f"csv, hf); these are not: {', '.join(wrong)}")
+    return None
+
+
+def _text_sources(setup: TrialSetup) -> dict[str, TextDataset]:
+    if (why := _not_text(setup.data)) is not None:
+        raise AutostageError(f"model.trainer: {why}")
     return dict(setup.data)
+
+
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "vocab.json", "vocab.txt",
+                   "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
+
+
+def _missing_directory(value: str, needs: str | None, what: str,
+                       hint: str = "a hub name needs a network: org/name") -> str | None:
+    """Why `value` names no `from_pretrained` directory of `what` (holding `needs`), or None.
+    A name of the form org/name that is no directory here is taken for a hub name: loading
+    it needs a network, which validate does not use."""
+    path = Path(value)
+    if path.is_dir():
+        if needs is not None and not (path / needs).is_file():
+            return (f"cannot load {value}: it holds no {needs}, so it is not {what} saved with "
+                    "save_pretrained")
+        return None
+    if path.exists():
+        return f"cannot load {value}: a file; name the directory save_pretrained wrote"
+    if _hub_name(value):
+        return None
+    where = value if path.is_absolute() else f"{value} (relative to {Path.cwd()})"
+    return f"cannot load {where}: no such directory; {hint}"
+
+
+def _hub_name(value: str) -> bool:
+    """org/name, as the Hugging Face hub spells a repository (a bare name is refused: old
+    hub aliases aside, it is a mistyped directory far more often)."""
+    return re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", value) is not None and \
+        ".." not in value and "--" not in value
+
+
+def _holds_tokenizer(path: Path) -> bool:
+    return any((path / name).is_file() for name in TOKENIZER_FILES)
+
+
+def _byte_model_without_tokenizer(path: Path) -> bool:
+    """A model directory with no tokenizer whose vocabulary is the byte tokenizer's own 260
+    ids: one autostage trained on byte ids and saved without them."""
+    from autostage_plugins.tokenize import byte_tokenizer
+
+    if not path.is_dir() or _holds_tokenizer(path):
+        return False
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("vocab_size") == byte_tokenizer().vocab_size
 
 
 def _tokenizer(cfg: Transformers, sources: dict[str, TextDataset], setup: TrialSetup) -> Any:
     from autostage_plugins.tokenize import bpe_tokenizer, byte_tokenizer, pretrained_tokenizer
 
-    if cfg.tokenizer == "byte":
+    source = cfg.tokenizer_source()
+    if source == "byte":
         return byte_tokenizer()
-    if cfg.tokenizer == "bpe":
+    if source == "bpe":
         # the same corpus (seed 0) for every trial: one tokenizer per study, so per-token
         # losses compare across trials and the cache is hit
         texts = [e.prompt + e.text for d in sources.values() for e in d.examples("train", 0)]
         return bpe_tokenizer(texts, cfg.bpe_vocab, setup.cache_dir)
-    return pretrained_tokenizer(cfg.tokenizer)
+    return pretrained_tokenizer(source)
 
 
 def _load_pretrained(auto: Any, path: str, extra: dict) -> Any:

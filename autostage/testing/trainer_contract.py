@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from autostage.components import StageVisit, TrialSetup
+from autostage.components import PreflightContext, StageVisit, TrialSetup
+from autostage.errors import Problem
 from autostage.records import TrialStatus
 from autostage.testing.contracts import ComponentContract
 from autostage.testing.fakes import builtin
@@ -18,6 +19,8 @@ class TrainerContract(ComponentContract):
     """A trainer run the trial loop can drive: trains about the tokens asked with the LR it
     is given, evaluates every source it is asked (a finite loss for each), learns, returns
     exactly to a snapshot, continues from a checkpoint, and repeats itself under a seed.
+
+    Its `preflight` (and its data sources') finds nothing wrong with that setup.
 
     Fixtures: `component` (the trainer) and `setup` (a TrialSetup with its data); optionally
     `train_tokens` (tokens per training call; a few optimizer steps). Evaluation must be a
@@ -51,6 +54,17 @@ class TrainerContract(ComponentContract):
         cls = type(component)
         assert cls.objectives, "a trainer names the objectives its stages may use"
         assert "loss" in cls.metrics and set(cls.maximize) <= set(cls.metrics)
+
+    def test_preflight_finds_nothing_wrong_with_a_setup_it_trains(self, component: Any,
+                                                                   setup: TrialSetup) -> None:
+        context = PreflightContext(tuple(setup.data), dict(setup.data), component,
+                                   dict(setup.objectives))
+        problems = component.preflight(context)
+        assert isinstance(problems, list)
+        assert all(isinstance(p, (Problem, str)) for p in problems), problems
+        assert problems == [], f"preflight refuses a setup the trainer trains: {problems}"
+        for name, dataset in setup.data.items():
+            assert dataset.preflight(context) == [], f"data source {name!r}"
 
     def test_trains_about_the_tokens_asked(self, component: Any, setup: TrialSetup,
                                            train_tokens: int) -> None:

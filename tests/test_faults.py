@@ -135,3 +135,37 @@ def test_a_full_disk_is_one_line_and_resume_finishes_once_there_is_space(ray_ses
     grow()
     assert main([*args, "--resume"]) == 0
     assert sum(r.status.finished for r in RunDir(disk / "run").results()) == 30
+
+
+@pytest.mark.slow
+def test_relative_data_paths_mean_in_a_search_what_they_mean_to_validate(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "corpus.txt").write_text("Some text to learn from, over and over. " * 200)
+    (tmp_path / "study.toml").write_text(textwrap.dedent("""
+        [study]
+        name = "relative"
+        metric = "eval.general.loss"
+        trials = 2
+        parallel = 2
+        trial_scheduler = "fifo"
+
+        [model]
+        trainer = "toy"
+
+        [data.general]
+        dataset = "text"
+        path = "corpus.txt"
+
+        [[stage]]
+        name = "general"
+        data = "general"
+        tokens = 20_000
+        final = true
+    """))
+    done = subprocess.run([sys.executable, "-m", "autostage.cli", "search", "study.toml"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
+    records = RunDir(tmp_path / "runs" / "relative").results()
+    assert [r.status for r in records] == [TrialStatus.COMPLETED] * 2

@@ -25,6 +25,10 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000")
 # A trial's last report (its outcome) carries no metric: a failed trial has none to give.
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+# Trials run where `autostage search` was started, so a study's relative paths (data files,
+# a pretrained directory) mean in a trial what they meant to `validate`. (Ray's default runs
+# each trial in a directory of its own, where `path = "corpus.txt"` is not found.)
+os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
 
 import optuna  # noqa: E402
 import ray  # noqa: E402

@@ -122,3 +122,23 @@ def test_a_second_search_into_a_run_directory_in_use_is_refused_in_one_line(tmp_
     # the lock went with the first search: its run resumes to the end
     assert subprocess.run(command(out, *longer, "--resume")).returncode == 0
     assert sum(r.status.finished for r in RunDir(out).results()) == 40
+
+
+def test_a_queued_trial_cut_before_it_started_is_queued_again_with_its_parameters(
+        registry, tmp_path):
+    """A second interruption: the trial re-queued by the first resume had not started."""
+    study = load_study(STUDY, registry, [])
+    space = compile_space(study, registry)
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    storage = open_storage(run.storage_url)
+    ot = optuna.create_study(study_name="quickstart-toy", storage=storage)
+    params = {k: v for k, v in sample(space, seed=3).items()
+              if k in ("optimizer", "optimizer.adamw.lr", "optimizer.sgd.lr")}
+    ot.enqueue_trial(params)  # WAITING: its values are Optuna's fixed_params, not its params
+    reconcile(study, space, run, storage)
+    trials = ot.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"]
+    assert trials[1].system_attrs["fixed_params"] == params
+    assert run.result(0).status == TrialStatus.INTERRUPTED
+    assert {k: run.result(0).config[k] for k in params} == params

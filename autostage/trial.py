@@ -143,6 +143,12 @@ class _Loop:
             self.report(last)
             if isinstance(decision, Stop):
                 return TrialStatus.STOPPED, decision.reason
+            if stage.final and isinstance(decision, Advance) and \
+                    last.stage_tokens < last.stage_budget:
+                # nothing comes after the final stage: an Advance there ends the trial early
+                return TrialStatus.STOPPED, (
+                    f"the stage policy ended the final stage {name} early (Advance) after "
+                    f"{last.stage_tokens:,} of its {last.stage_budget:,} tokens")
             if stage.final:
                 break  # the final stage ends the trial, whatever was still planned
         return TrialStatus.COMPLETED, ""

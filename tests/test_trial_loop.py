@@ -181,6 +181,22 @@ def test_history_shows_the_policy_the_current_visit_and_what_remains():
     assert seen == [("a", 1, ("b",)), ("a", 2, ("b",)), ("b", 1, ()), ("b", 2, ())]
 
 
+def test_an_advance_in_the_final_stage_ends_the_trial_early_and_says_so():
+    trainer = ScriptedTrainer()
+    result = run_trial(plan({6: Advance()}, stage("a"), stage("b", final=True)), trainer)
+    assert [e.stage for e in result.evals] == ["a"] * 4 + ["b"] * 2
+    assert result.status == TrialStatus.STOPPED  # it was not trained to its budget
+    assert result.reason == ("the stage policy ended the final stage b early (Advance) "
+                             "after 50 of its 100 tokens")
+    assert result.value == result.evals[-1].metrics["eval.b.loss"]  # still ranked
+
+
+def test_an_advance_at_the_final_stages_last_eval_completes_the_trial():
+    result = run_trial(plan({8: Advance()}, stage("a"), stage("b", final=True)),
+                       ScriptedTrainer())
+    assert result.status == TrialStatus.COMPLETED and result.tokens == 200
+
+
 def test_a_rewind_at_the_last_eval_reports_the_restored_weights():
     # the final eval regresses and the policy rewinds: the trial's value is the best eval's,
     # the one its restored weights were evaluated at, not the regressed one

@@ -47,6 +47,7 @@ class Entry:
     name: str
     cls: type[Component]
     plugin: str
+    replaces_builtin: bool = False
 
 
 class Host(pluggy.PluginManager):
@@ -131,13 +132,16 @@ class Registry:
             hook_name = REGISTER_HOOKS[kind]
             for impl in reversed(getattr(host.hook, hook_name).get_hookimpls()):
                 self._call(impl, kind, hook_name, trace)
+        for kind, entries in self.entries.items():  # whose each name is, once settled
+            for name, entry in sorted(entries.items()):
+                host.info[entry.plugin].registered.setdefault(kind, []).append(name)
 
     def _call(self, impl: Any, kind: str, hook_name: str, trace: bool) -> None:
         plugin = impl.plugin_name
         names: list[str] = []
 
-        def register(name: str, cls: type) -> None:
-            self._add(kind, name, cls, plugin, hook_name)
+        def register(name: str, cls: type, *, replaces_builtin: bool = False) -> None:
+            self._add(kind, name, cls, plugin, hook_name, replaces_builtin)
             names.append(name)
 
         try:
@@ -148,12 +152,11 @@ class Registry:
             raise PluginError(
                 f"plugin '{plugin}' raised in hook {hook_name}: {type(e).__name__}: {e}"
             ) from e
-        if names:
-            self.host.info[plugin].registered.setdefault(kind, []).extend(names)
         if trace:
             print(f"[autostage trace] {plugin}.{hook_name} -> {names}", file=sys.stderr)
 
-    def _add(self, kind: str, name: str, cls: type, plugin: str, hook_name: str) -> None:
+    def _add(self, kind: str, name: str, cls: type, plugin: str, hook_name: str,
+             replaces_builtin: bool = False) -> None:
         where = f"plugin '{plugin}' (hook {hook_name})"
         base = BASES[kind]
         if not isinstance(name, str) or not NAME.match(name):
@@ -173,13 +176,27 @@ class Registry:
             fields_of(cls)
         except FieldTypeError as e:
             raise PluginError(f"{where}: {kind} '{name}' {e}") from None
+        entry = Entry(kind, name, cls, plugin, replaces_builtin)
         if name in self.entries[kind]:
-            first = self.entries[kind][name].plugin
+            entry = self._settle(self.entries[kind][name], entry)
+        self.entries[kind][name] = entry
+
+    def _settle(self, have: Entry, new: Entry) -> Entry:
+        """Two registrations of one name: a third-party plugin may replace a built-in when it
+        says so (`replaces_builtin=True`), whichever registered first; anything else is an
+        error whose advice can be followed."""
+        builtin = {e.plugin: self.host.info[e.plugin].builtin for e in (have, new)}
+        if sum(builtin.values()) == 1:
+            ours, theirs = (have, new) if builtin[have.plugin] else (new, have)
+            if theirs.replaces_builtin:
+                return theirs
             raise PluginError(
-                f"{kind} '{name}' is registered by two plugins: '{first}' and '{plugin}'; "
-                "uninstall one, or skip one with AUTOSTAGE_LOAD_PLUGINS"
-            )
-        self.entries[kind][name] = Entry(kind, name, cls, plugin)
+                f"plugin '{theirs.plugin}' registered {new.kind} '{new.name}', the name of a "
+                f"built-in (from '{ours.plugin}'): give yours another name, or replace the "
+                f"built-in on purpose with register('{new.name}', cls, replaces_builtin=True)")
+        raise PluginError(
+            f"{new.kind} '{new.name}' is registered by two plugins: '{have.plugin}' and "
+            f"'{new.plugin}'; uninstall one, or skip one with AUTOSTAGE_LOAD_PLUGINS")
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.entries[kind])

@@ -181,7 +181,8 @@ def test_the_guide_packages_tests_pass(installed):
 @pytest.mark.parametrize(("plugin", "says"), [
     ("crash", ["plugin 'crash' (from autostage-crash 0.1.0) failed to import",
                "fancy_cuda_kernels", "AUTOSTAGE_LOAD_PLUGINS"]),
-    ("dupe", ["optimizer 'adamw' is registered by two plugins", "'dupe'", "'optimizers'"]),
+    ("dupe", ["plugin 'dupe' registered optimizer 'adamw', the name of a built-in",
+              "'optimizers'", "replaces_builtin=True"]),
     ("badfield", ["plugin 'badfield' (hook register_optimizers)", "field 'table'",
                   "not supported"]),
 ])

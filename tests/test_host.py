@@ -30,12 +30,13 @@ class Fancy(Optimizer):
         return None
 
 
-def optimizer_plugin(plugin: str, cls: Any = Fancy, name: str = "fancy") -> SimpleNamespace:
+def optimizer_plugin(plugin: str, cls: Any = Fancy, name: str = "fancy",
+                     **how: Any) -> SimpleNamespace:
     """A plugin object (as a module would be) registering one optimizer."""
 
     @hookimpl
     def register_optimizers(register):
-        register(name, cls)
+        register(name, cls, **how)
 
     return SimpleNamespace(__name__=plugin, register_optimizers=register_optimizers)
 
@@ -51,6 +52,31 @@ def test_same_name_from_two_plugins():
     with pytest.raises(PluginError, match="optimizer 'fancy'") as e:
         load_registry(entry_points=False, plugins=plugins)
     assert "'acme'" in str(e.value) and "'globex'" in str(e.value)
+
+
+def test_reusing_a_builtins_name_is_refused_saying_how_to_replace_it_on_purpose():
+    with pytest.raises(PluginError) as e:
+        load_registry(plugins=[optimizer_plugin("acme", name="adamw")])
+    assert str(e.value) == (
+        "plugin 'acme' registered optimizer 'adamw', the name of a built-in (from "
+        "'optimizers'): give yours another name, or replace the built-in on purpose with "
+        "register('adamw', cls, replaces_builtin=True)")
+
+
+def test_a_plugin_replaces_a_builtin_when_it_says_so():
+    registry = load_registry(plugins=[optimizer_plugin("acme", name="adamw",
+                                                       replaces_builtin=True)])
+    assert registry.get("optimizer", "adamw") is Fancy
+    assert registry.entries["optimizer"]["adamw"].plugin == "acme"
+    assert registry.get("optimizer", "sgd").__module__ == "autostage_plugins.optimizers"
+    owners = {p.name: p.registered.get("optimizer", []) for p in registry.plugins}
+    assert owners["acme"] == ["adamw"] and "adamw" not in owners["optimizers"]
+
+
+def test_replacing_is_for_builtins_only():
+    plugins = [optimizer_plugin("acme"), optimizer_plugin("globex", replaces_builtin=True)]
+    with pytest.raises(PluginError, match="registered by two plugins: .*AUTOSTAGE_LOAD"):
+        load_registry(entry_points=False, plugins=plugins)
 
 
 def test_hook_that_raises_names_plugin_and_hook():

@@ -108,9 +108,9 @@ class SearchView:
 
 
 def print_summary(console: Console, outcome: Any, study: Any) -> None:
-    """The end of a search: the best trial, its config, plan and decisions, the models kept,
-    and where to look. `study` is the study's [study] section."""
-    from autostage.models import kept_summary
+    """The end of a search: the best trial, its config, plan and decisions (several metrics:
+    the Pareto front), the models kept, and where to look. `study`: the [study] section."""
+    from autostage.models import keeping_order, kept_summary
     from autostage.rundir import RunDir
 
     records: list[TrialRecord] = outcome.records
@@ -128,6 +128,8 @@ def print_summary(console: Console, outcome: Any, study: Any) -> None:
     best = best_trial(records, study.modes[0])
     if best is None:
         console.print("no trial finished with a finite value")
+    elif len(study.metrics) > 1:  # no one best: the trials no other beats in every metric
+        print_front(console, keeping_order(records, study.modes), study.metrics)
     else:
         print_trial(console, best.with_evals(run.evals(best.number)), study.metrics)
     if (kept := kept_summary(run, study.keep_models, records)) is not None:

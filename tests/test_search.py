@@ -265,7 +265,8 @@ def test_every_trial_scheduler_runs_a_search_to_its_end(ray_session, tmp_path, t
 
 
 @pytest.mark.slow
-def test_two_metrics_make_a_multi_objective_study_in_any_rdb_url(ray_session, tmp_path):
+def test_two_metrics_make_a_multi_objective_study_in_any_rdb_url(ray_session, tmp_path,
+                                                                  capsys):
     url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     code, run = search(tmp_path, "--trials", "6", "--set", "study.sampler=nsga2",
                        "--set", "study.trial_scheduler=fifo", "--set",
@@ -278,6 +279,10 @@ def test_two_metrics_make_a_multi_objective_study_in_any_rdb_url(ray_session, tm
     assert done and all(len(t.values) == 2 for t in done)
     assert {t.values[1] for t in done} <= {r.tokens for r in run.results()}
     assert not (run.path / "optuna.db").exists()
+    # the summary shows the front, not one "best" by the first metric
+    out = capsys.readouterr().out
+    front = {t.number for t in stored.best_trials}
+    assert f"Pareto front: {len(front)} trials" in out and "\nbest: trial" not in out
 
 
 def test_an_unreachable_cluster_is_one_clear_error_and_writes_nothing(tmp_path, capsys):

@@ -82,7 +82,12 @@ def _parser() -> argparse.ArgumentParser:
                    "file that needs the network to open (default: inlined, opens offline)")
     r.set_defaults(run=_report)
 
-    pl = sub.add_parser("plugins", help="list installed plugins and what they register")
+    pl = sub.add_parser("plugins", help="list installed plugins and what they register; "
+                        "--fields: the settings of their components")
+    pl.add_argument("--fields", action="append", default=[], metavar="KIND[.NAME]",
+                    help="print the fields (type, default, bounds, description) of every "
+                    "component of KIND (e.g. dataset), or of one (dataset.csv; a NAME alone "
+                    "when one kind has it), as markdown tables (repeatable)")
     pl.set_defaults(run=_plugins)
     return p
 
@@ -232,6 +237,12 @@ def _plugins(args: argparse.Namespace) -> int:
     from autostage.host import load_registry
 
     registry = load_registry()
+    if args.fields:
+        from autostage.fieldtables import render, resolve
+
+        entries = [entry for spec in args.fields for entry in resolve(registry, spec)]
+        print(render(registry, entries), end="")
+        return 0
     rows = [("plugin", "distribution", "version", "registers")]
     for info in registry.plugins:
         registered = "; ".join(f"{kind}: {', '.join(names)}"

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from autostage.errors import Problem
+from autostage.errors import AutostageError, Problem
 from autostage.kinds import TABLE
 
 if TYPE_CHECKING:  # heavy imports only for type checkers
@@ -129,12 +129,90 @@ class Example:
     prompt: str = ""
 
 
+#: The splits a trainer asks a TextDataset for: "train", what it trains on, and "val", the
+#: held-out examples every eval scores.
+SPLITS: tuple[str, ...] = ("train", "val")
+
+
+def check_split(split: str) -> str:
+    """`split` when it is one of `SPLITS`; else a ValueError naming it. Call it first thing in
+    `TextDataset.examples`, so a misspelt split is never quietly read as another one."""
+    if split not in SPLITS:
+        raise ValueError(f"no split {split!r}: a TextDataset's splits are "
+                         f"{' and '.join(map(repr, SPLITS))}")
+    return split
+
+
 class TextDataset(Dataset):
-    """A dataset of text examples, deterministic given a seed: what real trainers read."""
+    """A dataset of text examples, deterministic given a seed: what real trainers read (the
+    transformers trainer, through `read_examples`).
+
+    The contract (`autostage.testing.TextDatasetContract` checks it):
+
+    - `examples(split, seed)` returns a non-empty list of `Example`s for each of `SPLITS`,
+      "train" and "val", and raises ValueError naming any other split (`check_split`);
+    - the same (split, seed) gives the same list, in any process (seed `random.Random` with
+      ints or strings, never with `hash()`);
+    - "val" does not depend on the seed: every trial of a study is judged on the same
+      held-out examples; and no val example is also a train example;
+    - labels are on every example of a split or on none; names (str) or class ids (int),
+      not both;
+    - what `examples` would trip on (a missing file, too little text) `preflight` finds
+      first, so `autostage validate` reports it.
+    """
 
     @abstractmethod
     def examples(self, split: str, seed: int) -> Sequence[Example]:
-        """The examples of `split` ("train" or "val"); the same seed gives the same list."""
+        """The examples of `split` ("train" or "val"): a non-empty list of `Example`s, the same
+        for the same seed; "val" the same for every seed. Another split: ValueError."""
+
+
+def read_examples(dataset: TextDataset, split: str, seed: int, source: str = ""
+                  ) -> list[Example]:
+    """`dataset.examples(split, seed)`, checked where a trainer first reads it: a non-empty
+    list (or tuple) of `Example`s whose `text` and `prompt` are strings and whose `label` is
+    None, an int or a str. Anything else — strings instead of Examples, a generator, an
+    empty split — is an AutostageError naming the data source (`source`), the dataset's
+    class, the split and the first wrong item, instead of an AttributeError deep in
+    training."""
+    where = f"data source {source!r} (dataset {type(dataset).__name__}, {split} split)" \
+        if source else f"dataset {type(dataset).__name__} ({split} split)"
+    got = dataset.examples(split, seed)
+    if not isinstance(got, list | tuple):
+        raise AutostageError(f"{where}: examples() returned {_shown(got)}, not a list of "
+                             "autostage.components.Example")
+    if not got:
+        raise AutostageError(f"{where}: examples() returned no examples; every split needs "
+                             "at least one (train to learn from, val to evaluate)")
+    for i, example in enumerate(got):
+        if (problem := _example_problem(example)) is not None:
+            raise AutostageError(f"{where}: examples() item {i} {problem}")
+    return list(got)
+
+
+_EXAMPLE = 'Example(text, label=None, prompt="") from autostage.components'
+
+
+def _example_problem(example: object) -> str | None:
+    """What is wrong with one item `examples()` returned, or None."""
+    if not isinstance(example, Example):
+        return f"is {_shown(example)}, not an Example: return {_EXAMPLE}"
+    if not isinstance(example.text, str):
+        return f"has a text that is {_shown(example.text)}, not a str"
+    if not isinstance(example.prompt, str):
+        return f"has a prompt that is {_shown(example.prompt)}, not a str"
+    label = example.label
+    if label is not None and (isinstance(label, bool) or not isinstance(label, int | str)):
+        return (f"has a label that is {_shown(label)}: give None, a class name (str) or a "
+                "class id (int)")
+    return None
+
+
+def _shown(value: object) -> str:
+    """A value for an error message: its type and a short repr."""
+    text = repr(value)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return f"a {type(value).__name__} ({text})"
 
 
 class Sampler(Component):

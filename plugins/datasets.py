@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from autostage.components import Example, PreflightContext, TextDataset
+from autostage.components import Example, PreflightContext, TextDataset, check_split
 from autostage.errors import AutostageError, Problem
 from autostage.hookspecs import hookimpl
 
@@ -29,18 +29,34 @@ def _split(items: list, split: str, val_fraction: float, seed: int) -> list:
     return [items[i] for i in sorted(chosen)]
 
 
+def _examples_split(examples: list[Example], split: str, val_fraction: float) -> list[Example]:
+    """`_split` with a fixed seed (0), so val is the same held-out set for every trial; train
+    leaves out an example whose prompt and text a val example also has (a passage or row that
+    the data holds twice), so the evals never score what was trained on."""
+    val = _split(examples, "val", val_fraction, seed=0)
+    if split == "val":
+        return val
+    held_out = {(e.prompt, e.text) for e in val}
+    return [e for e in _split(examples, "train", val_fraction, seed=0)
+            if (e.prompt, e.text) not in held_out]
+
+
 class Pydoc(TextDataset):
     """CPython's own documentation topics (`pydoc_data.topics`, ~465k characters of English):
     real text with no download. `variant = "classify"` keeps the passages of the `classes`
     largest topics, each labelled with its topic's name (e.g. "specialnames", "compound"):
     which part of the docs a passage comes from."""
 
-    variant: Literal["text", "classify"] = "text"
+    variant: Literal["text", "classify"] = Field("text", description="\"classify\": the "
+                                                 "passages of the `classes` largest topics, "
+                                                 "labelled by topic")
     passage_chars: int = Field(512, ge=32, le=100_000, description="characters per passage")
     classes: int = Field(4, ge=2, le=64, description="the largest topics classified (classify)")
-    val_fraction: float = Field(0.1, gt=0, lt=1)
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="the share held out: the "
+                                "val split evals score (the same for every trial)")
 
     def examples(self, split: str, seed: int) -> list[Example]:
+        check_split(split)
         return list(_pydoc(self.variant, self.passage_chars, self.classes, self.val_fraction,
                            split))
 
@@ -64,8 +80,9 @@ def _pydoc(variant: str, chars: int, classes: int, val_fraction: float,
             label = name if variant == "classify" else None
             passages.append(Example(text[start:start + chars], label))
     # the split is fixed (seed 0), whatever the trial's seed: val must be the same held-out
-    # text for every trial of a study, or their evals would not compare
-    return tuple(_split(passages, split, val_fraction, seed=0))
+    # text for every trial of a study, or their evals would not compare. Topics repeat
+    # passages (the "if" statement is in two of them): train leaves out val's.
+    return tuple(_examples_split(passages, split, val_fraction))
 
 
 class Arith(TextDataset):
@@ -73,15 +90,18 @@ class Arith(TextDataset):
     least-significant digit first (easier for a left-to-right model). Only the answer is
     scored; the prompt is context. `operand_digits` below `digits` makes an easier task in the
     same format (`00042+00017=950000`): a prerequisite whose skills sit at the target's
-    positions."""
+    positions. Train and val problems are drawn independently, so a few coincide (with 1-digit
+    operands there are only 100 problems): it cannot promise disjoint splits."""
 
     digits: int = Field(3, ge=1, le=12, description="digits per operand (the format's width)")
     operand_digits: int | None = Field(None, ge=1, le=12,
                                        description="operands below 10**this (default: digits)")
     reverse: bool = Field(True, description="answer digits least-significant first")
     pad: bool = Field(True, description="zero-pad operands and answer to fixed width")
-    train_size: int = Field(20_000, ge=10, le=10_000_000)
-    val_size: int = Field(256, ge=8, le=100_000)
+    train_size: int = Field(20_000, ge=10, le=10_000_000,
+                            description="problems to train on (drawn from the trial's seed)")
+    val_size: int = Field(256, ge=8, le=100_000,
+                          description="held-out problems (the same for every trial)")
 
     @model_validator(mode="after")
     def _operands_fit(self) -> Arith:
@@ -91,6 +111,7 @@ class Arith(TextDataset):
         return self
 
     def examples(self, split: str, seed: int) -> list[Example]:
+        check_split(split)
         # val comes from its own fixed stream so every trial is scored on the same problems
         task = self.digits if self.operand_digits is None else \
             f"{self.digits}-{self.operand_digits}"
@@ -116,6 +137,15 @@ class _Bad(AutostageError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("; ".join(str(p) for p in problems))
+
+
+def _all_held_out(dataset: TextDataset) -> list[Problem]:
+    """A problem when the train split is empty: every example repeats a held-out one."""
+    if dataset.examples("train", 0):
+        return []
+    return [Problem("path", f"{dataset.path}: every example repeats a held-out (val) one, "
+                    "and train leaves those out, so nothing is left to train on: give it more "
+                    "distinct text")]
 
 
 def _bad(field: str, message: str) -> _Bad:
@@ -165,9 +195,11 @@ class Text(TextDataset):
     extension in any case; hidden files skipped), cut into passages of `passage_chars`
     characters. Whitespace runs become one space unless `keep_newlines`."""
 
-    path: str = Field(description="a text file, or a folder of .txt files")
-    passage_chars: int = Field(512, ge=32, le=100_000)
-    val_fraction: float = Field(0.1, gt=0, lt=1)
+    path: str = Field(description="a text file, or a folder of .txt files (relative: to "
+                      "where autostage runs)")
+    passage_chars: int = Field(512, ge=32, le=100_000, description="characters per passage")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="the share held out: the "
+                                "val split evals score (the same for every trial)")
     encoding: str = Field("utf-8", description="the files' text encoding (strict: a byte "
                           "not valid in it is an error); a leading byte-order mark is dropped")
     keep_newlines: bool = Field(False, description="keep the text as written (line breaks, "
@@ -179,10 +211,11 @@ class Text(TextDataset):
             self._passages()
         except _Bad as e:
             return e.problems
-        return []
+        return _all_held_out(self)
 
     def examples(self, split: str, seed: int) -> list[Example]:
-        return _split(self._passages(), split, self.val_fraction, seed=0)
+        check_split(split)
+        return _examples_split(self._passages(), split, self.val_fraction)
 
     def files(self) -> list[Path]:
         """The files read, in order."""
@@ -238,10 +271,12 @@ class _Records(TextDataset):
     """Shared by jsonl and csv: text and (optional) label fields named in the study. Labels
     are names (a JSON number becomes its text, e.g. "3"). Texts are kept as written."""
 
-    path: str
-    text_field: str = "text"
-    label_field: str | None = Field(None, description="set it for a classification task")
-    val_fraction: float = Field(0.1, gt=0, lt=1)
+    path: str = Field(description="the file (relative: to where autostage runs)")
+    text_field: str = Field("text", description="the field (csv: column) holding the text")
+    label_field: str | None = Field(None, description="the field holding the label (a name); "
+                                    "set it for a classification task")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="the share held out: the "
+                                "val split evals score (the same for every trial)")
     encoding: str = Field("utf-8", description="the file's text encoding (strict); a "
                           "leading byte-order mark is dropped")
 
@@ -284,16 +319,17 @@ class _Records(TextDataset):
             self.rows()
         except _Bad as e:
             return e.problems
-        return []
+        return _all_held_out(self)
 
     def examples(self, split: str, seed: int) -> list[Example]:
+        check_split(split)
         rows = self.rows()
         # label names, not ids: the trainer numbers them once for the whole study, so a class
         # keeps its id in a file that lacks another class
         examples = [Example(str(r[self.text_field]),
                             str(r[self.label_field]) if self.label_field else None)
                     for r in rows]
-        return _split(examples, split, self.val_fraction, seed=0)
+        return _examples_split(examples, split, self.val_fraction)
 
 
 @lru_cache(maxsize=8)
@@ -348,12 +384,13 @@ class CSV(_Records):
 class HF(TextDataset):
     """A dataset from the Hugging Face hub (needs `pip install datasets` and a network)."""
 
-    name: str
-    config: str | None = None
-    train_split: str = "train"
-    val_split: str = "validation"
-    text_field: str = "text"
-    label_field: str | None = None
+    name: str = Field(description="the hub dataset, e.g. \"imdb\" or \"org/name\"")
+    config: str | None = Field(None, description="its configuration, for one that has several")
+    train_split: str = Field("train", description="the hub split trained on")
+    val_split: str = Field("validation", description="the hub split evals score")
+    text_field: str = Field("text", description="the field holding the text")
+    label_field: str | None = Field(None, description="the field holding the class id (an "
+                                    "integer); set it for a classification task")
     limit: int = Field(50_000, ge=1, description="examples read per split")
 
     def preflight(self, context: PreflightContext) -> list[Problem]:
@@ -365,6 +402,7 @@ class HF(TextDataset):
         return []
 
     def examples(self, split: str, seed: int) -> list[Example]:
+        check_split(split)
         try:
             import datasets
         except ImportError:

@@ -26,6 +26,7 @@ from autostage.components import (
     Trainer,
     TrainResult,
     TrialSetup,
+    read_examples,
 )
 from autostage.decisions import TrialFailed
 from autostage.errors import AutostageError, Problem
@@ -44,18 +45,26 @@ class Transformers(Trainer):
                          "mlm": ("loss", "perplexity", "examples"),
                          "classify": ("loss", "accuracy", "f1", "examples")}
 
-    arch: Literal["gpt2", "bert"] = "gpt2"
-    n_layer: int = Field(2, ge=1, le=96)
-    n_embd: int = Field(64, ge=8, le=16384, description="width; a multiple of n_head")
-    n_head: int = Field(4, ge=1, le=128)
-    context: int = Field(64, ge=8, le=32768, description="tokens per sequence")
-    dropout: float = Field(0.0, ge=0, le=0.9)
+    arch: Literal["gpt2", "bert"] = Field("gpt2", description="gpt2: causal_lm, classify; "
+                                          "bert: mlm, classify (ignored with pretrained)")
+    n_layer: int = Field(2, ge=1, le=96, description="transformer blocks (ignored with "
+                         "pretrained)")
+    n_embd: int = Field(64, ge=8, le=16384, description="width; a multiple of n_head "
+                        "(ignored with pretrained)")
+    n_head: int = Field(4, ge=1, le=128, description="attention heads (ignored with "
+                        "pretrained)")
+    context: int = Field(64, ge=8, le=32768, description="tokens per sequence (the model's "
+                         "positions; with pretrained, at most the model's)")
+    dropout: float = Field(0.0, ge=0, le=0.9, description="dropout probability everywhere "
+                           "(ignored with pretrained)")
     tokenizer: str | None = Field(None, description=(
         '"byte", "bpe", or a tokenizer directory; default: the pretrained model\'s own '
         'tokenizer when pretrained is set, else "byte"'))
     bpe_vocab: int = Field(1024, ge=300, le=262144, description="vocabulary of a bpe tokenizer")
     pretrained: str | None = Field(None, description="a from_pretrained directory, or a hub "
-                                   "name org/name (needs a network)")
+                                   "name org/name (needs a network); the model then comes "
+                                   "with its own architecture, size and weights: arch, the "
+                                   "size fields, dropout and the study's init are ignored")
     batch_size: int = Field(16, ge=1, le=65536, description="sequences per micro-batch")
     grad_accum: int = Field(1, ge=1, le=4096, description="micro-batches per optimizer step")
     max_grad_norm: float = Field(1.0, ge=0, le=1e6, description="gradient clipping (0: off)")
@@ -63,8 +72,10 @@ class Transformers(Trainer):
         "an eval scores eval_batches x batch_size held-out examples (language models: windows "
         "of context tokens) of each source, one fixed seeded sample per study; the whole val "
         "split when it is no larger"))
-    mlm_probability: float = Field(0.15, gt=0, lt=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    mlm_probability: float = Field(0.15, gt=0, lt=1, description="share of tokens masked "
+                                   "in mlm stages")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA where "
+                                                   "torch sees it, else the CPU")
     bf16: bool = Field(True, description="bf16 autocast on CUDA")
 
     @model_validator(mode="after")
@@ -308,7 +319,9 @@ class _Data:
         from autostage_plugins.lm_data import Stream
 
         self.seed = seed
-        self.examples = {s: {split: d.examples(split, seed) for split in ("train", "val")}
+        # read_examples: a third-party dataset returning strings is one clear line here
+        self.examples = {s: {split: read_examples(d, split, seed, source=s)
+                             for split in ("train", "val")}
                          for s, d in sources.items()}
         self.streams = {s: {split: Stream.build(ex, tok) for split, ex in splits.items()}
                         for s, splits in self.examples.items()}
@@ -488,7 +501,8 @@ def _tokenizer(cfg: Transformers, sources: dict[str, TextDataset], setup: TrialS
     if source == "bpe":
         # the same corpus (seed 0) for every trial: one tokenizer per study, so per-token
         # losses compare across trials and the cache is hit
-        texts = [e.prompt + e.text for d in sources.values() for e in d.examples("train", 0)]
+        texts = [e.prompt + e.text for s, d in sources.items()
+                 for e in read_examples(d, "train", 0, source=s)]
         return bpe_tokenizer(texts, cfg.bpe_vocab, setup.cache_dir)
     return pretrained_tokenizer(source)
 

@@ -25,3 +25,17 @@ def test_the_readme_commands_match_ci():
     text = README.read_text()
     assert "python -m pytest -q" in text and "python -m pytest -q" in ci
     assert "pip install torch==2.13.0" in text and "torch==2.13.0" in ci
+
+
+def test_the_readme_field_tables_match_the_plugins_declarations():
+    from autostage.fieldtables import REFRESH, blocks, builtin_registry, refresh
+
+    text = README.read_text(encoding="utf-8")
+    specs = [spec for spec, _ in blocks(text)]
+    assert {"dataset", "trainer.transformers"} <= set(specs), specs
+    fresh = refresh(text, builtin_registry())
+    stale = [spec for (spec, body), (_, new) in zip(blocks(text), blocks(fresh), strict=True)
+             if body != new]
+    assert not stale, (f"README.md's field tables ({', '.join(stale)}) differ from the "
+                       f"plugins' field declarations: run `{REFRESH}` and commit the result")
+    assert fresh == text

@@ -57,3 +57,53 @@ def test_the_toy_plugin_registers_the_core_classes(registry):
 
     assert registry.get("trainer", "toy") is Toy
     assert registry.get("dataset", "toy_task") is ToyTask
+
+
+# --- the kit documents itself -------------------------------------------------------------
+
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
+
+
+def guide_testing_section() -> str:
+    text = GUIDE.read_text()
+    return text[text.index("## Testing a plugin"):text.index("## Debugging a plugin")]
+
+
+def test_every_public_name_of_the_kit_has_a_docstring_of_its_own():
+    import inspect
+
+    undocumented = [name for name in autostage.testing.__all__
+                    if callable(obj := getattr(autostage.testing, name))
+                    and not (inspect.getdoc(obj) or "").strip()]
+    assert undocumented == []
+    helpers = [name for name in autostage.testing.__all__
+               if inspect.isfunction(getattr(autostage.testing, name))]
+    unannotated = [name for name in helpers
+                   if inspect.signature(getattr(autostage.testing, name)).return_annotation
+                   is inspect.Signature.empty]
+    assert unannotated == [], "a helper's signature says what it returns"
+
+
+def test_the_guide_documents_every_public_name_of_the_kit():
+    section = guide_testing_section()
+    missing = [name for name in autostage.testing.__all__ if f"`{name}" not in section]
+    assert missing == []
+
+
+def test_the_shapes_the_guide_gives_its_helpers():
+    from autostage.decisions import Continue, Decision, History
+    from autostage.testing import builtin, decisions, replay, run_toy_trial, script
+    from autostage.trial import TrialResult
+
+    fixed = builtin("stage_policy", "fixed")
+    assert decisions(fixed, [3.0, 2.0]) == [Continue(), Continue()]  # bare decisions
+    steps = replay(fixed, [("prereq", [3.0]), ("target", [2.0])])
+    assert all(isinstance(h, History) and isinstance(d, Decision) for h, d in steps)
+    # `decisions` scripts one stage, named "target", final; `stage=` and `final=` change it
+    (history,) = script([("target", [1.0])])
+    assert history.stages == ("target",) and history.final == "target"
+    (history, _), = replay(fixed, [("general", [1.0])], final=False)
+    assert history.final is None
+    result = run_toy_trial(seed=0)
+    assert isinstance(result, TrialResult) and not hasattr(result, "plan")
+    assert list(dict.fromkeys(e.stage for e in result.evals)) == ["general", "prereq", "target"]

@@ -21,8 +21,10 @@ from autostage.host import Registry, load_registry
 from autostage.toy import Toy, ToyTask
 from autostage.trial import Report, TrialPlan, TrialResult, run_trial
 
-# The quickstart's curriculum: a general stage, a prerequisite that makes the target easier,
-# and the target, pinned last. 48 toy steps per prefix stage: a whole trial takes milliseconds.
+# The quickstart's curriculum, which `run_toy_trial` runs: a general stage, a prerequisite
+# that makes the target easier, and the target, pinned last — data source name -> ToyTask, and
+# (stage name, tokens) in plan order, each stage training on the source of its name. 48 toy
+# steps per prefix stage: a whole trial takes milliseconds.
 TOY_DATA: dict[str, ToyTask] = {
     "general": ToyTask(difficulty=0.5),
     "prereq": ToyTask(difficulty=1.0),
@@ -38,18 +40,29 @@ def _registry() -> Registry:
 
 
 def builtin(kind: str, name: str, **params: Any) -> Any:
-    """A component by its registered name, through the plugin registry — e.g.
-    `builtin("optimizer", "adamw", lr=3e-3)`. The test kit imports no plugin package: the
-    built-ins it defaults to (AdamW, Constant, Fixed, Default) come from the installed
-    registry, loaded once."""
+    """The component `kind` registers as `name` (a built-in's or an installed plugin's),
+    built with `params` as its fields, through the plugin registry (loaded once): to
+    combine with yours. Unknown names and fields raise as a study file would.
+
+        adamw = builtin("optimizer", "adamw", lr=3e-3)
+        result = run_toy_trial(MyPolicy(), optimizer=adamw)
+
+    The test kit imports no plugin package: the built-ins it defaults to (AdamW, Constant,
+    Fixed, Default) come from here."""
     return _registry().create(kind, name, params)
 
 
 def stage_plan(name: str, tokens: int, *, every: int | None = None, final: bool = False,
                metric_source: str | None = None, optimizer: Optimizer | None = None,
                lr_schedule: LRSchedule | None = None, mode: str = "min") -> StageVisit:
-    """One stage training on the data source of its own name, watched by that source's loss
-    (by its accuracy for mode "max"), and also evaluating `metric_source`."""
+    """One stage visit, a `StageVisit`: training on the data source of its own name,
+    `tokens` long, an eval every `every` tokens (default: a quarter), watched by that
+    source's loss (by its accuracy for mode "max") and also evaluating `metric_source`;
+    AdamW at 3e-3 and a constant schedule unless given.
+
+        stage = stage_plan("target", 4096, final=True)
+        run.begin_stage(stage)
+    """
     metric = "accuracy" if mode == "max" else "loss"
     evals = tuple(dict.fromkeys([name, metric_source or name]))
     return StageVisit(
@@ -64,8 +77,16 @@ def trial_plan(policy: StagePolicy | None, stages: Sequence[tuple[str, int]], *,
                every: int | None = None, seed: int = 0, order: Sequence[str] | None = None,
                optimizer: Optimizer | None = None, lr_schedule: LRSchedule | None = None,
                final: bool = True) -> TrialPlan:
-    """A plan over `stages` ((name, tokens) pairs, the last one final unless `final` is
-    False), judged by the last stage's loss."""
+    """A `TrialPlan` (`autostage.trial`) over `stages` — (name, tokens) pairs, each stage
+    training on the data source of its name (`stage_plan`), the last one final unless
+    `final` is False — judged by the last stage's loss (mode "min"), run in `order` (default:
+    as given) under `policy` (default: the built-in `fixed`). Run it with
+    `autostage.trial.run_trial(plan, run)` on any trainer run, e.g. a `CurveRun`:
+
+        plan = trial_plan(MyPolicy(), [("a", 1000), ("b", 500)], every=100)
+        result = run_trial(plan, CurveRun(lambda source, trained: 3.0 / (1 + sum(
+            trained.values()) / 500)))
+    """
     last = stages[-1][0]
     plans = {name: stage_plan(name, tokens, every=every, final=final and name == last,
                               metric_source=last, optimizer=optimizer, lr_schedule=lr_schedule)
@@ -76,6 +97,9 @@ def trial_plan(policy: StagePolicy | None, stages: Sequence[tuple[str, int]], *,
 
 
 def toy_setup(seed: int = 0, data: Mapping[str, ToyTask] | None = None) -> TrialSetup:
+    """The `TrialSetup` a toy trainer starts from: `data` (default: `TOY_DATA`), the
+    built-in `default` init, `seed`. `Toy().start(toy_setup())` is a toy run of the toy
+    curriculum, to drive by hand or give `TrainerContract` as its `setup`."""
     return TrialSetup(seed=seed, data=dict(data or TOY_DATA), init=builtin("init", "default"))
 
 
@@ -83,8 +107,22 @@ def run_toy_trial(policy: StagePolicy | None = None, *, optimizer: Optimizer | N
                   lr_schedule: LRSchedule | None = None, seed: int = 0,
                   order: Sequence[str] | None = None, trainer: Toy | None = None,
                   report: Report | None = None) -> TrialResult:
-    """One trial of the toy curriculum (general, prereq, then target, final) on the toy
-    trainer: a few hundred fake steps, milliseconds."""
+    """One whole trial of the toy curriculum (`TOY_STAGES`: general, prereq, then target,
+    final; the study metric `eval.target.loss`) on the toy trainer — a FAKE with analytic
+    curves, a few hundred steps, milliseconds — under `policy` (default: `fixed`), with
+    `optimizer` (default: AdamW at 3e-3) and `lr_schedule` (default: constant), evaluated
+    every quarter of a stage; `order` reorders the stages, `trainer` sets the toy's fields
+    (e.g. `Toy(noise=0.0)`), `report(eval)` is called after every eval.
+
+    Returns an `autostage.trial.TrialResult`: `status` (a `TrialStatus`: COMPLETED,
+    STOPPED — the policy's Stop — or FAILED), `reason`, `metric`, `evals` (every `Eval`:
+    stage, visit, tokens, lr, metrics, value, decision), `tokens` and `value` (the metric at
+    the last eval). It holds no plan: the stages run are `[e.stage for e in result.evals]`,
+    and `trial_plan(policy, TOY_STAGES, ...)` builds the plan itself.
+
+        result = run_toy_trial(MyPolicy(), seed=1)
+        assert result.status == TrialStatus.COMPLETED and result.evals[-1].stage == "target"
+    """
     plan = trial_plan(policy, TOY_STAGES, seed=seed, order=order, optimizer=optimizer,
                       lr_schedule=lr_schedule)
     run = (trainer or Toy()).start(toy_setup(seed))
@@ -95,11 +133,18 @@ Curve = Callable[[str, Mapping[str, int]], float]
 
 
 class CurveRun:
-    """A trainer run whose eval loss is scripted: `curve(source, trained)` gives the loss of
-    data source `source` when `trained` maps each stage name to the tokens trained on it so
-    far. `trained` is the run's "weights": snapshot/restore/save/load carry it, so a Rewind
-    or a resume is visible in the losses that follow. Records every stage it begins and the
-    LR at the start of every segment in `stages` and `lrs`."""
+    """A trainer run (the `TrainerRun` protocol) whose eval loss is scripted, to drive
+    with `run_trial(trial_plan(...), CurveRun(curve))`: `curve(source, trained)` gives the
+    loss (or `metric`) of data source `source` when `trained` maps each stage name to the
+    tokens trained on it so far. `trained` is the run's "weights": snapshot/restore/save/
+    load carry it, so a Rewind or a resume is visible in the losses that follow. Records
+    every stage it begins in `stages` (names, in order) and the LR at the start of every
+    segment in `lrs` ((stage, lr) pairs).
+
+        run = CurveRun(lambda source, trained: 3.0 - trained.get(source, 0) / 1000)
+        run_trial(trial_plan(builtin("stage_policy", "fixed"), [("a", 1000)]), run)
+        assert run.stages == ["a"] and run.trained == {"a": 1000}
+    """
 
     def __init__(self, curve: Curve, metric: str = "loss") -> None:
         self.curve, self.metric = curve, metric
@@ -135,9 +180,15 @@ class CurveRun:
 
 
 def tiny_model(n_layer: int = 2, width: int = 16, vocab: int = 32) -> Any:
-    """A tiny GPT-like torch module (no forward: for inits) with GPT-2's module names —
-    `wte`, `h.<i>.attn.c_attn`, `h.<i>.attn.c_proj`, `h.<i>.mlp.c_fc`, `h.<i>.mlp.c_proj`,
-    layer norms — and an output head tied to the token embedding."""
+    """A tiny GPT-like `torch.nn.Module` (no forward: for inits) with GPT-2's module names
+    — `wte`, `h.<i>.attn.c_attn`, `h.<i>.attn.c_proj`, `h.<i>.mlp.c_fc`, `h.<i>.mlp.c_proj`,
+    layer norms — and an output head tied to the token embedding (`InitContract`'s default
+    `model_factory`).
+
+        model = tiny_model()
+        MyInit().apply(model)
+        assert model.lm_head.weight is model.wte.weight
+    """
     from torch import nn
 
     def block() -> nn.Module:

@@ -14,10 +14,19 @@ Segment = tuple[str, Sequence[float]]  # a stage visit: its name and its watched
 
 def script(segments: Sequence[Segment], *, every: int = 1000, mode: str = "min",
            final: bool = True, seed: int = 0) -> list[History]:
-    """The history after each eval of a scripted trial: one visit per segment (a name seen
-    again is a repeat visit), `every` tokens between evals, each visit's budget exactly its
-    evals. The last segment's stage is the final one unless `final` is False. Evals carry
-    no decisions: `replay` fills in a policy's own."""
+    """The history after each eval of a scripted trial — a list of `History`, one per value
+    of every segment, in order, each holding every eval so far.
+
+    `segments` are (stage name, watched values) pairs, one stage visit each (a name seen
+    again is a repeat visit); `every` tokens between evals; each visit's budget exactly its
+    evals. The watched metric is `eval.<stage>.loss` (`eval.<stage>.accuracy` with mode
+    "max"), and every eval also reports the study metric, the last segment's. The last
+    segment's stage is the final one unless `final` is False. `seed` is `History.seed`.
+    Evals carry no decision (`decision` is None): `replay` fills in a policy's own.
+
+        histories = script([("prereq", [3.0, 2.5]), ("target", [3.0, 2.0])])
+        assert len(histories) == 4 and histories[-1].final == "target"
+    """
     names = list(dict.fromkeys(name for name, _ in segments))
     last = segments[-1][0]
     metric = _watch(last, mode)
@@ -41,9 +50,17 @@ def script(segments: Sequence[Segment], *, every: int = 1000, mode: str = "min",
 
 def replay(policy: StagePolicy, segments: Sequence[Segment], **kw) -> list[
         tuple[History, Decision]]:
-    """`policy`'s decision after each eval of `script(segments, **kw)`, each earlier eval
-    carrying the decision the policy made there (as the trial loop records them). The script
-    does not react to the decisions: it tests what a policy says, not what it causes."""
+    """`policy`'s decision after each eval of `script(segments, **kw)`, as a list of
+    `(History, Decision)` pairs — the history the policy saw and what it answered —, each
+    earlier eval carrying the decision the policy made there (as the trial loop records
+    them). The script does not react to the decisions (an Advance does not end the segment):
+    it tests what a policy says, not what it causes. `kw`: `script`'s every, mode, final,
+    seed.
+
+        fixed = builtin("stage_policy", "fixed")
+        steps = replay(fixed, [("prereq", [3.0, 2.5]), ("target", [3.0, 2.0])])
+        assert [d for _, d in steps] == [Continue(), Continue(), Continue(), Continue()]
+    """
     out: list[tuple[History, Decision]] = []
     decided: list[Eval] = []
     for history in script(segments, **kw):
@@ -56,7 +73,14 @@ def replay(policy: StagePolicy, segments: Sequence[Segment], **kw) -> list[
 
 def decisions(policy: StagePolicy, values: Sequence[float], *, stage: str = "target",
               **kw) -> list[Decision]:
-    """The decisions of `policy` along one final stage whose watched values are `values`."""
+    """The decisions of `policy` — bare `Decision`s, one per value — along ONE stage visit,
+    named `stage` ("target"), whose watched values are `values`: the trial's only stage,
+    and its final one (`final=False`: a trial without a final stage). `kw`: `script`'s
+    every, mode, final, seed. `replay` gives the histories too, and takes several stages.
+
+        got = decisions(Patience(evals=2), [3.0, 2.0, 2.5, 2.1])
+        assert got == [Continue(), Continue(), Continue(), Advance()]
+    """
     return [d for _, d in replay(policy, [(stage, values)], **kw)]
 
 

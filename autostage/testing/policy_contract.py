@@ -34,7 +34,13 @@ POLICY_SCENARIOS: dict[str, tuple[list, str, bool]] = {
 
 
 def decision_problem(policy: StagePolicy, history: History, decision: Any) -> str | None:
-    """What is wrong with `decision` as an answer to `history`, or None."""
+    """What is wrong with `decision` as `policy`'s answer to `history` (a str), or None:
+    not a Decision, `Advance(to=)` an unknown stage, a factor that is not a finite number
+    above 0, a Rewind from a policy without `rewinds = True`, a Stop without a reason.
+
+        for history, decision in replay(MyPolicy(), [("target", [3.0, 2.0, 2.2])]):
+            assert decision_problem(MyPolicy(), history, decision) is None
+    """
     match decision:
         case Continue():
             return None

@@ -85,8 +85,13 @@ def build_trial(study: Study, registry: Registry, config: TrialConfig, seed: int
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise AutostageError(f"{problems[0]}{more}")
+    trains: dict[str, tuple[str, ...]] = {}
+    for s in study.stage:
+        objective = s.objective or type(trainer).objectives[0]
+        trains[objective] = tuple(dict.fromkeys([*trains.get(objective, ()), *s.sources]))
     setup = TrialSetup(seed=seed, data=data, init=make("init"), threads=threads,
-                       workdir=workdir, cache_dir=cache_dir, objectives=objectives)
+                       workdir=workdir, cache_dir=cache_dir, objectives=objectives,
+                       trains=trains)
     return trainer, setup, plan
 
 

@@ -272,6 +272,8 @@ class TrialSetup:
     cache_dir: str | None = None  # shared by the trials of a study (e.g. a trained tokenizer)
     #: data source -> the objective it is evaluated with (that of the stage that trains on it)
     objectives: Mapping[str, str] = field(default_factory=dict)
+    #: objective -> the data sources its stages train on (e.g. what teaches a classifier)
+    trains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -162,9 +162,12 @@ class TransformersRun:
         self.data = _Data(self.sources, self.tok, setup.seed)
         classified = [s for s, o in setup.objectives.items() if o == "classify" and s in
                       self.sources]
+        # the classes are what the classify stages train on; a source only evaluated brings
+        # none of its own (a label no training data has would be a class never learned)
+        taught = [s for s in setup.trains.get("classify", ()) if s in classified] or classified
         #: the classifier's label names in class-id order (None: the data gives class ids)
-        self.labels = _label_names(self.data.examples, classified)
-        self.num_labels = self.data.number_classes(classified, self.labels)
+        self.labels = _label_names(self.data.examples, classified, taught)
+        self.num_labels = self.data.number_classes(classified, self.labels, taught)
         self.models: dict[str, Any] = {}
         self.stage: StageVisit | None = None
         self.optimizer: Any = None
@@ -326,14 +329,16 @@ class _Data:
         self.streams = {s: {split: Stream.build(ex, tok) for split, ex in splits.items()}
                         for s, splits in self.examples.items()}
 
-    def number_classes(self, sources: list[str], labels: list[str] | None) -> int:
+    def number_classes(self, sources: list[str], labels: list[str] | None,
+                       taught: list[str]) -> int:
         """Give every example of the classified `sources` its class id — its label's place in
-        `labels`, or the id the dataset gave — and return the number of classes. Checked
-        before any training: a label the classifier has no class for is one clear error."""
+        `labels`, or the id the dataset gave (as many classes as the `taught` sources' train
+        splits hold) — and return the number of classes. Checked before any training: a
+        label the classifier has no class for is one clear error."""
         from dataclasses import replace
 
         ids = {name: i for i, name in enumerate(labels)} if labels is not None else \
-            {i: i for i in range(_class_count(self.examples, sources))}
+            {i: i for i in range(_class_count(self.examples, taught))}
         known = ", ".join(labels) if labels is not None else f"ids 0-{len(ids) - 1}"
         for source in sources:
             for split, examples in self.examples[source].items():
@@ -342,7 +347,7 @@ class _Data:
                     raise AutostageError(
                         f"data source {source!r} ({split} split): label {stray.label!r} is "
                         f"not a class of the classifier, whose classes come from the train "
-                        f"splits of {', '.join(sources)}: {known}")
+                        f"splits of {', '.join(taught)}: {known}")
                 self.examples[source][split] = [replace(e, label=ids[e.label])
                                                 for e in examples]
         return len(ids)
@@ -366,11 +371,11 @@ class _Data:
         return lm_batch(windows)
 
 
-def _label_names(examples: dict, sources: list[str]) -> list[str] | None:
+def _label_names(examples: dict, sources: list[str], taught: list[str]) -> list[str] | None:
     """The classifier's label vocabulary: the sorted union of the label names in the train
-    splits of the sources it classifies (csv, jsonl, pydoc), so a class has one id in every
-    source; None when they give class ids (hf). A source with no labels, or sources mixing
-    names and ids, are one clear error."""
+    splits of the sources the classify stages train on (`taught`), so a class has one id in
+    every source it classifies (`sources`); None when they give class ids (hf). A source
+    with no labels, or sources mixing names and ids, are one clear error."""
     given = {s: {e.label for e in examples[s]["train"]} - {None} for s in sources}
     unlabelled = [s for s, labels in given.items() if not labels]
     if unlabelled:
@@ -385,7 +390,7 @@ def _label_names(examples: dict, sources: list[str]) -> list[str] | None:
             f"one classifier cannot number labels given as names (data source {named[0]!r}) "
             f"and as class ids (data source {numbered[0]!r}) alike: give every classified "
             "source names (csv, jsonl, pydoc) or every one ids (hf)")
-    return sorted(set().union(*given.values())) if named else None
+    return sorted(set().union(*(given[s] for s in taught))) if named else None
 
 
 def _class_count(examples: dict, sources: list[str]) -> int:

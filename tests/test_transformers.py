@@ -400,3 +400,15 @@ def test_train_metrics_report_the_share_of_clipped_steps(tmp_path, registry, max
         f"model.max_grad_norm={max_grad_norm}", "search.plan={order='target'}",
         "stage.target.tokens=2048"])
     assert [e.metrics["train.clipped"] for e in result.evals] == [clipped] * 4
+
+
+@pytest.mark.slow
+def test_a_source_only_evaluated_brings_no_class_of_its_own(tmp_path, capsys):
+    # extra's own train split has "history", which no stage trains the classifier on
+    plays = write_plays(tmp_path / "plays.csv", ["comedy", "tragedy"] * 40)
+    extra = write_plays(tmp_path / "extra.csv", ["tragedy", "comedy", "history"] * 40)
+    (tmp_path / "study.toml").write_text(PLAYS.format(plays=plays, extra=extra))
+    assert main(["trial", str(tmp_path / "study.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "data source 'extra' (train split): label 'history' is not a class of the " \
+        "classifier, whose classes come from the train splits of plays: comedy, tragedy" in err

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -317,6 +318,19 @@ def test_ctrl_c_then_resume_finishes_the_study(ray_session, tmp_path):
     # fifo stops nothing: the trials Ctrl-C cut were re-queued, none is recorded as pruned
     assert not [r for r in records if r.status == TrialStatus.PRUNED]
     assert [r for r in records if r.status == TrialStatus.INTERRUPTED]
+
+
+def test_address_auto_naming_a_dead_cluster_is_one_clear_error_and_writes_nothing(
+        tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # a stale address, as after a crash
+    out = tmp_path / "run"
+    code = main(["search", write_study(tmp_path), "--out", str(out), "--address", "auto"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    # (Ray writes a loopback address as this machine's own IP)
+    assert re.search(r"cannot join the Ray cluster at [0-9.]+:1 \(--address auto\): nothing "
+                     "answers there", err), err
+    assert not out.exists()
 
 
 def test_a_failed_start_never_deletes_the_users_study_file(tmp_path, capsys):

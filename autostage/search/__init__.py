@@ -65,7 +65,9 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
     """Run (or resume) the study's search into `run`; return the records when it ends."""
     from autostage.space import compile_space
 
-    if address and ":" in address and "://" not in address:
+    if address == "auto":
+        _probe(_auto_address(), given="auto")
+    elif address and ":" in address and "://" not in address:
         _probe(address)  # Ray itself retries a dead address for minutes
     space = compile_space(study, registry)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -150,14 +152,30 @@ def _start_ray(address: str | None, verbose: bool) -> None:
             "in ~/.ray/auth_token or RAY_AUTH_TOKEN") from None
 
 
-def _probe(address: str) -> None:
+def _auto_address() -> str:
+    """The cluster `--address auto` means, as Ray resolves it: RAY_ADDRESS, else the last
+    `ray start` on this machine, else a running local Ray's GCS. Nothing to join is one line
+    (Ray would otherwise wait on a stale address for minutes)."""
+    from ray._private.services import canonicalize_bootstrap_address_or_die
+
+    try:
+        return canonicalize_bootstrap_address_or_die("auto")
+    except ConnectionError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise AutostageError(f"--address auto: no Ray cluster to join ({first}). Start one "
+                             "with `ray start --head`, give its address, or leave --address "
+                             "out for a local Ray of this search's own") from None
+
+
+def _probe(address: str, given: str | None = None) -> None:
     import socket
 
     host, _, port = address.rpartition(":")
+    said = f"{address} (--address {given})" if given else address
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except (OSError, ValueError) as e:
-        raise AutostageError(f"cannot join the Ray cluster at {address}: nothing answers there "
+        raise AutostageError(f"cannot join the Ray cluster at {said}: nothing answers there "
                              f"({e}). Give the address `ray start --head` printed, or 'auto' "
                              "on a cluster node") from None
 

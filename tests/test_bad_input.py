@@ -207,8 +207,8 @@ def test_user_files_survive_a_search_that_fails_to_start(tmp_path, capsys):
 
 
 def test_an_earlier_runs_directory_and_the_study_files_own_folder_are_accepted(tmp_path):
-    from autostage.commands import check_run_dir, is_run_dir
     from autostage.rundir import RunDir, write_json
+    from autostage.search_start import check_run_dir, is_run_dir
 
     study = tmp_path / "study.toml"
     study.write_text(STUDY)
@@ -242,7 +242,7 @@ def test_a_read_only_out_directory_is_one_line(tmp_path, capsys):
 
 
 def test_resources_a_local_ray_never_has_are_refused_naming_the_field_and_the_machine():
-    from autostage.commands import resources_problems
+    from autostage.search_start import resources_problems
     from autostage.spec import Resources
 
     def no_gpu() -> float:

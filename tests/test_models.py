@@ -222,7 +222,7 @@ def test_best_trial_names_a_trial_without_a_result(tmp_path, capsys):
 
 def test_a_search_may_resume_keeping_another_number_of_models(tmp_path, registry):
     from autostage import load_study
-    from autostage.commands import check_resume
+    from autostage.search_start import check_resume
 
     (tmp_path / "study.toml").write_text(STUDY)
     study = load_study(tmp_path / "study.toml", registry, [])

@@ -1,0 +1,203 @@
+"""What a search checks before it writes anything, and the first files it writes: the run
+directory (usable, not a user's folder, not in use), the study's own storage, the resources a
+local Ray has, and on --resume that the study did not change. Each refusal is one line."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from autostage.errors import AutostageError
+from autostage.rundir import LOCK, RunDir, write_json
+from autostage.spec import Study
+
+#: what may change when a search is resumed: its size and resources, not what it searches
+RESUMABLE = ("trials", "parallel", "token_budget", "retries", "resources", "keep_models")
+
+RUN_FILES = ("study.toml", "study.json", "optuna.db", "optuna.db-wal", "optuna.db-shm")
+#: what a search writes into its run directory (besides ray-<time>/, named by the time)
+WRITES = (*RUN_FILES, "report.html", "trials", "models", "cache")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.exists() and b.exists() and a.resolve() == b.resolve()
+
+
+def check_run_dir(run: RunDir, study_file: Path) -> None:
+    """Refuse a run directory a search cannot write, or one holding files it would overwrite
+    that no earlier search wrote (a user's own study.toml or report.html). The study file
+    itself may be there: `--out` may be its folder."""
+    path = run.path
+    try:
+        if not path.exists():
+            ancestor = next(p for p in path.parents if p.exists())
+            if not ancestor.is_dir():
+                raise AutostageError(f"cannot create the run directory {path}: {ancestor} is a "
+                                     "file; choose another with --out DIR")
+            if not os.access(ancestor, os.W_OK | os.X_OK):
+                raise AutostageError(f"cannot create the run directory {path}: {ancestor} is "
+                                     "not writable; choose another with --out DIR")
+            return
+        if not path.is_dir():
+            raise AutostageError(f"the run directory {path} is a file; give a directory "
+                                 "(new, or an earlier search's) with --out DIR")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise AutostageError(f"the run directory {path} is not writable; choose another "
+                                 "with --out DIR")
+        if is_run_dir(path):
+            return
+        theirs = [n for n in WRITES if (path / n).exists()
+                  and not (n == "study.toml" and _same_file(run.study_toml, study_file))]
+    except OSError as e:  # e.g. a name too long for the filesystem
+        raise AutostageError(f"cannot use {path} as the run directory: {e.strerror or e}; "
+                             "choose another with --out DIR") from None
+    if theirs:
+        raise AutostageError(f"{path} holds {', '.join(theirs)}, which a search would "
+                             "overwrite, and is no earlier search's run directory (no study.json"
+                             " of autostage's): give a new or empty directory with --out DIR")
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether `path` holds the study.json of an earlier `autostage search`."""
+    try:
+        data = json.loads((path / "study.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("study"), dict) and \
+        isinstance(data.get("overrides"), list)
+
+
+def write_study(run: RunDir, study: Study, study_file: Path,
+                 overrides: list[str]) -> tuple[list[str], list[Path], int]:
+    """Take the run directory's lock, then write study.toml and study.json; return the files
+    and the directories this made (to remove if the search fails to start) and the lock. A
+    filesystem error is one line, nothing left; a directory another search holds is refused
+    before anything is written (`RunDir.lock`)."""
+    created: list[Path] = []
+    made: list[str] = []
+    try:
+        created = [p for p in (run.path, *run.path.parents) if not p.exists()]
+        run.path.mkdir(parents=True, exist_ok=True)
+        had_lock = (run.path / LOCK).exists()
+        lock = run.lock()
+        made = [n for n in RUN_FILES if not (run.path / n).exists()]
+        made += [] if had_lock else [LOCK]
+        if not _same_file(run.study_toml, study_file):  # --out may be the study's folder
+            run.study_toml.write_text(study_file.read_text())
+        write_json(run.study_json, {"study": study.model_dump(mode="json"),
+                                    "overrides": overrides, "source": str(study_file)})
+    except OSError as e:
+        forget(run, made, created)
+        raise AutostageError(f"cannot write the run directory {run.path}: "
+                             f"{e.strerror or e}; choose another with --out DIR") from None
+    return made, created, lock
+
+
+def forget(run: RunDir, made: list[str], created: list[Path]) -> None:
+    """Remove what this search created, never a file that was there before it: the files
+    in `made`, then the directories in `created` (deepest first) left empty. Best effort:
+    it runs while another error is reported."""
+    from contextlib import suppress
+
+    names = [*made, *(("optuna.db-wal", "optuna.db-shm") if "optuna.db" in made else ())]
+    for name in names:  # (with optuna.db, SQLite's side files of the db we made)
+        with suppress(OSError):
+            (run.path / name).unlink(missing_ok=True)
+    for directory in created:
+        with suppress(OSError):
+            directory.rmdir()  # only an empty directory goes
+
+
+def probe_storage(url: str) -> None:
+    """Open the study's own Optuna storage (`study.storage`) once, before anything is written:
+    a database that cannot be reached is one line, not a traceback after the run directory
+    was made. `validate` checked the URL without connecting. A new SQLite file is left to
+    the search to create."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite and (parsed.database in (None, "", ":memory:")
+                   or not Path(parsed.database).exists()):
+        return
+    # a dead host must not hang the start: the drivers that take it get a connect timeout
+    timeout = {"connect_timeout": 10} if parsed.get_driver_name() in (
+        "psycopg2", "psycopg", "pymysql", "mysqldb") else {}
+    engine = None
+    try:
+        engine = sqlalchemy.create_engine(parsed, connect_args=timeout)
+        with engine.connect() as connection:
+            if sqlite:  # connecting alone never reads the file
+                connection.exec_driver_sql("PRAGMA schema_version")
+    except Exception as e:  # the driver's own errors: OperationalError, DatabaseError, ...
+        cause = getattr(e, "orig", None) or e
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise AutostageError(f"study.storage: cannot open "
+                             f"{parsed.render_as_string(hide_password=True)}: {first}"
+                             ) from None
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+def check_local_resources(resources: Any) -> None:
+    """Refuse `study.resources` a local Ray could never give one trial: Ray would wait for
+    them forever, silently."""
+    from autostage.search import local_resources  # Ray is imported in autostage.search only
+
+    problems = resources_problems(resources, *local_resources())
+    if problems:
+        raise AutostageError("; ".join(problems))
+
+
+def resources_problems(resources: Any, cpus: float, gpus: Any) -> list[str]:
+    """What in `resources` (study.resources) a Ray of `cpus` CPUs and `gpus()` GPUs (a
+    callable: counting GPUs may import torch, so only when some are asked for) never has."""
+    problems = []
+    if resources.cpus > cpus:
+        problems.append(
+            f"study.resources.cpus = {resources.cpus:g} per trial, but the local Ray has "
+            f"{cpus:g} CPUs: no trial could ever start. Ask for at most {cpus:g} "
+            f"(--set study.resources.cpus={cpus:g}), or join a bigger cluster with --address")
+    if resources.gpus > 0 and resources.gpus > (found := gpus()):
+        has = f"{found:g} GPUs" if found else "no GPU"
+        problems.append(
+            f"study.resources.gpus = {resources.gpus:g} per trial, but the local Ray has "
+            f"{has}: no trial could ever start. Ask for "
+            + (f"at most {found:g}" if found else "none (--set study.resources.gpus=0)")
+            + ", or join a cluster with GPUs with --address")
+    return problems
+
+
+def check_resume(study: Study, run: RunDir) -> None:
+    """Refuse to resume with a study that changed in anything but its size and resources."""
+    if not run.study_json.exists():
+        raise AutostageError(f"{run.path} holds no search to resume (no study.json); "
+                             "start one without --resume")
+    changed = _diff(_comparable(run.settings()["study"]),
+                    _comparable(study.model_dump(mode="json")))
+    if changed:
+        raise AutostageError(
+            f"the study changed since {run.path} was started, in: {', '.join(changed)}. "
+            f"Only study.{', study.'.join(RESUMABLE)} may change on --resume; search the "
+            "edited study in a new run directory with --out DIR")
+
+
+def _comparable(data: dict[str, Any]) -> dict[str, Any]:
+    data = json.loads(json.dumps(data))
+    for key in RESUMABLE:
+        data.get("study", {}).pop(key, None)
+    return data
+
+
+def _diff(a: Any, b: Any, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [p for key in sorted(set(a) | set(b))
+                for p in _diff(a.get(key), b.get(key), f"{path}.{key}" if path else key)]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [p for i, (x, y) in enumerate(zip(a, b, strict=True))
+                for p in _diff(x, y, f"{path}[{i}]")]
+    return [] if a == b else [path or "(the whole study)"]

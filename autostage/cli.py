@@ -226,7 +226,10 @@ def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from autostage.report import write_report
+    from autostage.rundir import RunDir
 
+    if args.output:
+        RunDir(Path(args.run_dir)).check_output(Path(args.output), "-o", ("report.html",))
     path = write_report(Path(args.run_dir), Path(args.output) if args.output else None,
                         cdn=args.cdn)
     print(f"wrote {path}")

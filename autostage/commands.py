@@ -123,6 +123,8 @@ def show_best(path: Path, trial: int | None = None, export: str | None = None,
     metrics, modes = _objectives(study)
     records = run.results()
     chosen = _chosen(run, records, modes, trial)
+    if export:
+        run.check_output(Path(export), "--export")
     model = _kept_model(run, chosen, study, Path(export_model)) if export_model else None
     console = Console(highlight=False)
     if trial is None and len(metrics) > 1:

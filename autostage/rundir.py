@@ -80,6 +80,19 @@ class RunDir:
         os.write(fd, f"{os.getpid()}\n".encode())
         return fd
 
+    def check_output(self, path: Path, option: str, allowed: tuple[str, ...] = ()) -> None:
+        """Refuse to write a command's output file (`option`, e.g. `-o`) over a directory or
+        over a file of this run directory other than `allowed` (a report.html): a typo must
+        never turn study.json into HTML."""
+        if path.is_dir():
+            raise AutostageError(f"{option} {path} is a directory: give a file name, e.g. "
+                                 f"{path / (allowed[0] if allowed else 'trial.toml')}")
+        inside = self.path.resolve() in path.resolve().parents
+        if inside and path.name not in allowed:
+            raise AutostageError(f"{option} {path} is inside the run directory {self.path}, "
+                                 "whose files autostage keeps: write it elsewhere"
+                                 + (f" (or to its {allowed[0]})" if allowed else ""))
+
     def check_free(self) -> None:
         """Refuse the directory while a search holds it (before any other check: a search
         in progress is the first thing to say)."""

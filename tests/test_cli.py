@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 from autostage.cli import main
 
@@ -65,3 +66,20 @@ def test_validate_and_trial_do_not_import_torch_or_ray():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert "HEAVY []" in out
+
+
+def test_report_and_export_never_write_over_the_run_directorys_files(tmp_path, capsys):
+    import shutil
+
+    fixture = Path(__file__).parent / "fixtures" / "run-b659e5d"
+    run = tmp_path / "run"
+    shutil.copytree(fixture, run)
+    study_json = (run / "study.json").read_text()
+    for args in (["report", str(run), "-o", str(run / "study.json")],
+                 ["report", str(run), "-o", str(tmp_path)],
+                 ["best", str(run), "--export", str(run / "study.toml")]):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert (run / "study.json").read_text() == study_json
+    assert main(["report", str(run), "-o", str(run / "report.html")]) == 0

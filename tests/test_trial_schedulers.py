@@ -109,3 +109,19 @@ def test_pruned_and_failed_records_agree_with_optuna(ray_session, tmp_path, stop
         steps = stored[r.number].intermediate_values
         assert steps and steps[max(steps)] == r.value  # Optuna's own pruned-trial rule
         assert r.ranked_value is None  # a value, but never ranked
+
+
+@pytest.mark.slow
+def test_a_trial_whose_outcome_spends_the_token_budget_is_recorded_as_finished(ray_session,
+                                                                              tmp_path):
+    code, run = search(tmp_path, STUDIES / "quickstart-toy.toml", "study.trials=20",
+                       "study.token_budget=600000", "study.trial_scheduler=fifo")
+    records = [r.with_evals(run.evals(r.number)) for r in run.results()]
+    assert code == 0 and sum(r.tokens for r in records) >= 600_000
+    for r in records:
+        last = r.evals[-1].eval if r.evals else None
+        trained_out = last is not None and last.stage == "target" and \
+            last.stage_tokens >= last.stage_budget
+        if trained_out:  # it trained its whole plan: it completed, whatever came after
+            assert r.status == TrialStatus.COMPLETED, r
+    assert len(list((run.path / "models").iterdir())) <= 1  # keep_models = 1

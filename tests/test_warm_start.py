@@ -45,7 +45,7 @@ def test_finished_trials_of_an_earlier_run_seed_the_sampler(registry, tmp_path):
         TrialStatus.COMPLETED, TrialStatus.INTERRUPTED])
     study, space = new_study(registry, run)
     ot = fresh_optuna(study)
-    seeded = seed_sampler(study, space, ot)
+    seeded = seed_sampler(study, space, ot, registry)
     assert seeded.added == 3 and seeded.skipped == []  # pruned, failed, interrupted: not
     trials = ot.get_trials()
     assert [t.value for t in trials] == [2.0, 2.3, 2.4]
@@ -59,7 +59,7 @@ def test_trials_outside_the_new_space_are_skipped_saying_which_and_why(registry,
     run = earlier_run(tmp_path, registry)
     study, space = new_study(registry, run,
                              "search.optimizer.adamw.lr={low = 1e-3, high = 3e-3, log = true}")
-    seeded = seed_sampler(study, space, fresh_optuna(study))
+    seeded = seed_sampler(study, space, fresh_optuna(study), registry)
     outside = [n for n in range(6) if run.result(n).config.get("optimizer") == "adamw"
                and not 1e-3 <= run.result(n).config["optimizer.adamw.lr"] <= 3e-3]
     assert outside and seeded.added == 6 - len(outside)
@@ -74,10 +74,10 @@ def test_trials_outside_the_new_space_are_skipped_saying_which_and_why(registry,
 def test_an_earlier_study_of_another_metric_seeds_nothing(registry, tmp_path):
     run = earlier_run(tmp_path, registry)
     study, space = new_study(registry, run, 'study.metric="eval.prereq.loss"')
-    seeded = seed_sampler(study, space, fresh_optuna(study))
+    seeded = seed_sampler(study, space, fresh_optuna(study), registry)
     assert seeded.added == 0
-    assert seeded.skipped == [f"every trial of {run.path}: it optimised eval.target.loss (min), "
-                              "this study eval.prereq.loss (min)"]
+    assert seeded.skipped[0] == (f"{run.path} trial 0: it optimised eval.target.loss (min), "
+                                 "this study eval.prereq.loss (min)")
 
 
 def test_a_warm_start_that_is_no_run_directory_fails_validation_in_one_line(tmp_path, capsys):
@@ -118,7 +118,7 @@ def test_a_trial_without_a_parameter_the_new_study_searches_is_skipped(registry,
     study, space = new_study(  # cosine's warmup is searched now, and was not before
         registry, run, "search.lr_schedule.cosine={min_ratio = 0.1, warmup = {low = 0.0, "
         "high = 0.1}}")
-    seeded = seed_sampler(study, space, fresh_optuna(study))
+    seeded = seed_sampler(study, space, fresh_optuna(study), registry)
     cosine = [n for n in range(6) if run.result(n).config["lr_schedule"] == "cosine"]
     assert cosine and seeded.added == 6 - len(cosine)
     assert seeded.skipped[0] == (f"{run.path} trial {cosine[0]}: it has no value for "
@@ -128,6 +128,27 @@ def test_a_trial_without_a_parameter_the_new_study_searches_is_skipped(registry,
 def test_a_trial_that_ran_a_setting_the_new_study_fixes_otherwise_is_skipped(registry, tmp_path):
     run = earlier_run(tmp_path, registry)
     study, space = new_study(registry, run, "search.optimizer={adamw = {lr = 0.003}}")
-    seeded = seed_sampler(study, space, fresh_optuna(study))
+    seeded = seed_sampler(study, space, fresh_optuna(study), registry)
     assert seeded.added == 0
     assert any(why.endswith("which this study fixes at 0.003") for why in seeded.skipped)
+
+
+def test_a_setting_left_at_its_default_is_compared_with_one_fixed_elsewhere(registry,
+                                                                            tmp_path):
+    # the earlier study fixed adamw's weight_decay at 0.3; this one leaves it at its default
+    run = earlier_run(tmp_path, registry,
+                      ["search.optimizer.adamw.weight_decay=0.3"])
+    study, space = new_study(registry, run)
+    seeded = seed_sampler(study, space, fresh_optuna(study), registry)
+    adamw = [n for n in range(6) if run.result(n).config["optimizer"] == "adamw"]
+    assert adamw and seeded.added == 6 - len(adamw)
+    assert all(why.endswith("optimizer.adamw.weight_decay was 0.3, which this study fixes at "
+                            "0.01") for why in seeded.skipped)
+
+
+def test_every_trial_of_an_incomparable_run_is_counted_as_skipped(registry, tmp_path):
+    run = earlier_run(tmp_path, registry)
+    study, space = new_study(registry, run, 'study.metric="eval.prereq.loss"')
+    seeded = seed_sampler(study, space, fresh_optuna(study), registry)
+    assert len(seeded.skipped) == 6
+    assert seeded.lines()[0] == "warm start: 0 earlier trials seed the sampler; 6 skipped"

@@ -78,6 +78,9 @@ class StudySearch(OptunaSearch):
         else:
             self._ot_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         self._completed_trials.add(trial_id)
+        # Told: Optuna's storage holds the trial now. Ray's OptunaSearch keeps every trial
+        # it asked for, and pickles them all into its searcher state at every save.
+        del self._ot_trials[trial_id]
 
 
 class PausedTrial(AutostageError):

@@ -23,7 +23,7 @@ class Recorder(tune.Callback):
     def __init__(self, run: RunDir, stops: Any, view: Any, models: ModelKeeper,
                  study: StudySection) -> None:
         self.run, self.stops, self.view, self.models = run, stops, view, models
-        self.started: dict[str, float] = {}
+        self.started: dict[str, float] = {}  # of trials without a record yet
         self.study_seed, self.metrics = study.seed, study.metrics
 
     def __getstate__(self) -> dict[str, Any]:
@@ -90,8 +90,14 @@ class Recorder(tune.Callback):
         for trial in trials:
             number = (trial.config or {}).get(msg.TRIAL)
             if number is not None and self.run.result(number) is None:
-                self._write(trial, TrialStatus.PRUNED,
-                            "stopped: the study's token budget was spent")
+                last = trial.last_result or {}
+                if (status := msg.outcome_of(last)) is not None:
+                    # its outcome came with the report that spent the budget: it finished
+                    self._write(trial, status, last.get(msg.REASON, ""))
+                else:
+                    self._write(trial, TrialStatus.PRUNED,
+                                "stopped: the study's token budget was spent")
+        self.models.prune()  # a model of a trial recorded only now is ranked like the rest
 
     def _write(self, trial: Any, status: TrialStatus, reason: str) -> None:
         last = trial.last_result or {}
@@ -108,9 +114,10 @@ class Recorder(tune.Callback):
             values=tuple(values) if values else None,
             tokens=int(last.get(msg.TOKENS, evals[-1].eval.tokens if evals else 0)),
             seed=msg.trial_seed(self.study_seed, number), config=dict(trial.config[msg.PARAMS]),
-            started=self.started.get(trial.trial_id), ended=time.time(),
+            started=self.started.pop(trial.trial_id, None), ended=time.time(),
         )
         self.run.write_result(record.with_evals(without_replays(evals)))
+        self.models.note(record)
         self.view.trial_ended(record)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import optuna
 
 from autostage.errors import AutostageError
+from autostage.ranking import finite
 from autostage.records import TrialRecord, TrialStatus, without_replays
 from autostage.rundir import RunDir
 from autostage.search.messages import trial_seed
@@ -52,15 +53,23 @@ def open_storage(url: str) -> Any:
 
 
 def settle(storage: Any, name: str, run: RunDir) -> None:
-    """Trials Ray stopped for the token budget never reached the searcher: tell Optuna, with
-    the value their record gives (Optuna's own rule for a pruned trial: its last
-    intermediate value)."""
-    pruned = {r.number: r for r in run.results() if r.status == TrialStatus.PRUNED}
+    """Trials Ray ended when the token budget was spent never reached the searcher: tell
+    Optuna what their records say — a trial whose outcome came with the report that spent
+    the budget finished; a pruned one gets the value its record gives (Optuna's own rule for
+    a pruned trial: its last intermediate value)."""
+    recorded = {r.number: r for r in run.results() if r.status.finished}
     for trial in optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False):
-        if trial.state == optuna.trial.TrialState.RUNNING and trial.number in pruned:
-            values = pruned[trial.number].values
-            storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.PRUNED,
-                                           list(values) if values else None)
+        record = recorded.get(trial.number)
+        if trial.state != optuna.trial.TrialState.RUNNING or record is None:
+            continue
+        values = list(record.values) if record.values else None
+        if record.status.ranked and values and all(finite(v) is not None for v in values):
+            state = optuna.trial.TrialState.COMPLETE
+        elif record.status == TrialStatus.PRUNED:
+            state = optuna.trial.TrialState.PRUNED
+        else:
+            state, values = optuna.trial.TrialState.FAIL, None
+        storage.set_trial_state_values(trial._trial_id, state, values)
 
 
 def reconcile(study: Study, space: SearchSpace, run: RunDir, storage: Any) -> tuple[int, int]:

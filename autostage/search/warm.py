@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 
 from autostage.errors import AutostageError
+from autostage.keys import component_key
 from autostage.rundir import RunDir
 from autostage.space import SearchSpace, suggest
 from autostage.spec import Study
@@ -36,24 +37,25 @@ class Seeded:
     def lines(self) -> list[str]:
         if not self.added and not self.skipped:
             return []
-        out = [f"warm start: {self.added} earlier trial{'s' * (self.added != 1)} seed the "
-               f"sampler; {len(self.skipped)} skipped"]
+        out = [f"warm start: {self.added} earlier trial{'s' * (self.added != 1)} "
+               f"seed{'s' * (self.added == 1)} the sampler; {len(self.skipped)} skipped"]
         return out + [f"  skipped {why}" for why in self.skipped]
 
 
-def seed_sampler(study: Study, space: SearchSpace, ot_study: Any) -> Seeded:
+def seed_sampler(study: Study, space: SearchSpace, ot_study: Any, registry: Any) -> Seeded:
     """Add the finished trials of every `study.warm_start` run directory to `ot_study`."""
     seeded = Seeded()
     for path in study.study.warm_start:
         run = RunDir(Path(path))
         earlier = _earlier_study(run)
         if (why := _incomparable(earlier, study)) is not None:
-            seeded.skipped.append(f"every trial of {path}: {why}")
+            seeded.skipped += [f"{path} trial {r.number}: {why}" for r in run.results()
+                               if r.ranked_value is not None]
             continue
         for record in run.results():
             if record.ranked_value is None:
-                continue  # failed, pruned, interrupted: nothing a sampler should learn
-            trial, why = _fitted(space, record.config, list(record.values))
+                continue  # failed, pruned, interrupted: no value a sampler should learn
+            trial, why = _fitted(space, record.config, list(record.values), registry)
             if trial is None:
                 seeded.skipped.append(f"{path} trial {record.number}: {why}")
                 continue
@@ -85,8 +87,8 @@ def _incomparable(earlier: dict[str, Any], study: Study) -> str | None:
     return None
 
 
-def _fitted(space: SearchSpace, config: dict[str, Any],
-            values: list[float]) -> tuple[Any | None, str]:
+def _fitted(space: SearchSpace, config: dict[str, Any], values: list[float],
+            registry: Any) -> tuple[Any | None, str]:
     """An Optuna trial with `config`'s parameters in the new space, or None and why not."""
     fixed = optuna.trial.FixedTrial(config)
     try:
@@ -97,15 +99,32 @@ def _fitted(space: SearchSpace, config: dict[str, Any],
         missing = re.search(r"parameter '([^']+)'", str(e))
         return None, (f"it has no value for {missing[1] if missing else 'a parameter'}, "
                       "which this study searches")
-    for name, value in constants.items():
-        if name in config and config[name] != value:
-            return None, f"{name} was {config[name]!r}, which this study fixes at {value!r}"
+    now = _effective({**fixed.params, **constants}, registry)
+    before = _effective(config, registry)
+    for name, value in now.items():  # what this study fixes, defaults included
+        if name not in fixed.distributions and name in before and before[name] != value:
+            return None, f"{name} was {before[name]!r}, which this study fixes at {value!r}"
     for name, distribution in fixed.distributions.items():
         value = fixed.params[name]
         if not _contains(distribution, value):
             return None, f"{name} = {value!r} is outside the new space"
     return optuna.trial.create_trial(params=fixed.params, distributions=fixed.distributions,
                                      values=values), ""
+
+
+def _effective(config: dict[str, Any], registry: Any) -> dict[str, Any]:
+    """`config` with the settings a trial ran with but its config leaves to defaults: every
+    field of each chosen component (a study that never names `weight_decay` ran with the
+    default, and that differs from a study fixing it at 0.3)."""
+    out = dict(config)
+    for kind, name in config.items():
+        if not isinstance(name, str) or "." in kind or not registry.has(kind, name):
+            continue
+        for setting, info in registry.get(kind, name).model_fields.items():
+            key = component_key(kind, name, setting)
+            if key not in out and not info.is_required():
+                out[key] = info.get_default(call_default_factory=True)
+    return out
 
 
 def _contains(distribution: Any, value: Any) -> bool:

@@ -223,19 +223,18 @@ def test_an_earlier_runs_directory_and_the_study_files_own_folder_are_accepted(t
     assert not is_run_dir(earlier)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
-def test_a_read_only_out_directory_is_one_line(tmp_path, capsys):
-    study = tmp_path / "study.toml"
-    study.write_text(STUDY)
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        code, out, err = run_cli(capsys, "search", str(study), "--out", str(locked / "run"))
-    finally:
-        locked.chmod(0o700)
-    assert code == 2 and "Traceback" not in out + err and "not writable" in err
-    assert list(locked.iterdir()) == []
+def test_a_read_only_out_directory_is_one_line(tmp_path, private_mounts):
+    # a read-only mount: not writable even for root, which ignores a directory's mode bits
+    (tmp_path / "study.toml").write_text(STUDY)
+    (tmp_path / "locked").mkdir()
+    done = private_mounts("""
+        mount --bind "$TMP/locked" "$TMP/locked" && mount -o remount,bind,ro "$TMP/locked" \
+            || exit 99
+        "$PY" -m autostage.cli search "$TMP/study.toml" --out "$TMP/locked/run"
+    """)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr and "not writable" in done.stderr
+    assert list((tmp_path / "locked").iterdir()) == []
 
 
 # --- resources a local Ray never has; which Ray a search joins ----------------------------

@@ -103,38 +103,28 @@ def test_a_trial_that_hangs_is_failed_at_its_time_limit_and_the_search_goes_on(r
             assert r.status == TrialStatus.COMPLETED
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 600 kB filesystem (tmpfs: root only, as in CI), grown to 64 MB by `grow()`."""
-    import subprocess
-
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("mounting a tmpfs needs root")
-
-    def grow():
-        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
-
-    yield disk, grow
-    subprocess.run(["umount", "-l", str(disk)], capture_output=True)
-
-
 @pytest.mark.slow
-def test_a_full_disk_is_one_line_and_resume_finishes_once_there_is_space(ray_session,
-                                                                        small_disk, capsys):
-    disk, grow = small_disk
+def test_a_full_disk_is_one_line_and_resume_finishes_once_there_is_space(private_mounts,
+                                                                        tmp_path):
     study = Path(__file__).parent.parent / "studies" / "quickstart-toy.toml"
-    args = ["search", str(study), "--out", str(disk / "run"), "--set", "study.trials=30"]
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert err.strip().splitlines() == [
-        f"error: the disk holding {disk / 'run'} is full (no space left on device): free some "
-        "space, then continue the search with --resume (every trial recorded so far is kept)"]
-    grow()
-    assert main([*args, "--resume"]) == 0
-    assert sum(r.status.finished for r in RunDir(disk / "run").results()) == 30
+    search = f'"$PY" -m autostage.cli search {study} --out "$TMP/disk/run" --set study.trials=30'
+    done = private_mounts(f"""
+        mkdir -p "$TMP/disk" && mount -t tmpfs -o size=600k tmpfs "$TMP/disk" || exit 99
+        {search} > "$TMP/first.out" 2> "$TMP/first.err"; echo $? > "$TMP/first.rc"
+        mount -o remount,size=64m "$TMP/disk" || exit 99  # space is back
+        {search} --resume > "$TMP/second.out" 2>&1; echo $? > "$TMP/second.rc"
+        "$PY" -c "from autostage.rundir import RunDir; from pathlib import Path
+print(sum(r.status.finished for r in RunDir(Path('$TMP/disk/run')).results()))"
+    """)
+    assert done.returncode == 0, done.stderr
+    read = lambda name: (tmp_path / name).read_text()  # noqa: E731
+    assert read("first.rc").strip() == "2"
+    assert read("first.err").strip().splitlines() == [
+        f"error: the disk holding {tmp_path / 'disk' / 'run'} is full (no space left on "
+        "device): free some space, then continue the search with --resume (every trial "
+        "recorded so far is kept)"]
+    assert read("second.rc").strip() == "0", read("second.out")[-2000:]
+    assert done.stdout.strip() == "30"
 
 
 @pytest.mark.slow

@@ -81,14 +81,20 @@ def test_extending_a_finished_study_samples_new_configurations(tmp_path):
     assert len(configs) == TRIALS and len(set(configs)) == TRIALS
 
 
-def test_a_trial_optuna_finished_but_the_driver_never_recorded_is_recovered_not_rerun(
-        registry, tmp_path):
+def killed_driver_left(registry, tmp_path):
+    """What a killed driver leaves for --resume, before any trial is recorded: the study, its
+    space, the run directory, and its Optuna storage with the study in it."""
     study = load_study(STUDY, registry, [])
-    space = compile_space(study, registry)
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
     storage = open_storage(run.storage_url)
     ot = optuna.create_study(study_name="quickstart-toy", storage=storage)
+    return study, compile_space(study, registry), run, storage, ot
+
+
+def test_a_trial_optuna_finished_but_the_driver_never_recorded_is_recovered_not_rerun(
+        registry, tmp_path):
+    study, space, run, storage, ot = killed_driver_left(registry, tmp_path)
     ot.enqueue_trial(sample(space, seed=0))
     trial = ot.ask()
     constants = suggest(space, trial)
@@ -127,12 +133,7 @@ def test_a_second_search_into_a_run_directory_in_use_is_refused_in_one_line(tmp_
 def test_a_queued_trial_cut_before_it_started_is_queued_again_with_its_parameters(
         registry, tmp_path):
     """A second interruption: the trial re-queued by the first resume had not started."""
-    study = load_study(STUDY, registry, [])
-    space = compile_space(study, registry)
-    run = RunDir(tmp_path / "run")
-    run.path.mkdir()
-    storage = open_storage(run.storage_url)
-    ot = optuna.create_study(study_name="quickstart-toy", storage=storage)
+    study, space, run, storage, ot = killed_driver_left(registry, tmp_path)
     params = {k: v for k, v in sample(space, seed=3).items()
               if k in ("optimizer", "optimizer.adamw.lr", "optimizer.sgd.lr")}
     ot.enqueue_trial(params)  # WAITING: its values are Optuna's fixed_params, not its params

@@ -90,11 +90,8 @@ def _incomparable(earlier: dict[str, Any], study: Study) -> str | None:
 def _fitted(space: SearchSpace, config: dict[str, Any], values: list[float],
             registry: Any) -> tuple[Any | None, str]:
     """An Optuna trial with `config`'s parameters in the new space, or None and why not."""
-    fixed = optuna.trial.FixedTrial(config)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # FixedTrial only warns about an unknown value
-            constants = suggest(space, fixed)
+        fixed, constants = _replay(space, config)
     except ValueError as e:  # the new space asks for a parameter the trial did not have
         missing = re.search(r"parameter '([^']+)'", str(e))
         return None, (f"it has no value for {missing[1] if missing else 'a parameter'}, "
@@ -137,10 +134,17 @@ def _contains(distribution: Any, value: Any) -> bool:
 def full_config(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
     """A trial's whole config from its Optuna parameters: with the settings the space fixes,
     as a trial's record holds it."""
-    fixed = optuna.trial.FixedTrial(params)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return {**params, **suggest(space, fixed)}
+        return {**params, **_replay(space, params)[1]}
     except ValueError:  # parameters of another space: keep what there is
         return dict(params)
+
+
+def _replay(space: SearchSpace, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """`params` suggested through `space` again: the Optuna trial (its distributions) and the
+    settings the space fixes. ValueError when the space asks for a parameter `params` lacks."""
+    fixed = optuna.trial.FixedTrial(params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # FixedTrial only warns about an unknown value
+        constants = suggest(space, fixed)
+    return fixed, constants

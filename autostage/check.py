@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from autostage.checkpoint_store import uri_problem
 from autostage.errors import Problem, StudyError
 from autostage.fields import check_value, fields_of
 from autostage.host import Registry
@@ -35,15 +37,62 @@ MAX_PLANS = 1000
 def load_study(
     path: str | Path, registry: Registry, overrides: list[str] | tuple[str, ...] = ()
 ) -> Study:
-    """Read, override, parse and check a study file; raise one StudyError with every problem."""
+    """Read, override, parse and check a study file; raise one StudyError with every problem.
+    Relative paths become absolute: the file's against its folder, --set's against the
+    current directory (`resolve_paths`)."""
     raw = read_toml(path)
+    resolve_paths(raw, registry, Path(path).resolve().parent)
     problems = apply_overrides(raw, list(overrides))
+    resolve_paths(raw, registry, Path.cwd())
     sections, found = parse_sections(raw)
     problems += found
     problems += check(sections, registry, raw)
     if problems:
         raise StudyError(str(path), problems)
     return Study(**sections)
+
+
+def resolve_paths(raw: dict[str, Any], registry: Registry, base: Path) -> None:
+    """Make every relative path in `raw` absolute against `base`, in place: the fields the
+    trainer and the datasets declare as paths (`fields.LocalPath`, `PathOrName`), the run
+    directories of study.warm_start and a study.checkpoints folder. A trial then reads what
+    `validate` checked, on whichever node and in whichever directory it runs."""
+    for kind, name, table in _plugin_tables(raw):
+        if not registry.has(kind, name):
+            continue  # reported as an unknown plugin
+        for key, info in fields_of(registry.get(kind, name)).items():
+            if info.path is not None and isinstance(table.get(key), str):
+                table[key] = _absolute(table[key], base, info.path.or_name)
+    study = raw.get("study")
+    if not isinstance(study, dict):
+        return
+    if isinstance(study.get("warm_start"), list):
+        study["warm_start"] = [_absolute(p, base) if isinstance(p, str) else p
+                               for p in study["warm_start"]]
+    if isinstance(study.get("checkpoints"), str) and "://" not in study["checkpoints"]:
+        study["checkpoints"] = _absolute(study["checkpoints"], base)
+
+
+def _plugin_tables(raw: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(kind, plugin name, its table) of [model] and every [data.<name>]."""
+    model, data = raw.get("model"), raw.get("data")
+    if isinstance(model, dict) and isinstance(model.get("trainer"), str):
+        yield "trainer", model["trainer"], model
+    for source in data.values() if isinstance(data, dict) else ():
+        if isinstance(source, dict) and isinstance(source.get("dataset"), str):
+            yield "dataset", source["dataset"], source
+
+
+def _absolute(value: str, base: Path, or_name: bool = False) -> str:
+    """`value` as an absolute path against `base` (a name, for `or_name`, unless that path
+    exists). "~" is the user's home; "" stays as it is (a problem the plugin names)."""
+    if not value:
+        return value
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return str(path)
+    joined = Path(os.path.normpath(base / path))
+    return value if or_name and not joined.exists() else str(joined)
 
 
 @dataclass(frozen=True)
@@ -97,6 +146,8 @@ def _check_study(ctx: Context) -> Iterator[Problem]:
         yield Problem("study.metric", f"'{metric}' is listed twice; name each metric once")
     if study.storage is not None and (why := storage_problem(study.storage)) is not None:
         yield Problem("study.storage", why)
+    if study.checkpoints is not None and (why := uri_problem(study.checkpoints)) is not None:
+        yield Problem("study.checkpoints", why)
     if len(study.metrics) != len(study.modes):
         yield Problem("study.mode", f"give one mode, or one per metric ({len(study.metrics)})")
     if len(study.metrics) > 1 and study.trial_scheduler != "fifo":

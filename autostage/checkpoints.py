@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -32,48 +34,66 @@ def seal(directory: Path) -> None:
     (directory / MANIFEST).write_text(json.dumps(digests, indent=0))
 
 
-def verify(directory: Path) -> None:
+def verify(directory: Path, name: str | None = None) -> None:
     """Raise TornCheckpoint unless every file of the manifest is there and unchanged. (Files
-    added later are not read by anyone: a trainer loads what it saved, and that is sealed.)"""
+    added later are not read by anyone: a trainer loads what it saved, and that is sealed.)
+    `name`: the checkpoint as messages call it (a download's temporary folder is not)."""
+    name = name or str(directory)
     try:
         manifest = json.loads((directory / MANIFEST).read_text())
     except (OSError, ValueError):
-        raise TornCheckpoint(f"checkpoint {directory} has no readable manifest "
+        raise TornCheckpoint(f"checkpoint {name} has no readable manifest "
                              f"({MANIFEST}): it was cut short") from None
-    for name, digest in manifest.items():
-        path = directory / name
+    for file, digest in manifest.items():
+        path = directory / file
         if not path.is_file() or _digest(path) != digest:
-            raise TornCheckpoint(f"checkpoint {directory}: {name} does not match its manifest")
+            raise TornCheckpoint(f"checkpoint {name}: {file} does not match its manifest")
+
+
+def on_disk(latest: Path) -> list[tuple[str, AbstractContextManager[Path]]]:
+    """`latest` and the checkpoints before it in its folder (Ray's checkpoint_000000,
+    checkpoint_000001, ...), newest first, as `restore` takes them."""
+    earlier = sorted((p for p in latest.parent.glob("checkpoint_*")
+                      if p.is_dir() and p.name < latest.name), reverse=True)
+    return [(str(p), nullcontext(p)) for p in [latest, *earlier]]
 
 
 def newest_intact(latest: Path) -> tuple[Path | None, list[str]]:
-    """The newest intact checkpoint among `latest` and the checkpoints before it in its
-    folder (Ray's checkpoint_000000, checkpoint_000001, ...), and why each newer one was
-    refused."""
-    earlier = sorted((p for p in latest.parent.glob("checkpoint_*")
-                      if p.is_dir() and p.name < latest.name), reverse=True)
-    refused = []
-    for directory in [latest, *earlier]:
-        try:
-            verify(directory)
-        except TornCheckpoint as e:
-            refused.append(str(e))
-            continue
-        return directory, refused
+    """The newest intact checkpoint among `latest` and the ones before it in its folder,
+    and why each newer one was refused."""
+    refused: list[str] = []
+    for name, _ in on_disk(latest):
+        if _intact(Path(name), name, refused):
+            return Path(name), refused
     return None, refused
 
 
-def restore(trainer: Any, latest: Path) -> tuple[Any, list[str]]:
-    """Load the newest intact checkpoint (`latest`, or one before it when `latest` is torn)
-    into `trainer`. Returns its trial-loop state (`trial.LoopState`; None: none is intact,
+def restore(trainer: Any, candidates: Iterable[tuple[str, AbstractContextManager[Path]]]
+            ) -> tuple[Any, list[str]]:
+    """Load the newest intact checkpoint of `candidates` into `trainer`. `candidates`: the
+    checkpoints newest first, each a name and a context giving its local directory — opened
+    one at a time, so from object storage only the ones tried are downloaded (`on_disk` for
+    a local folder). Returns its trial-loop state (`trial.LoopState`; None: none is intact,
     start over) and why each newer checkpoint was refused."""
     from autostage.trial import LoopState
 
-    directory, refused = newest_intact(latest)
-    if directory is None:
-        return None, refused
-    trainer.load(str(directory))
-    return LoopState.from_json(json.loads((directory / LOOP).read_text())), refused
+    refused: list[str] = []
+    for name, opened in candidates:
+        with opened as local:
+            directory = Path(local)  # (Ray's as_directory gives a str)
+            if _intact(directory, name, refused):
+                trainer.load(str(directory))
+                return LoopState.from_json(json.loads((directory / LOOP).read_text())), refused
+    return None, refused
+
+
+def _intact(directory: Path, name: str, refused: list[str]) -> bool:
+    try:
+        verify(directory, name)
+    except TornCheckpoint as e:
+        refused.append(str(e))
+        return False
+    return True
 
 
 def _digest(path: Path) -> str:

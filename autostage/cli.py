@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--address", metavar="ADDR", help="join an existing Ray cluster: HOST:PORT, "
                    "or 'auto' (the one RAY_ADDRESS or `ray start` names); default: a local "
                    "Ray of the search's own")
+    s.add_argument("--checkpoints", metavar="URI", help="where Ray keeps stage checkpoints "
+                   "and exported models: s3://bucket/prefix, gs://..., or a folder every node "
+                   "sees (overrides study.checkpoints; default: the run directory)")
     s.add_argument("-v", "--verbose", action="store_true", help="show Ray's own output")
     s.set_defaults(run=_search)
 
@@ -194,6 +197,7 @@ def _fmt(value) -> str:
 
 
 def _search(args: argparse.Namespace) -> int:
+    import json
     from pathlib import Path
 
     from autostage.check import load_study
@@ -204,6 +208,8 @@ def _search(args: argparse.Namespace) -> int:
         overrides.append(f"study.trials={args.trials}")
     if args.parallel is not None:
         overrides.append(f"study.parallel={args.parallel}")
+    if args.checkpoints is not None:
+        overrides.append(f"study.checkpoints={json.dumps(args.checkpoints)}")
     registry = load_registry()
     study = load_study(args.study, registry, overrides)  # every problem before any compute
     from autostage.commands import start_search

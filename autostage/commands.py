@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from autostage.checkpoint_store import open_store
 from autostage.errors import AutostageError
 from autostage.keys import mix_key, parse_component_key
 from autostage.models import disk_size, human_size, keeping_order, why_not_kept
@@ -41,6 +42,8 @@ def start_search(study_path: str, study: Study, registry: Any, overrides: list[s
                                  "--resume, or write this one elsewhere with --out DIR")
     if study.study.storage is not None:
         probe_storage(study.study.storage)
+    if study.study.checkpoints is not None:
+        open_store(study.study.checkpoints, run.path).probe("study.checkpoints")
     if address is None:
         check_local_resources(study.study.resources)
     made, created, lock = write_study(run, study, Path(study_path), overrides)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from autostage.errors import AutostageError, Problem
+from autostage.fields import LocalPath, PathOrName  # noqa: F401  (for plugins' path fields)
 from autostage.kinds import TABLE
 
 if TYPE_CHECKING:  # heavy imports only for type checkers

@@ -16,6 +16,22 @@ SCALARS = {bool: "bool", int: "int", float: "float", str: "str"}
 
 
 @dataclass(frozen=True)
+class StudyPath:
+    """Marks a str field as a path: a relative one is read from the folder of the study file
+    that names it (from the current directory when given with --set), never from wherever a
+    trial happens to run. `or_name`: the value may also be a name that is no path (a hub
+    model id such as "gpt2"): it is resolved only if that path exists."""
+
+    or_name: bool = False
+
+
+#: a file or folder (plugins declare `path: LocalPath = Field(...)`)
+LocalPath = Annotated[str, StudyPath()]
+#: a local folder, or a name that is not a path (e.g. a model hub id)
+PathOrName = Annotated[str, StudyPath(or_name=True)]
+
+
+@dataclass(frozen=True)
 class FieldInfo:
     name: str
     type: str  # "int", "float", "bool", "str", "choice" (a Literal), or "list"
@@ -28,6 +44,7 @@ class FieldInfo:
     le: float | None = None
     lt: float | None = None
     description: str = ""
+    path: StudyPath | None = None  # the field holds a path (`LocalPath`, `PathOrName`)
 
     @property
     def numeric(self) -> bool:
@@ -108,9 +125,20 @@ def fields_of(cls: type) -> dict[str, FieldInfo]:
             required=required,
             default=None if required else f.get_default(call_default_factory=True),
             description=f.description or "",
+            path=_path_marker(f),
             **bounds,
         )
     return out
+
+
+def _path_marker(f: Any) -> StudyPath | None:
+    """The StudyPath of a field declared `LocalPath` (pydantic moves it to the metadata) or
+    `LocalPath | None` (it stays inside the annotation)."""
+    found = [m for m in f.metadata if isinstance(m, StudyPath)]
+    for arg in get_args(f.annotation):
+        if get_origin(arg) is Annotated:
+            found += [m for m in get_args(arg)[1:] if isinstance(m, StudyPath)]
+    return found[0] if found else None
 
 
 @cache

@@ -57,13 +57,15 @@ class ModelKeeper:
         order = keeping_order(records, self.modes)
         return order[:self.keep] if len(self.modes) == 1 else order
 
-    def take(self, number: int, exported: Path) -> None:
+    def take(self, number: int, exported: Any, move: Any = shutil.move) -> None:
         """Move trial `number`'s exported model (Ray's checkpoint directory) to
-        models/trial-<n>: staged beside it first, so a reader never sees half a model."""
+        models/trial-<n> with `move(exported, target)` (the checkpoint store's: a rename on
+        one filesystem, a download from object storage): staged beside it first, so a reader
+        never sees half a model."""
         staging = self.run.models_dir / f".incoming-{number}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(exported, staging)  # a rename on one filesystem, a copy across two
+        move(exported, staging)
         target = self.run.model_dir(number)
         shutil.rmtree(target, ignore_errors=True)  # an earlier attempt's model
         os.rename(staging, target)

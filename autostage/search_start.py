@@ -14,7 +14,8 @@ from autostage.rundir import LOCK, RunDir, write_json
 from autostage.spec import Study
 
 #: what may change when a search is resumed: its size and resources, not what it searches
-RESUMABLE = ("trials", "parallel", "token_budget", "retries", "resources", "keep_models")
+RESUMABLE = ("trials", "parallel", "token_budget", "retries", "resources", "keep_models",
+             "checkpoints")
 
 RUN_FILES = ("study.toml", "study.json", "optuna.db", "optuna.db-wal", "optuna.db-shm")
 #: what a search writes into its run directory (besides ray-<time>/, named by the time)

@@ -64,6 +64,10 @@ class StudySection(Section):
         "its own pace and planned tokens (see README); 0: no limit")
     storage: str | None = Field(None, pattern=STORAGE_URL,
                                 description="Optuna RDB URL; default: optuna.db in the run dir")
+    checkpoints: str | None = Field(
+        None, min_length=1, description="where Ray keeps stage checkpoints and exported "
+        "models: s3://bucket/prefix, gs://..., or a folder every node sees; default: the run "
+        "dir")
     resources: Resources = Resources()
     warm_start: list[str] = Field(
         default_factory=list,

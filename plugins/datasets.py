@@ -15,7 +15,13 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from autostage.components import Example, PreflightContext, TextDataset, check_split
+from autostage.components import (
+    Example,
+    LocalPath,
+    PreflightContext,
+    TextDataset,
+    check_split,
+)
 from autostage.errors import AutostageError, Problem
 from autostage.hookspecs import hookimpl
 
@@ -195,8 +201,8 @@ class Text(TextDataset):
     extension in any case; hidden files skipped), cut into passages of `passage_chars`
     characters. Whitespace runs become one space unless `keep_newlines`."""
 
-    path: str = Field(description="a text file, or a folder of .txt files (relative: to "
-                      "where autostage runs)")
+    path: LocalPath = Field(description="a text file, or a folder of .txt files (relative: "
+                            "to the study file's folder)")
     passage_chars: int = Field(512, ge=32, le=100_000, description="characters per passage")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="the share held out: the "
                                 "val split evals score (the same for every trial)")
@@ -271,7 +277,7 @@ class _Records(TextDataset):
     """Shared by jsonl and csv: text and (optional) label fields named in the study. Labels
     are names (a JSON number becomes its text, e.g. "3"). Texts are kept as written."""
 
-    path: str = Field(description="the file (relative: to where autostage runs)")
+    path: LocalPath = Field(description="the file (relative: to the study file's folder)")
     text_field: str = Field("text", description="the field (csv: column) holding the text")
     label_field: str | None = Field(None, description="the field holding the label (a name); "
                                     "set it for a classification task")

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from autostage.components import (
+    PathOrName,
     PreflightContext,
     StageVisit,
     TextDataset,
@@ -57,11 +58,11 @@ class Transformers(Trainer):
                          "positions; with pretrained, at most the model's)")
     dropout: float = Field(0.0, ge=0, le=0.9, description="dropout probability everywhere "
                            "(ignored with pretrained)")
-    tokenizer: str | None = Field(None, description=(
+    tokenizer: PathOrName | None = Field(None, description=(
         '"byte", "bpe", or a tokenizer directory; default: the pretrained model\'s own '
         'tokenizer when pretrained is set, else "byte"'))
     bpe_vocab: int = Field(1024, ge=300, le=262144, description="vocabulary of a bpe tokenizer")
-    pretrained: str | None = Field(None, description="a from_pretrained directory, or a hub "
+    pretrained: PathOrName | None = Field(None, description="a from_pretrained directory, or a hub "
                                    "name org/name (needs a network); the model then comes "
                                    "with its own architecture, size and weights: arch, the "
                                    "size fields, dropout and the study's init are ignored")

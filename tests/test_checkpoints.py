@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from autostage.checkpoints import LOOP, TornCheckpoint, newest_intact, restore, seal, verify
+from autostage.checkpoints import (
+    LOOP,
+    TornCheckpoint,
+    newest_intact,
+    on_disk,
+    restore,
+    seal,
+    verify,
+)
 from autostage.testing.fakes import TOY_STAGES, toy_setup, trial_plan
 from autostage.toy import Toy
 from autostage.trial import run_trial
@@ -63,7 +71,7 @@ def test_a_retry_resumes_from_the_checkpoint_before_a_torn_latest_one(tmp_path):
     weights = saved[-1] / "toy.json"
     weights.write_text(weights.read_text()[:-10])  # a write cut short
     fresh = Toy().start(toy_setup())
-    state, refused = restore(fresh, saved[-1])
+    state, refused = restore(fresh, on_disk(saved[-1]))
     assert len(refused) == 1 and "toy.json does not match its manifest" in refused[0]
     assert len(state.evals) < len(whole.evals)
     resumed = run_trial(plan, fresh, resume=state)
@@ -75,5 +83,5 @@ def test_with_no_intact_checkpoint_a_retry_starts_over(tmp_path):
     _, _, saved = checkpointed_trial(tmp_path)
     for directory in saved:
         (directory / LOOP).write_text("{")
-    state, refused = restore(Toy().start(toy_setup()), saved[-1])
+    state, refused = restore(Toy().start(toy_setup()), on_disk(saved[-1]))
     assert state is None and len(refused) == 2

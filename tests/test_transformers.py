@@ -231,7 +231,14 @@ def test_mlm_pretraining_hands_its_encoder_to_the_classifier(tmp_path, registry)
 
 @pytest.mark.slow
 def test_a_torn_checkpoint_is_detected_and_the_previous_one_used(tmp_path, registry):
-    from autostage.checkpoints import TornCheckpoint, newest_intact, restore, seal, verify
+    from autostage.checkpoints import (
+        TornCheckpoint,
+        newest_intact,
+        on_disk,
+        restore,
+        seal,
+        verify,
+    )
 
     study, config = prepare(tmp_path, registry)
     plan, trainer = start(registry, study, config)
@@ -247,7 +254,7 @@ def test_a_torn_checkpoint_is_detected_and_the_previous_one_used(tmp_path, regis
         verify(second)
     assert newest_intact(second)[0] == first
     _, fresh = start(registry, study, config)
-    state, refused = restore(fresh, second)
+    state, refused = restore(fresh, on_disk(second))
     assert state is not None and len(refused) == 1
 
 

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,12 @@ import optuna  # noqa: E402
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
+from autostage.checkpoint_store import open_store  # noqa: E402
 from autostage.errors import AutostageError  # noqa: E402
 from autostage.models import ModelKeeper  # noqa: E402
 from autostage.records import TrialRecord  # noqa: E402
 from autostage.rundir import RunDir  # noqa: E402
+from autostage.search import cluster  # noqa: E402
 from autostage.search.bridge import EarlyStops, EvalsOnly, StudySearch  # noqa: E402
 from autostage.search.driver import Recorder, TokenBudget  # noqa: E402
 from autostage.search.messages import TIME_ATTR, TRIAL  # noqa: E402
@@ -97,7 +100,10 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
     if owns_ray:
         _start_ray(address, verbose)
     try:
-        tuner, stops = _tuner(study, registry, space, run, storage, remaining, spent, view)
+        if address is not None:
+            cluster.check(study, registry, run.path.resolve())
+        tuner, stops = _tuner(study, registry, space, run, storage, remaining, spent, view,
+                              on_cluster=address is not None)
         try:
             tuner.fit()
             settle(storage, study.study.name, run)
@@ -214,7 +220,8 @@ def local_resources() -> tuple[float, Any]:
 
 
 def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
-           remaining: int, spent: int, view: Any) -> tuple[tune.Tuner, EarlyStops]:
+           remaining: int, spent: int, view: Any, on_cluster: bool
+           ) -> tuple[tune.Tuner, EarlyStops]:
     from autostage.space import suggest
 
     s = study.study
@@ -233,8 +240,10 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
     budget = TokenBudget(s.token_budget, spent)
     stops = searcher.stops = EarlyStops(s.trial_scheduler, budget)
     models = ModelKeeper(run, s.keep_models, s.modes)
-    cores = int(ray.cluster_resources().get("CPU", 1))
-    job = SearchJob(study, space, run.path.resolve(), threads=max(1, cores // s.parallel),
+    store = open_store(s.checkpoints, run.path)
+    search_id = uuid.uuid4().hex
+    job = SearchJob(study, space, run.path.resolve(), ray.get_runtime_context().get_node_id(),
+                    search_id, threads=_threads(s, on_cluster),
                     load_plugins=os.environ.get("AUTOSTAGE_LOAD_PLUGINS"),
                     every_eval=s.trial_scheduler != "fifo")
     trainable = tune.with_resources(tune.with_parameters(run_one, job=job),
@@ -246,13 +255,22 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
             num_samples=remaining, max_concurrent_trials=s.parallel, reuse_actors=True,
             trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
-            name=f"ray-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(run.path.resolve()),
-            verbose=0, stop=budget, callbacks=[Recorder(run, stops, view, models, s)],
+            name=f"ray-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=store.path,
+            storage_filesystem=store.filesystem, verbose=0, stop=budget,
+            callbacks=[Recorder(run, stops, view, models, s, store, search_id)],
             failure_config=tune.FailureConfig(max_failures=s.retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         ),
     )
     return tuner, stops
+
+
+def _threads(s: Any, on_cluster: bool) -> int:
+    """torch threads per trial: on our own Ray, the machine's cores shared by the trials at
+    once; on a cluster, the CPUs a trial asks for (Ray may pack trials onto one node)."""
+    if on_cluster:
+        return max(1, int(s.resources.cpus))
+    return max(1, int(ray.cluster_resources().get("CPU", 1)) // s.parallel)
 
 
 def _trial_dirname(trial: Any) -> str:

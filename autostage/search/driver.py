@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import posixpath
 import time
 from pathlib import Path
 from typing import Any
 
 from ray import tune
 
+from autostage.checkpoint_store import CheckpointStore
 from autostage.decisions import Eval
 from autostage.models import ModelKeeper
 from autostage.records import EvalRecord, TrialRecord, TrialStatus, without_replays
@@ -21,8 +23,9 @@ class Recorder(tune.Callback):
     """Writes each trial's events and outcome into the run directory as they happen."""
 
     def __init__(self, run: RunDir, stops: Any, view: Any, models: ModelKeeper,
-                 study: StudySection) -> None:
+                 study: StudySection, store: CheckpointStore, search_id: str) -> None:
         self.run, self.stops, self.view, self.models = run, stops, view, models
+        self.store, self.search_id = store, search_id
         self.started: dict[str, float] = {}  # of trials without a record yet
         self.study_seed, self.metrics = study.seed, study.metrics
 
@@ -49,7 +52,8 @@ class Recorder(tune.Callback):
             return  # an outcome, or evals flushed before a crash: no eval of its own
         checkpoint = result.get("checkpoint_dir_name")
         self.run.append_event(number, _eval_record(
-            result, time.time(), str(Path(trial.path) / checkpoint) if checkpoint else None))
+            result, time.time(),
+            self.store.uri(posixpath.join(trial.path, checkpoint)) if checkpoint else None))
         self.view.trial_result(number, int(result[msg.TOKENS]))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -62,10 +66,11 @@ class Recorder(tune.Callback):
         self.models.prune()
 
     def _receive_model(self, number: int, trial: Any, result: dict) -> None:
-        """Move the model an outcome carries out of Ray's trial directory into the run's
-        models/ (so it is on disk once), or record why the trial's trainer exported none."""
+        """Move the model an outcome carries out of Ray's trial directory (in the checkpoint
+        store) into the run's models/ (so it is kept once), or record why the trial's trainer
+        exported none."""
         if checkpoint := result.get("checkpoint_dir_name"):
-            self.models.take(number, Path(trial.path) / checkpoint)
+            self.models.take(number, posixpath.join(trial.path, checkpoint), self.store.take)
         elif (why := result.get(msg.NO_MODEL)) is not None:
             self.run.note_no_model(number, why)
 
@@ -79,7 +84,7 @@ class Recorder(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         number = int(trial.config[msg.TRIAL])
-        why = time_limit.reason(self.run.trial_dir(number)) or _error_reason(trial)
+        why = time_limit.reason(self.search_id, number) or _error_reason(trial)
         self._write(trial, TrialStatus.FAILED, why)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:

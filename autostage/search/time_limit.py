@@ -6,8 +6,9 @@ The limit is `study.trial_time_limit` seconds, or by default one derived from th
 pace: once it has trained some tokens, SLACK times its projected duration (elapsed time over
 tokens trained, times the tokens its stage plan holds), at least FLOOR seconds; before its
 first eval, FIRST seconds (a model download, a tokenizer to train). Past it, the worker leaves
-the reason in the trial's directory and exits; the driver records the trial as failed with
-that reason (`REASON_FILE`), and the search goes on.
+the reason in Ray's key-value store (every node of a cluster reaches it; the driver's run
+directory may be on another machine) and exits; the driver records the trial as failed with
+that reason, and the search goes on.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
+from typing import Any
 
-REASON_FILE = "time-limit.txt"
 FIRST = 3600.0
 FLOOR = 600.0
 SLACK = 4.0
@@ -27,9 +27,9 @@ SLACK = 4.0
 class TimeLimit(threading.Thread):
     """Watches one trial; `progress(tokens)` after every eval moves an automatic limit."""
 
-    def __init__(self, workdir: Path, limit: float | None, planned_tokens: int) -> None:
+    def __init__(self, key: str, limit: float | None, planned_tokens: int) -> None:
         super().__init__(daemon=True, name="autostage-time-limit")
-        self.workdir, self.fixed = workdir, limit
+        self.key, self.fixed = key, limit
         self.planned = planned_tokens  # set once the trial's stage plan is known
         self.began = time.monotonic()
         self.deadline = self.began + (limit if limit is not None else FIRST)
@@ -55,25 +55,36 @@ class TimeLimit(threading.Thread):
                f"the automatic limit: {SLACK:g}x its projected duration, at least "
                f"{FLOOR:,.0f} s; set study.trial_time_limit to change it, 0 for none")
         reason = f"the trial ran past its time limit of {limit:,.0f} s ({how})"
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        (self.workdir / REASON_FILE).write_text(reason)
+        _kv()._internal_kv_put(self.key, reason.encode())
         print(f"autostage: {reason}", file=sys.stderr, flush=True)
         os._exit(3)  # a hung trial cannot be interrupted from here; Ray sees its worker end
 
 
-def watch(workdir: Path, limit: float | None) -> TimeLimit | None:
-    """Start watching a trial's attempt (None: `limit` is 0, no limit)."""
-    (workdir / REASON_FILE).unlink(missing_ok=True)  # an earlier attempt's
+def watch(search_id: str, number: int, limit: float | None) -> TimeLimit | None:
+    """Start watching an attempt of trial `number` (None: `limit` is 0, no limit)."""
+    key = _key(search_id, number)
+    _kv()._internal_kv_del(key)  # an earlier attempt's
     if limit == 0:
         return None
-    watcher = TimeLimit(workdir, limit, planned_tokens=0)
+    watcher = TimeLimit(key, limit, planned_tokens=0)
     watcher.start()
     return watcher
 
 
-def reason(workdir: Path) -> str | None:
-    """Why the trial's worker exited, when it was its time limit."""
+def reason(search_id: str, number: int) -> str | None:
+    """Why trial `number`'s worker exited, when it was its time limit (in the driver)."""
     try:
-        return (workdir / REASON_FILE).read_text() or None
-    except OSError:
+        text = _kv()._internal_kv_get(_key(search_id, number))
+    except Exception:  # a Ray whose key-value store moved: the error Ray recorded says more
         return None
+    return text.decode() if text else None
+
+
+def _key(search_id: str, number: int) -> str:
+    return f"autostage/{search_id}/time-limit/{number}"
+
+
+def _kv() -> Any:
+    from ray.experimental import internal_kv  # Ray's GCS store: the whole cluster's
+
+    return internal_kv

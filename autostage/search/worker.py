@@ -13,6 +13,7 @@ from typing import Any
 
 from ray import tune
 
+from autostage.checkpoint_store import newest_first
 from autostage.checkpoints import LOOP, restore, seal
 from autostage.ranking import finite
 from autostage.records import TrialStatus
@@ -27,10 +28,23 @@ class SearchJob:
 
     study: Study
     space: Any  # autostage.space.SearchSpace
-    run_dir: Path
+    run_dir: Path  # on the driver's node: a worker elsewhere keeps its files on its own
+    driver_node: str  # Ray's id of the node the driver runs on
+    search_id: str  # names this search's keys in Ray's key-value store
     threads: int
     load_plugins: str | None  # AUTOSTAGE_LOAD_PLUGINS of the driver, for the workers
     every_eval: bool  # a trial scheduler reads every final-stage eval as it happens
+
+    def local_dirs(self, number: int) -> tuple[Path, Path]:
+        """The trial's own folder and the study's cache (a trained tokenizer) on the node
+        this worker runs on: the run directory's on the driver's node; elsewhere a folder of
+        the node's own, since the run directory may not exist there (no shared filesystem)."""
+        import ray
+
+        if ray.get_runtime_context().get_node_id() == self.driver_node:
+            return self.run_dir / "trials" / str(number), self.run_dir / "cache"
+        here = Path(tempfile.gettempdir()) / "autostage" / self.search_id
+        return here / "trials" / str(number), here / "cache"
 
 
 # --- the trial, in a Ray worker ---------------------------------------------------------------
@@ -49,27 +63,26 @@ def run_one(config: dict[str, Any], job: SearchJob) -> None:
     """The Ray trainable: build the trial from its config, run it, report every eval."""
 
     number = int(config[msg.TRIAL])
-    workdir = job.run_dir / "trials" / str(number)
-    watcher = time_limit.watch(workdir, job.study.study.trial_time_limit)
+    watcher = time_limit.watch(job.search_id, number, job.study.study.trial_time_limit)
     try:
-        _run(config, job, number, workdir, watcher)
+        _run(config, job, number, watcher)
     finally:
         if watcher is not None:
             watcher.stop()
 
 
-def _run(config: dict[str, Any], job: SearchJob, number: int, workdir: Path,
+def _run(config: dict[str, Any], job: SearchJob, number: int,
          watcher: time_limit.TimeLimit | None) -> None:
     from autostage.build import prepare_trial
 
     seed = msg.trial_seed(job.study.study.seed, number)
+    workdir, cache_dir = job.local_dirs(number)
     trial = prepare_trial(job.study, _registry(job.load_plugins), config[msg.PARAMS], seed,
                           space=job.space, threads=job.threads, workdir=str(workdir),
-                          cache_dir=str(job.run_dir / "cache"))
+                          cache_dir=str(cache_dir))
     resume = None
     if (checkpoint := tune.get_checkpoint()) is not None:
-        with checkpoint.as_directory() as directory:
-            resume, refused = restore(trial.trainer, Path(directory))
+        resume, refused = restore(trial.trainer, _newest_first(checkpoint))
         for why in refused:  # (shown with -v: Ray forwards worker output then)
             print(f"autostage: trial {number}: {why}; resumed from the one before", file=sys.stderr)
         # a retry: the evals after this checkpoint were recorded once already, and will be again
@@ -96,6 +109,13 @@ def _run(config: dict[str, Any], job: SearchJob, number: int, workdir: Path,
         _report_with_model(outcome, trial.trainer)
     else:
         tune.report(outcome)  # no model is wanted: exporting would only cost disk and time
+
+
+def _newest_first(latest: tune.Checkpoint) -> Any:
+    """The trial's checkpoints from `latest` back, for `restore`: each downloaded from the
+    checkpoint store only if tried (a local folder is read in place)."""
+    for path in newest_first(latest.filesystem, latest.path):
+        yield path, tune.Checkpoint(path, filesystem=latest.filesystem).as_directory()
 
 
 def _has_value(status: TrialStatus, values: list | None) -> bool:

@@ -415,12 +415,31 @@ def _clip(model: Any, max_norm: float) -> float:
 
 
 def _device(choice: str) -> Any:
+    """The trial's device. Ray gives a trial its GPUs (`study.resources.gpus`; a fraction
+    shares one) by setting CUDA_VISIBLE_DEVICES, so "cuda" is the GPU Ray assigned. A trial
+    given a GPU that torch cannot see fails, rather than train on the CPU unnoticed."""
+    import os
+
     import torch
 
     if choice == "cuda" and (why := _no_cuda()) is not None:
         raise AutostageError(f"model.device: {why}")
+    given = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if choice == "auto" and given.strip() and not torch.cuda.is_available():
+        raise AutostageError(
+            f"model.device: this trial was given GPU {given} (CUDA_VISIBLE_DEVICES, which Ray "
+            "sets from study.resources.gpus), but torch sees no CUDA device "
+            f"(torch {torch.__version__}, {_build()}): install a CUDA build of torch on that "
+            'node, or set study.resources.gpus = 0 (or model.device = "cpu")')
     use_cuda = choice == "cuda" or (choice == "auto" and torch.cuda.is_available())
     return torch.device("cuda" if use_cuda else "cpu")
+
+
+def _build() -> str:
+    import torch
+
+    return "built without CUDA" if torch.version.cuda is None else \
+        f"built for CUDA {torch.version.cuda}"
 
 
 def _no_cuda() -> str | None:
@@ -429,9 +448,8 @@ def _no_cuda() -> str | None:
 
     if torch.cuda.is_available():
         return None
-    build = "built without CUDA" if torch.version.cuda is None else \
-        f"built for CUDA {torch.version.cuda}"
-    return (f"'cuda', but torch sees no CUDA device here (torch {torch.__version__}, {build}); "
+    return (f"'cuda', but torch sees no CUDA device here (torch {torch.__version__}, "
+            f"{_build()}); "
             'use device = "auto" (CUDA where there is one) or "cpu"')
 
 

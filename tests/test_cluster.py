@@ -119,8 +119,9 @@ def cluster(tmp_path_factory):
         [RAY, "start", "--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false",
          *common],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # one (pretend) GPU: Ray schedules by the resource it declares, whatever the hardware
     script = ('mount --bind "$VIEW" "$HIDDEN" && exec "$RAY" start --address="$ADDRESS" '
-              '--num-cpus=2 ' + " ".join(common))
+              '--num-cpus=2 --num-gpus=1 ' + " ".join(common))
     node = subprocess.Popen(
         ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
         env={**env, "VIEW": str(worker_view), "HIDDEN": str(hidden), "RAY": RAY,
@@ -309,7 +310,7 @@ def test_resources_no_node_has_are_an_error_after_a_bounded_wait(cluster, s3):
     assert len(lines) == 1, done.stderr
     assert "study.resources asks each trial for 64 CPUs; no node of the Ray cluster has that " \
            "(waited 3 s; its nodes: " in lines[0]
-    assert "2 CPUs" in lines[0]
+    assert "2 CPUs and 1 GPU" in lines[0]
     assert time.monotonic() - started < 60
     assert not out.exists()
 
@@ -327,3 +328,59 @@ def test_a_checkpoint_store_that_cannot_be_written_is_one_line_before_anything_s
     assert "AWS_ENDPOINT_URL" in lines[0]
     assert not out.exists()
 
+
+
+GPT2 = """
+[study]
+name = "gpu"
+metric = "eval.target.loss"
+trials = 2
+parallel = 2
+resources = { cpus = 1, gpus = 0.5 }   # two trials share one GPU
+
+[model]
+trainer = "transformers"
+n_layer = 1
+n_embd = 32
+n_head = 2
+context = 32
+batch_size = 8
+
+[data.general]
+dataset = "pydoc"
+[data.target]
+dataset = "arith"
+digits = 2
+
+[[stage]]
+name = "general"
+data = "general"
+tokens = 4096
+[[stage]]
+name = "target"
+data = "target"
+tokens = 4096
+final = true
+
+[search.optimizer.adamw]
+lr = { low = 1e-3, high = 1e-2, log = true }
+"""
+
+
+def test_trials_share_a_gpu_by_fractions_and_one_given_a_gpu_torch_cannot_see_fails_clearly(
+        cluster, s3):
+    """The worker node declares one GPU (there is none): Ray gives both trials GPU 0 at 0.5
+    each, at once; torch (a CPU build) sees no CUDA, so each fails saying so instead of
+    training on the CPU unnoticed."""
+    study = cluster.hidden / "gpu.toml"
+    study.write_text(GPT2)
+    out = cluster.hidden / "gpu-run"
+    done = search(cluster, study, out, "--checkpoints", f"s3://{BUCKET}/runs/gpu", env=s3)
+    assert done.returncode == 1, done.stdout + done.stderr
+    records = [json.loads(p.read_text()) for p in out.glob("trials/*/result.json")]
+    assert len(records) == 2 and {r["status"] for r in records} == {"failed"}
+    for record in records:
+        assert record["reason"].startswith("model.device: this trial was given GPU 0 "
+                                           "(CUDA_VISIBLE_DEVICES, which Ray sets from "
+                                           "study.resources.gpus), but torch sees no CUDA"), \
+            record["reason"]

@@ -142,9 +142,10 @@ def _error_reason(trial: Any) -> str:
         return "the trial raised an error (no details were kept)"
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in reversed(lines):
-        head = line.split(":", 1)[0]
+        head, _, message = line.partition(":")
         if head.endswith(("Error", "Exception", "Interrupt")) and " " not in head:
-            return line
+            # autostage's own errors are sentences naming the field: no class needed
+            return message.strip() if head.endswith(".AutostageError") else line
     return lines[-1] if lines else "the trial raised an error"
 
 

@@ -183,6 +183,36 @@ def test_set_overrides_reach_the_trials_and_export_reruns_the_best(ray_session, 
 
 
 @pytest.mark.slow
+def test_a_search_longer_than_one_tuner_runs_every_trial_once_in_tuners_of_bounded_size(
+        ray_session, tmp_path, monkeypatch):
+    import autostage.search
+
+    monkeypatch.setattr(autostage.search, "TRIALS_PER_TUNER", 3)  # (500 in use)
+    code, run = search(tmp_path, "--trials", "7")
+    assert code == 0
+    records = run.results()
+    assert [r.number for r in records] == list(range(7))
+    assert all(r.status.finished for r in records)
+    assert [t.number for t in storage_trials(run)] == list(range(7))
+    # one Ray experiment per Tuner: 3 + 3 + 1 trials
+    experiments = sorted(run.path.glob("ray-*"))
+    assert [len(list(e.glob("trial-*"))) for e in experiments] == [3, 3, 1]
+
+
+@pytest.mark.slow
+def test_a_token_budget_spent_in_an_early_tuner_starts_no_other(ray_session, tmp_path,
+                                                                monkeypatch):
+    import autostage.search
+
+    monkeypatch.setattr(autostage.search, "TRIALS_PER_TUNER", 4)
+    code, run = search(tmp_path, "--trials", "40", "--parallel", "1", "--set",
+                       "study.token_budget=200000", "--set", "study.trial_scheduler=fifo")
+    assert code == 0
+    assert len(list(run.path.glob("ray-*"))) == 1
+    assert len(run.results()) <= 4
+
+
+@pytest.mark.slow
 def test_token_budget_stops_the_search(ray_session, tmp_path):
     code, run = search(tmp_path, "--trials", "40", "--parallel", "1", "--set",
                        "study.token_budget=400000", "--set", "study.trial_scheduler=fifo")

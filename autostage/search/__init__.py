@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+#: trials per Ray Tuner: Ray keeps each trial of a Tuner in memory until its fit() returns
+TRIALS_PER_TUNER = 500
+
 # Before Ray is imported: no CSV/TensorBoard loggers per trial (overhead, clutter).
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -102,20 +105,21 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
     try:
         if address is not None:
             cluster.check(study, registry, run.path.resolve())
-        tuner, stops = _tuner(study, registry, space, run, storage, remaining, spent, view,
-                              on_cluster=address is not None)
-        try:
-            tuner.fit()
-            settle(storage, study.study.name, run)
-        except Exception as e:
-            if stops.refused is not None:
-                raise stops.refused from None
-            if _disk_full(e):
-                raise AutostageError(
-                    f"the disk holding {run.path} is full (no space left on device): free "
-                    "some space, then continue the search with --resume (every trial "
-                    "recorded so far is kept)") from None
-            raise
+        models = ModelKeeper(run, study.study.keep_models, study.study.modes)
+        part = 0
+        while remaining > 0:
+            # Ray Tune keeps every trial of a Tuner in memory until fit() returns (~0.1 MB
+            # each): trials run in Tuners of at most TRIALS_PER_TUNER, so the driver's memory
+            # stays bounded however many trials a study has
+            batch = min(remaining, TRIALS_PER_TUNER)
+            tuner, stops = _tuner(study, registry, space, run, storage, batch, spent, view,
+                                  models, on_cluster=address is not None, part=part)
+            _fit(tuner, stops, storage, study, run)
+            records = run.results()
+            left = study.study.trials - sum(r.status.finished for r in records)
+            if left > remaining - batch or stops.budget.spent_out():
+                break  # interrupted (Ctrl-C), or the budget is spent
+            remaining, spent, part = left, sum(r.tokens for r in records), part + 1
     finally:
         if owns_ray:
             ray.shutdown()
@@ -125,6 +129,21 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
                     and sum(r.tokens for r in records) >= study.study.token_budget)
     return SearchOutcome(run.path, study.study.trials, records,
                          finished < study.study.trials and not budget_spent)
+
+
+def _fit(tuner: tune.Tuner, stops: EarlyStops, storage: Any, study: Study, run: RunDir) -> None:
+    try:
+        tuner.fit()
+        settle(storage, study.study.name, run)
+    except Exception as e:
+        if stops.refused is not None:
+            raise stops.refused from None
+        if _disk_full(e):
+            raise AutostageError(
+                f"the disk holding {run.path} is full (no space left on device): free "
+                "some space, then continue the search with --resume (every trial "
+                "recorded so far is kept)") from None
+        raise
 
 
 def _disk_full(error: BaseException | None) -> bool:
@@ -220,8 +239,8 @@ def local_resources() -> tuple[float, Any]:
 
 
 def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
-           remaining: int, spent: int, view: Any, on_cluster: bool
-           ) -> tuple[tune.Tuner, EarlyStops]:
+           trials: int, spent: int, view: Any, models: ModelKeeper, on_cluster: bool,
+           part: int) -> tuple[tune.Tuner, EarlyStops]:
     from autostage.space import suggest
 
     s = study.study
@@ -239,7 +258,6 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
         metric=s.metrics[0], mode=s.modes[0], time_attr=TIME_ATTR, max_t=max_t)
     budget = TokenBudget(s.token_budget, spent)
     stops = searcher.stops = EarlyStops(s.trial_scheduler, budget)
-    models = ModelKeeper(run, s.keep_models, s.modes)
     store = open_store(s.checkpoints, run.path)
     search_id = uuid.uuid4().hex
     job = SearchJob(study, space, run.path.resolve(), ray.get_runtime_context().get_node_id(),
@@ -252,10 +270,11 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=EvalsOnly(scheduler, stops, max_t),
-            num_samples=remaining, max_concurrent_trials=s.parallel, reuse_actors=True,
+            num_samples=trials, max_concurrent_trials=s.parallel, reuse_actors=True,
             trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
-            name=f"ray-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=store.path,
+            name=f"ray-{time.strftime('%Y%m%d-%H%M%S')}" + (f"-{part}" if part else ""),
+            storage_path=store.path,
             storage_filesystem=store.filesystem, verbose=0, stop=budget,
             callbacks=[Recorder(run, stops, view, models, s, store, search_id)],
             failure_config=tune.FailureConfig(max_failures=s.retries),

@@ -118,8 +118,10 @@ def _validate(args: argparse.Namespace) -> int:
             continue
         space = compile_space(study, registry)
         searched = _count_searched(space)
-        print(f"ok: {path} — {len(study.stage)} stages, {len(space.plans)} stage plans, "
-              f"{searched} searched parameters, {study.study.trials} trials")
+        counts = [(len(study.stage), "stage"), (len(space.plans), "stage plan"),
+                  (searched, "searched parameter"), (study.study.trials, "trial")]
+        print(f"ok: {path} — " + ", ".join(f"{n} {what}{'' if n == 1 else 's'}"
+                                            for n, what in counts))
     return 2 if failed else 0
 
 

@@ -230,18 +230,25 @@ def parse_sections(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
             parsed[key] = adapter.validate_python(value, strict=True)
         except ValidationError as e:
             problems.extend(_problems(e, raw, key))
-            partial = _without_errors(adapter, value, e)
+            partial = _without_errors(adapter, value, e, key)
             if partial is not None:
                 parsed[key] = partial
     return parsed, problems
 
 
-def _without_errors(adapter: TypeAdapter, value: Any, error: ValidationError) -> Any:
+#: what a broken required field is replaced with so the rest of its section is still checked
+STAND_IN = {"study": {"name": "unnamed"}}  # nothing else reads a study's name
+
+
+def _without_errors(adapter: TypeAdapter, value: Any, error: ValidationError,
+                    section: str) -> Any:
     """The section with its broken entries left out, so the registry checks can still run
     on the rest (every problem at once); None when even that does not parse."""
     bad = {err["loc"][0] for err in error.errors() if err["loc"]}
     if isinstance(value, dict):
-        rest: Any = {k: v for k, v in value.items() if k not in bad}
+        stand_in = STAND_IN.get(section, {})
+        rest: Any = {k: stand_in.get(k, v) for k, v in value.items()
+                     if k not in bad or k in stand_in}
     elif isinstance(value, list):
         rest = [v for i, v in enumerate(value) if i not in bad]
     else:

@@ -250,3 +250,11 @@ def test_a_seed_the_samplers_cannot_take_is_refused(tmp_path, capsys, seed):
     study = write_study(tmp_path)
     code, _, err = validate(capsys, str(study), "--set", f"study.seed={seed}")
     assert code == 2 and "study.seed" in err, err
+
+
+def test_a_broken_study_name_does_not_hide_the_other_problems_of_study(tmp_path, registry):
+    text = TOY_STUDY.replace('name = "mini"', 'name = "bad name!"')
+    (tmp_path / "s.toml").write_text(text.replace('sampler = "tpe"', 'sampler = "nope"'))
+    with pytest.raises(StudyError) as caught:
+        load_study(tmp_path / "s.toml", registry)
+    assert [p.path for p in caught.value.problems] == ["study.name", "study.sampler"]

@@ -123,7 +123,8 @@ def main() -> None:
         while not done.wait(0.2):
             samples.append((time.perf_counter(), rss_mb()))
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level="ERROR")  # a Ray of its own, never a `ray start` cluster here
     tmp = tempfile.TemporaryDirectory()
     root = Path(args.keep) if args.keep else Path(tmp.name) / "run"
     view = _Timed()

@@ -98,7 +98,8 @@ def main() -> None:
 
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level="ERROR")  # a Ray of its own, never a `ray start` cluster here
     try:
         time_bare_optuna(2, 0.0)  # warm imports and caches for both paths
         rows = []

@@ -313,7 +313,8 @@ def main() -> None:
 
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level="ERROR")  # a Ray of its own, never a `ray start` cluster here
     rows = []
     try:
         with tempfile.TemporaryDirectory() as tmp:

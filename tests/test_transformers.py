@@ -148,6 +148,30 @@ class ScaleOnce(StagePolicy):
 
 
 @pytest.mark.slow
+def test_bf16_autocast_is_for_cuda_only_on_the_cpu_it_changes_no_loss(tmp_path, registry,
+                                                                     monkeypatch):
+    def losses(bf16):
+        result, _ = run(tmp_path, registry, seed=1, overrides=[
+            "search.plan={order='general>target'}", f"model.bf16={str(bf16).lower()}"])
+        return [e.metrics["eval.target.loss"] for e in result.evals]
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert losses(True) == losses(False)  # bf16 on the CPU would round every activation
+
+
+@pytest.mark.slow
+def test_a_trial_given_a_gpu_torch_cannot_see_fails_at_its_start_naming_both(tmp_path, registry,
+                                                                          monkeypatch):
+    from autostage.errors import AutostageError
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # as Ray sets it for a trial with a GPU
+    with pytest.raises(AutostageError, match=r"^model.device: this trial was given GPU 3 "
+                       r"\(CUDA_VISIBLE_DEVICES.*torch sees no CUDA device.*study.resources.gpus "
+                       r"= 0"):
+        run(tmp_path, registry, seed=1)
+
+
+@pytest.mark.slow
 def test_resume_from_a_checkpoint_gives_the_same_next_losses_and_keeps_scale_lr(
         tmp_path, registry):
     study, config = prepare(tmp_path, registry, overrides=[

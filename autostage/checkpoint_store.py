@@ -88,6 +88,23 @@ class CheckpointStore:
                       destination_filesystem=fs.LocalFileSystem())
         self.filesystem.delete_dir(path)
 
+    def drop_ray_state(self, experiment: str) -> None:
+        """Delete Ray's experiment state in the folder `experiment` (what Tuner.restore
+        reads, ~32 kB per trial: 56% of a 10,000-trial run directory); autostage resumes from
+        its own records and never reads it. Best effort: a file left behind costs only disk."""
+        from pyarrow import fs
+
+        folder = posixpath.join(self.path, experiment)
+        try:
+            for info in self.filesystem.get_file_info(fs.FileSelector(folder)):
+                name = posixpath.basename(info.path)
+                if info.type == fs.FileType.File and name.startswith(RAY_STATE):
+                    self.filesystem.delete_file(info.path)
+        except OSError:
+            pass
+
+
+RAY_STATE = ("experiment_state-", "basic-variant-state-")
 
 _S3_HINT = ("check that the bucket exists, that credentials reach autostage "
             "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or an instance role) and, for an "

@@ -197,6 +197,8 @@ def test_a_search_longer_than_one_tuner_runs_every_trial_once_in_tuners_of_bound
     # one Ray experiment per Tuner: 3 + 3 + 1 trials
     experiments = sorted(run.path.glob("ray-*"))
     assert [len(list(e.glob("trial-*"))) for e in experiments] == [3, 3, 1]
+    # Ray's experiment state (for Tuner.restore, which autostage never uses) is not kept
+    assert not list(run.path.glob("ray-*/experiment_state-*"))
 
 
 @pytest.mark.slow

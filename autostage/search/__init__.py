@@ -43,7 +43,7 @@ import optuna  # noqa: E402
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
-from autostage.checkpoint_store import open_store  # noqa: E402
+from autostage.checkpoint_store import CheckpointStore, open_store  # noqa: E402
 from autostage.errors import AutostageError  # noqa: E402
 from autostage.models import ModelKeeper  # noqa: E402
 from autostage.records import TrialRecord  # noqa: E402
@@ -106,15 +106,17 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
         if address is not None:
             cluster.check(study, registry, run.path.resolve())
         models = ModelKeeper(run, study.study.keep_models, study.study.modes)
-        part = 0
+        store, part = open_store(study.study.checkpoints, run.path), 0
         while remaining > 0:
             # Ray Tune keeps every trial of a Tuner in memory until fit() returns (~0.1 MB
-            # each): trials run in Tuners of at most TRIALS_PER_TUNER, so the driver's memory
-            # stays bounded however many trials a study has
+            # each): trials run in Tuners of at most TRIALS_PER_TUNER, so Ray's share of the
+            # driver's memory stays bounded however many trials a study has
             batch = min(remaining, TRIALS_PER_TUNER)
+            experiment = f"ray-{time.strftime('%Y%m%d-%H%M%S')}" + (f"-{part}" if part else "")
             tuner, stops = _tuner(study, registry, space, run, storage, batch, spent, view,
-                                  models, on_cluster=address is not None, part=part)
+                                  models, store, on_cluster=address is not None, name=experiment)
             _fit(tuner, stops, storage, study, run)
+            store.drop_ray_state(experiment)
             records = run.results()
             left = study.study.trials - sum(r.status.finished for r in records)
             if left > remaining - batch or stops.budget.spent_out():
@@ -239,8 +241,8 @@ def local_resources() -> tuple[float, Any]:
 
 
 def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
-           trials: int, spent: int, view: Any, models: ModelKeeper, on_cluster: bool,
-           part: int) -> tuple[tune.Tuner, EarlyStops]:
+           trials: int, spent: int, view: Any, models: ModelKeeper, store: CheckpointStore,
+           on_cluster: bool, name: str) -> tuple[tune.Tuner, EarlyStops]:
     from autostage.space import suggest
 
     s = study.study
@@ -258,7 +260,6 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
         metric=s.metrics[0], mode=s.modes[0], time_attr=TIME_ATTR, max_t=max_t)
     budget = TokenBudget(s.token_budget, spent)
     stops = searcher.stops = EarlyStops(s.trial_scheduler, budget)
-    store = open_store(s.checkpoints, run.path)
     search_id = uuid.uuid4().hex
     job = SearchJob(study, space, run.path.resolve(), ray.get_runtime_context().get_node_id(),
                     search_id, threads=_threads(s, on_cluster),
@@ -273,8 +274,7 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
             num_samples=trials, max_concurrent_trials=s.parallel, reuse_actors=True,
             trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
-            name=f"ray-{time.strftime('%Y%m%d-%H%M%S')}" + (f"-{part}" if part else ""),
-            storage_path=store.path,
+            name=name, storage_path=store.path,
             storage_filesystem=store.filesystem, verbose=0, stop=budget,
             callbacks=[Recorder(run, stops, view, models, s, store, search_id)],
             failure_config=tune.FailureConfig(max_failures=s.retries),

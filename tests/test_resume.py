@@ -69,7 +69,9 @@ def test_interrupted_twice_then_resumed_runs_each_configuration_once(tmp_path, h
         [(r.number, IN_OPTUNA[r.status]) for r in records]
     for r in records:
         if r.status == TrialStatus.INTERRUPTED and r.config:  # re-queued: it ran later
-            assert json.dumps(r.config, sort_keys=True) in configs
+            # (a driver killed while Optuna was still sampling a trial left some parameters
+            # only: the re-run keeps those and samples the rest)
+            assert any(r.config.items() <= f.config.items() for f in finished), r.config
 
 
 @pytest.mark.slow

@@ -38,9 +38,9 @@ class ReadyTrial:
     trainer: TrainerRun
 
     def run(self, report: Report | None = None, checkpoint: Checkpoint | None = None,
-            resume: LoopState | None = None) -> TrialResult:
+            resume: LoopState | None = None, within_final: bool = False) -> TrialResult:
         """Run the stage plan; see `autostage.trial.run_trial`."""
-        return run_trial(self.plan, self.trainer, report, checkpoint, resume)
+        return run_trial(self.plan, self.trainer, report, checkpoint, resume, within_final)
 
 
 def sample_config(study: Study, registry: Registry, seed: int,

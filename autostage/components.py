@@ -313,6 +313,12 @@ class TrainerRun(Protocol):
     def load(self, directory: str) -> None:
         """Continue from what `save` wrote (called on a freshly started run)."""
 
+    # Optional: without it, trials are checkpointed (and branched) at stage boundaries only.
+    def continue_stage(self, stage: StageVisit) -> None:
+        """Like `begin_stage`, for a visit that `load` left part-way (a checkpoint taken at
+        an eval inside the final stage): keep what the visit had — the optimizer's state
+        when `stage.optimizer` is the kind saved, the position in the data."""
+
     # Optional: a run without it keeps no model (`autostage search` says so at its end).
     def export(self, directory: str) -> None:
         """Write the trial's final model into `directory` in the trainer's native shareable

@@ -109,6 +109,10 @@ class ToyRun:
     def begin_stage(self, stage: StageVisit) -> None:
         self.state.stage = stage
 
+    # the toy keeps no state of a visit (its "optimizer" has none): continuing one part-way
+    # from a checkpoint is beginning it
+    continue_stage = begin_stage
+
     def train(self, tokens: int, lr: Callable[[int], float]) -> TrainResult:
         cfg, st = self.cfg, self.state
         if st.stage is None:

@@ -68,37 +68,44 @@ Checkpoint = Callable[["LoopState"], None]
 
 @dataclass(frozen=True)
 class LoopState:
-    """The trial loop's own state at a stage boundary (the trainer saves its own beside it):
-    enough to resume the trial there, or to branch a new trial from it."""
+    """The trial loop's own state at a stage boundary, or at an eval inside a stage visit
+    (the trainer saves its own beside it): enough to resume the trial there, or to branch a
+    new trial from it."""
 
     evals: tuple[Eval, ...]
     tokens: int
     lr_scale: float
     queue: tuple[str, ...]
     visits: Mapping[str, int]
+    current: str | None = None  # the stage whose visit is under way (None: at a boundary)
+    stage_done: int = 0  # tokens that visit has trained
 
     def to_json(self) -> dict[str, Any]:
         return {"evals": [e.to_json() for e in self.evals], "tokens": self.tokens,
                 "lr_scale": self.lr_scale, "queue": list(self.queue),
-                "visits": dict(self.visits)}
+                "visits": dict(self.visits), "current": self.current,
+                "stage_done": self.stage_done}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LoopState:
         return cls(tuple(Eval.from_json(e) for e in data["evals"]), int(data["tokens"]),
-                   float(data["lr_scale"]), tuple(data["queue"]), dict(data["visits"]))
+                   float(data["lr_scale"]), tuple(data["queue"]), dict(data["visits"]),
+                   data.get("current"), int(data.get("stage_done", 0)))
 
 
 def run_trial(plan: TrialPlan, trainer: TrainerRun, report: Report | None = None,
-              checkpoint: Checkpoint | None = None, resume: LoopState | None = None
-              ) -> TrialResult:
+              checkpoint: Checkpoint | None = None, resume: LoopState | None = None,
+              within_final: bool = False) -> TrialResult:
     """Run `plan` to its end, a Stop, or a failure.
 
     `report(eval)` is called after every eval. At every stage boundary the trial continues
     past, `checkpoint(state)` is called just before that boundary's eval is reported, so a
-    caller can attach a checkpoint to the report. `resume` continues from such a state (the
-    trainer must have been restored to the same boundary).
+    caller can attach a checkpoint to the report; with `within_final`, also at every eval of
+    the final stage but its last (where a branch may start: `trial_schedulers.Population`).
+    `resume` continues from such a state (the trainer must have been restored to it); in the
+    middle of a visit the trainer's `continue_stage` is called, not `begin_stage`.
     """
-    loop = _Loop(plan, trainer, report or (lambda e: None), checkpoint)
+    loop = _Loop(plan, trainer, report or (lambda e: None), checkpoint, within_final)
     if resume is not None:
         loop.restore(resume)
     try:
@@ -110,8 +117,10 @@ def run_trial(plan: TrialPlan, trainer: TrainerRun, report: Report | None = None
 
 class _Loop:
     def __init__(self, plan: TrialPlan, trainer: TrainerRun, report: Report,
-                 checkpoint: Checkpoint | None) -> None:
+                 checkpoint: Checkpoint | None, within_final: bool) -> None:
         self.plan, self.trainer, self.report, self.checkpoint = plan, trainer, report, checkpoint
+        self.within_final = within_final and checkpoint is not None
+        self.current: tuple[str, int] | None = None  # a visit to continue: (stage, tokens done)
         self.evals: list[Eval] = []
         self.tokens = 0
         self.lr_scale = 1.0  # product of every ScaleLR / Rewind factor so far
@@ -119,21 +128,28 @@ class _Loop:
         self.visits: Counter[str] = Counter()
         self.max_visits = plan.max_visits or 4 * len(plan.order)
 
-    def state(self) -> LoopState:
+    def state(self, within: tuple[str, int] | None = None) -> LoopState:
+        current, done = within or (None, 0)
         return LoopState(tuple(self.evals), self.tokens, self.lr_scale, tuple(self.queue),
-                         dict(self.visits))
+                         dict(self.visits), current, done)
 
     def restore(self, state: LoopState) -> None:
         self.evals, self.tokens, self.lr_scale = list(state.evals), state.tokens, state.lr_scale
         self.queue, self.visits = list(state.queue), Counter(state.visits)
+        if state.current is not None:
+            if state.current not in self.plan.stages:
+                raise TrialFailed(f"the checkpoint is inside stage {state.current}, which this "
+                                  f"study has not; stages: {', '.join(self.plan.stages)}")
+            self.current = (state.current, state.stage_done)
 
     def run(self) -> tuple[TrialStatus, str]:
-        while self.queue:
-            name = self.queue.pop(0)
-            if sum(self.visits.values()) >= self.max_visits:
+        while self.queue or self.current:
+            name, done = self.current or (self.queue.pop(0), 0)
+            self.current = None
+            if not done and sum(self.visits.values()) >= self.max_visits:
                 raise TrialFailed(f"stage policy made more than {self.max_visits} stage visits")
             stage = self.plan.stages[name]
-            last, decision = self._visit(stage, self.visits[name])
+            last, decision = self._visit(stage, self.visits[name], done)
             self.visits[name] += 1
             if isinstance(decision, Advance) and decision.to is not None:
                 self._jump(decision.to)
@@ -161,16 +177,19 @@ class _Loop:
             self.queue.remove(to)
         self.queue.insert(0, to)
 
-    def _visit(self, stage: StageVisit, visit: int) -> tuple[Eval, Decision]:
-        """Train one visit of `stage`. Every eval but the last is reported here; the last one
-        and the decision that ended the visit are returned, to be reported after the
-        boundary's checkpoint."""
+    def _visit(self, stage: StageVisit, visit: int, done: int) -> tuple[Eval, Decision]:
+        """Train one visit of `stage`, from `done` of its tokens (0: from its start). Every
+        eval but the last is reported here; the last one and the decision that ended the
+        visit are returned, to be reported after the boundary's checkpoint."""
         stage = replace(stage, visit=visit)
-        self.trainer.begin_stage(stage)
+        if done:
+            _continue_stage(self.trainer, stage)
+        else:
+            self.trainer.begin_stage(stage)
         rewinds = self.plan.policy.rewinds
+        # (a visit continued from a checkpoint rewinds at most to where it continued)
         best = self.trainer.snapshot() if rewinds else None
         best_eval: Eval | None = None
-        done = 0
         while True:
             ev = self._segment(stage, visit, done)
             done = ev.stage_tokens
@@ -194,6 +213,8 @@ class _Loop:
                     raise TrialFailed(f"stage policy returned {decision!r}, not a Decision")
             if done >= stage.tokens:
                 return ev, decision
+            if self.within_final and stage.final:
+                self.checkpoint(self.state((stage.name, done)))
             self.report(ev)
             improved = best_eval is None or better(ev.value, best_eval.value, stage.watch_mode)
             if rewinds and not isinstance(decision, Rewind) and improved:
@@ -235,3 +256,12 @@ class _Loop:
             final=next((s.name for s in self.plan.stages.values() if s.final), None),
             seed=self.plan.seed, max_visits=self.max_visits,
         )
+
+
+def _continue_stage(trainer: TrainerRun, stage: StageVisit) -> None:
+    """Continue a visit part-way: the trainer's `continue_stage` (optional: a trainer whose
+    `begin_stage` keeps no state of the visit, like the toy, needs none)."""
+    if (go_on := getattr(trainer, "continue_stage", None)) is None:
+        raise TrialFailed(f"the trainer ({type(trainer).__name__}) cannot continue stage "
+                          f"{stage.name} part-way: it has no continue_stage method")
+    go_on(stage)

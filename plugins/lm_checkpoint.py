@@ -17,8 +17,10 @@ def save(run: Any, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for objective, model in run.models.items():
         save_model(model, str(directory / f"{objective}.safetensors"))  # handles tied weights
-    torch.save({"optimizer": run.optimizer.state_dict() if run.optimizer else {},
-                "torch_rng": torch.get_rng_state()}, directory / "state.pt")
+    optimizer = {"kind": type(run.optimizer).__name__, "state": run.optimizer.state_dict()} \
+        if run.optimizer else {}
+    torch.save({"optimizer": optimizer, "torch_rng": torch.get_rng_state()},
+               directory / "state.pt")
     (directory / "state.json").write_text(json.dumps({
         "objectives": list(run.models), "step": run.step, "batch": run.batch,
         "stage": run.stage.name if run.stage else None,
@@ -36,4 +38,5 @@ def load(run: Any, directory: Path) -> None:
     saved = torch.load(directory / "state.pt", weights_only=True)
     torch.set_rng_state(saved["torch_rng"])
     run.step, run.batch = state["step"], state["batch"]
-    run.saved_optimizer = saved["optimizer"]  # for a branch that continues the same stage
+    # for a visit continued part-way (`continue_stage`); older checkpoints: a bare state
+    run.saved_optimizer = saved["optimizer"] if "kind" in saved["optimizer"] else {}

@@ -172,6 +172,7 @@ class TransformersRun:
         self.models: dict[str, Any] = {}
         self.stage: StageVisit | None = None
         self.optimizer: Any = None
+        self.saved_optimizer: dict = {}  # what `load` found, for `continue_stage`
         self.batch = 0  # batches drawn in the current stage visit
         self.step = 0  # optimizer steps in the whole trial
 
@@ -234,6 +235,16 @@ class TransformersRun:
         # restored or inherited optimizer state can never override a ScaleLR
         self.optimizer = stage.optimizer.build([p for p in model.parameters() if p.requires_grad])
         self.batch = 0
+
+    def continue_stage(self, stage: StageVisit) -> None:
+        # a checkpoint inside a visit (a branch point): the data goes on where it was, and
+        # the optimizer keeps its moments when the continuation uses the same kind of
+        # optimizer (a branch may switch AdamW to SGD: that one starts fresh)
+        batch, saved = self.batch, self.saved_optimizer
+        self.begin_stage(stage)
+        self.batch = batch
+        if saved and saved.get("kind") == type(self.optimizer).__name__:
+            self.optimizer.load_state_dict(saved["state"])
 
     def train(self, tokens: int, lr: Callable[[int], float]) -> TrainResult:
         import torch

@@ -199,6 +199,31 @@ def test_resume_from_a_checkpoint_gives_the_same_next_losses_and_keeps_scale_lr(
 
 
 @pytest.mark.slow
+def test_resume_inside_the_final_stage_continues_data_and_adamw_moments_exactly(
+        tmp_path, registry):
+    """A branch point at an eval inside the final stage: `continue_stage` keeps the data
+    position and AdamW's moments, so the losses after it are the uninterrupted run's."""
+    study, config = prepare(tmp_path, registry, overrides=[
+        "search.plan={order='target'}", "stage.target.eval_every=1024"])
+    plan, trainer = start(registry, study, config)
+    whole = run_trial(plan, trainer)
+    saved = {}
+
+    def checkpoint(state):
+        if state.stage_done == 2048:
+            trainer.save(str(tmp_path / "ckpt"))
+            saved["state"] = state.to_json()
+
+    plan, trainer = start(registry, study, config)
+    run_trial(plan, trainer, checkpoint=checkpoint, within_final=True)
+    plan, trainer = start(registry, study, config)
+    trainer.load(str(tmp_path / "ckpt"))
+    resumed = run_trial(plan, trainer, resume=LoopState.from_json(saved["state"]))
+    assert [e.metrics for e in resumed.evals] == [e.metrics for e in whole.evals]
+    assert len(whole.evals) == 4 and resumed.tokens == whole.tokens
+
+
+@pytest.mark.slow
 def test_a_nan_loss_fails_the_trial_with_stage_and_step(tmp_path, registry):
     study, config = prepare(tmp_path, registry, GPT2, ["search.plan={order='general>target'}"])
     plan, trainer = start(registry, study, config)

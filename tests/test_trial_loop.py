@@ -213,3 +213,49 @@ def test_each_eval_records_the_lr_at_its_own_position():
                        ScriptedTrainer())
     for ev in result.evals:
         assert ev.lr == pytest.approx(1e-3 * sched.multiplier(ev.stage_tokens, 100))
+
+
+def test_within_final_checkpoints_every_final_eval_but_the_last_and_a_resume_continues_it():
+    """A branch point inside the final stage: resuming there trains the rest of the visit at
+    the same LR schedule position, with `continue_stage` (not a fresh `begin_stage`)."""
+    import copy
+
+    class Continuing(ScriptedTrainer):
+        def continue_stage(self, stage):
+            self.stages.append(f"{stage.name}+")
+            self.stage = stage
+
+    def make():
+        return plan({}, stage("a", tokens=50), stage("b", tokens=100, final=True,
+                                                     schedule=Cosine(warmup=0.0)))
+
+    whole_trainer = Continuing()
+    whole = run_trial(make(), whole_trainer)
+    states = []
+    run_trial(make(), Continuing(), checkpoint=lambda s: states.append(copy.deepcopy(s)),
+              within_final=True)
+    # the a>b boundary, then b's evals at 25, 50 and 75 of its 100 tokens (not its last)
+    assert [(s.current, s.stage_done) for s in states] == \
+        [(None, 0), ("b", 25), ("b", 50), ("b", 75)]
+    assert [len(s.evals) for s in states] == [2, 3, 4, 5]
+
+    trainer = Continuing()
+    trainer.weights = states[2].tokens  # the "weights" at that eval, as `load` would give
+    resumed = run_trial(make(), trainer, resume=states[2])
+    assert trainer.stages == ["b+"]
+    assert resumed.tokens == whole.tokens == 150
+    assert [e.lr for e in resumed.evals] == [e.lr for e in whole.evals]
+    assert [e.stage_tokens for e in resumed.evals[-2:]] == [75, 100]
+    assert whole_trainer.lrs[-2:] == trainer.lrs
+
+
+def test_a_trainer_without_continue_stage_fails_a_resume_inside_a_stage_saying_so():
+    from autostage.trial import LoopState
+
+    p = plan({}, stage("b", tokens=100, final=True))
+    inside = LoopState((), 25, 1.0, (), {}, current="b", stage_done=25)
+    result = run_trial(p, ScriptedTrainer(), resume=inside)
+    assert result.status == TrialStatus.FAILED
+    assert "cannot continue stage b part-way: it has no continue_stage method" in result.reason
+    assert run_trial(p, ScriptedTrainer(), checkpoint=lambda s: None).status == \
+        TrialStatus.COMPLETED  # without within_final nothing inside a stage is checkpointed

@@ -157,6 +157,11 @@ class CurveRun:
         self.stage = stage
         self.stages.append(stage.name)
 
+    def continue_stage(self, stage: StageVisit) -> None:
+        """A visit continued part-way from a checkpoint: `stages` shows it as `name+`."""
+        self.stage = stage
+        self.stages.append(f"{stage.name}+")
+
     def train(self, tokens: int, lr: Callable[[int], float]) -> TrainResult:
         name = self.stage.name
         self.lrs.append((name, lr(0)))

@@ -60,6 +60,11 @@ class CheckpointStore:
         """`path` of this store as a user would name it (s3://bucket/key, or the folder)."""
         return f"{self.scheme}://{path}" if self.remote else path
 
+    def path_of(self, uri: str) -> str:
+        """The path in this store of what `uri` names (the inverse of `uri`)."""
+        prefix = f"{self.scheme}://"
+        return uri.removeprefix(prefix) if self.remote else uri
+
     def probe(self, what: str) -> None:
         """Write and delete one small object, or raise one line naming `what` (the field)."""
         probe = posixpath.join(self.path, f".autostage-probe-{uuid.uuid4().hex}")

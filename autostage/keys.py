@@ -75,6 +75,15 @@ def parse_component_key(key: str) -> tuple[str, str, str] | None:
     return parts[0], parts[1], parts[2]
 
 
+def key_kind(key: str) -> str | None:
+    """The kind a parameter key belongs to: `<kind>` (the choice) or `<kind>.<name>.<field>`;
+    None for plan and mixture keys."""
+    parsed = parse_component_key(key)
+    if parsed is not None:
+        return parsed[0]
+    return key if "." not in key and key != PLAN_KEY else None
+
+
 def mix_key(stage: str, source: str) -> str:
     return f"mix.{stage}.{source}"
 

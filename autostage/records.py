@@ -79,6 +79,33 @@ class EvalRecord:
 
 
 @dataclass(frozen=True)
+class Branch:
+    """Where a branched trial started: a checkpoint its parent trial took at a stage boundary
+    or at an eval inside the final stage. What happened before it (the prefix) ran with the
+    parent's parameters and seed; the branch trains only what comes after, and is charged
+    only that."""
+
+    parent: int  # the parent's trial number
+    stage: str  # the stage of the parent's eval the checkpoint was taken at
+    tokens: int  # tokens the lineage had trained at the branch point (not charged again)
+    evals: int  # the lineage's evals up to the branch point
+    checkpoint: str  # the checkpoint, as a user names it (s3://... or a folder)
+    prefix: Mapping[str, Any] = field(default_factory=dict)  # the parameters the prefix ran with
+    seed: int | None = None  # the prefix's seed (the parent's)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"parent": self.parent, "stage": self.stage, "tokens": self.tokens,
+                "evals": self.evals, "checkpoint": self.checkpoint, "prefix": dict(self.prefix),
+                "seed": self.seed}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Branch:
+        return cls(int(data["parent"]), str(data["stage"]), int(data["tokens"]),
+                   int(data["evals"]), str(data["checkpoint"]), dict(data.get("prefix") or {}),
+                   data.get("seed"))
+
+
+@dataclass(frozen=True)
 class TrialRecord:
     """A trial as its run directory records it: outcome and evals."""
 
@@ -92,6 +119,21 @@ class TrialRecord:
     started: float | None = None
     ended: float | None = None
     evals: tuple[EvalRecord, ...] = ()  # from events.jsonl, retries' replays dropped
+    branch: Branch | None = None  # a branched trial: where it started (its evals come after)
+
+    @property
+    def lineage_tokens(self) -> int:
+        """Tokens its model was trained on: its own, and its prefix's when it branched."""
+        return self.tokens + (self.branch.tokens if self.branch else 0)
+
+    @property
+    def continuation(self) -> dict[str, Any]:
+        """A branched trial's parameters that differ from its prefix's: what it changed at
+        its branch point ({} when it did not branch)."""
+        if self.branch is None:
+            return {}
+        prefix = self.branch.prefix
+        return {k: v for k, v in self.config.items() if k not in prefix or prefix[k] != v}
 
     @property
     def value(self) -> float | None:
@@ -118,14 +160,16 @@ class TrialRecord:
         return replace(self, evals=tuple(evals))
 
     def to_json(self) -> dict[str, Any]:
-        """What result.json holds; `value`, `plan`, `evals` and `decisions` are derived, for
-        people and tools reading the file (from_json ignores them)."""
+        """What result.json holds; `value`, `plan`, `evals`, `continuation` and `decisions`
+        are derived, for people and tools reading the file (from_json ignores them)."""
         return {
             "number": self.number, "status": self.status.value, "reason": self.reason,
             "value": self.value, "values": list(self.values) if self.values else None,
             "tokens": self.tokens, "seed": self.seed, "config": dict(self.config),
             "plan": self.plan, "started": self.started, "ended": self.ended,
             "evals": len(self.evals),
+            "branch": self.branch.to_json() if self.branch else None,
+            "continuation": self.continuation if self.branch else None,
             "decisions": [{"stage": e.eval.stage, "visit": e.eval.visit, "tokens": e.eval.tokens,
                            "decision": e.eval.to_json()["decision"], "label": e.decision_label}
                           for e in self.decisions],
@@ -143,6 +187,7 @@ class TrialRecord:
             tokens=int(data.get("tokens") or 0), seed=data.get("seed"),
             config=dict(data.get("config") or {}), started=data.get("started"),
             ended=data.get("ended"), evals=tuple(evals),
+            branch=Branch.from_json(data["branch"]) if data.get("branch") else None,
         )
 
 
@@ -174,6 +219,22 @@ def pareto_front(records: Iterable[TrialRecord], modes: list[str]) -> list[Trial
 
     front = [r for r in ranked if not any(dominates(o, r) for o in ranked if o is not r)]
     return sorted(front, key=lambda r: r.number)
+
+
+def lineage_evals(record: TrialRecord, by_number: Mapping[int, TrialRecord]
+                  ) -> list[EvalRecord]:
+    """The evals of a trial's whole lineage: for a branched trial its parent's lineage up to
+    the branch point, then its own; a parent not in `by_number` contributes nothing."""
+    chain: list[TrialRecord] = [record]
+    while (b := chain[-1].branch) is not None and b.parent in by_number and \
+            len(chain) <= len(by_number):  # (a cycle is never written; never loop on one)
+        chain.append(by_number[b.parent])
+    top = chain[-1]
+    missing = top.branch.evals if top.branch else 0  # lineage evals of a parent not given
+    evals = list(top.evals)
+    for child in reversed(chain[:-1]):
+        evals = evals[:child.branch.evals - missing] + list(child.evals)
+    return evals
 
 
 def without_replays(evals: Iterable[EvalRecord]) -> list[EvalRecord]:

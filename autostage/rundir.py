@@ -6,6 +6,7 @@
       optuna.db           Optuna storage (optuna-dashboard and optuna.load_study open it)
       trials/<n>/events.jsonl   one line per eval of trial n (Optuna's trial number)
       trials/<n>/result.json    the trial's outcome, written once it ended
+      trials/<n>/branch.json    where a branched trial started (`records.Branch`)
       trials/<n>/no-model.txt   why trial n's trainer exported no model (it has no export)
       models/trial-<n>/   the final model of one of the best `study.keep_models` trials, as
                           its trainer exports it (autostage.models)
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from autostage.errors import AutostageError
-from autostage.records import EvalRecord, TrialRecord, TrialStatus, without_replays
+from autostage.records import Branch, EvalRecord, TrialRecord, TrialStatus, without_replays
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -127,6 +128,18 @@ class RunDir:
                 Path(tmp).unlink(missing_ok=True)
                 raise
 
+    def write_branch(self, number: int, branch: Branch) -> None:
+        """Where branched trial `number` started, from its start on (its result says it too,
+        once it has one)."""
+        write_json(self.trial_dir(number) / "branch.json", branch.to_json())
+
+    def branch(self, number: int) -> Branch | None:
+        try:
+            data = json.loads((self.trial_dir(number) / "branch.json").read_text())
+            return Branch.from_json(data)
+        except (OSError, json.JSONDecodeError, KeyError, ValueError, TypeError):
+            return None
+
     def write_result(self, record: TrialRecord) -> None:
         write_json(self.trial_dir(record.number) / "result.json", _finite(record.to_json()))
 
@@ -187,8 +200,10 @@ class RunDir:
         times = [e.time for e in events if e.time is not None]
         source = self.trial_dir(number) / "events.jsonl"
         started = min(times) if times else source.stat().st_mtime
+        branch = self.branch(number)
         return TrialRecord(number, TrialStatus.RUNNING, "running: no result yet",
-                           tokens=events[-1].eval.tokens, started=started)
+                           tokens=events[-1].eval.tokens - (branch.tokens if branch else 0),
+                           started=started, branch=branch)
 
     @property
     def models_dir(self) -> Path:

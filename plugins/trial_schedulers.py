@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import Field
 
-from autostage.components import TrialScheduler
+from autostage.components import Branching, TrialScheduler
 from autostage.hookspecs import hookimpl
 
 
@@ -83,9 +83,38 @@ class Median(TrialScheduler):
         )
 
 
+class Population(TrialScheduler):
+    """Population-based search whose explore step is the study's own sampler. Trials take a
+    checkpoint at every eval of the final stage (besides every stage boundary). At each rung
+    of final-stage evals the bottom `quantile` of trials is stopped (ASHA with reduction
+    factor 1/(1 - quantile)); each new trial, except a `fresh` share sampled whole, branches
+    from a checkpoint of a trial in the top `quantile` at its point, inherits what already
+    took effect there, and has the sampler propose its continuation: optimizer, LR schedule,
+    stage policy and the mixtures of the stages still to come."""
+
+    quantile: float = Field(0.25, ge=0.05, le=0.5, description="share of trials stopped at "
+                            "a rung, and share branched from")
+    fresh: float = Field(0.25, ge=0, le=1, description="share of new trials sampled whole, "
+                         "never branched (keeps the search from collapsing onto one lineage)")
+    grace_period: int = Field(2, ge=1, le=10_000, description="final-stage evals before the "
+                              "first rung")
+
+    def build(self, metric: str, mode: str, time_attr: str, max_t: int) -> Any:
+        from ray.tune.schedulers import ASHAScheduler
+
+        return ASHAScheduler(
+            metric=metric, mode=mode, time_attr=time_attr, max_t=max(max_t, self.grace_period),
+            grace_period=self.grace_period, reduction_factor=1 / (1 - self.quantile),
+            stop_last_trials=False)
+
+    def branching(self) -> Branching:
+        return Branching(self.quantile, self.fresh)
+
+
 @hookimpl
 def register_trial_schedulers(register):
     register("fifo", FIFO)
     register("asha", ASHA)
     register("hyperband", HyperBand)
     register("median", Median)
+    register("population", Population)

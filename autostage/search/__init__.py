@@ -52,6 +52,8 @@ from autostage.search import cluster  # noqa: E402
 from autostage.search.bridge import EarlyStops, EvalsOnly, StudySearch  # noqa: E402
 from autostage.search.driver import Recorder, TokenBudget  # noqa: E402
 from autostage.search.messages import TIME_ATTR, TRIAL  # noqa: E402
+from autostage.search.messages import trial_seed as msg_trial_seed  # noqa: E402
+from autostage.search.population import Population  # noqa: E402
 from autostage.search.storage import (  # noqa: E402
     open_storage,
     reconcile,
@@ -107,6 +109,7 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
             cluster.check(study, registry, run.path.resolve())
         models = ModelKeeper(run, study.study.keep_models, study.study.modes)
         store, part = open_store(study.study.checkpoints, run.path), 0
+        population = _population(study, registry, run, store, storage, resume)
         while remaining > 0:
             # Ray Tune keeps every trial of a Tuner in memory until fit() returns (~0.1 MB
             # each): trials run in Tuners of at most TRIALS_PER_TUNER, so Ray's share of the
@@ -114,7 +117,8 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
             batch = min(remaining, TRIALS_PER_TUNER)
             experiment = f"ray-{time.strftime('%Y%m%d-%H%M%S')}" + (f"-{part}" if part else "")
             tuner, stops = _tuner(study, registry, space, run, storage, batch, spent, view,
-                                  models, store, on_cluster=address is not None, name=experiment)
+                                  models, store, on_cluster=address is not None, name=experiment,
+                                  population=population)
             _fit(tuner, stops, storage, study, run)
             store.drop_ray_state(experiment)
             records = run.results()
@@ -131,6 +135,23 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
                     and sum(r.tokens for r in records) >= study.study.token_budget)
     return SearchOutcome(run.path, study.study.trials, records,
                          finished < study.study.trials and not budget_spent)
+
+
+def _population(study: Study, registry: Any, run: RunDir, store: CheckpointStore,
+                storage: Any, resume: bool) -> Population | None:
+    """The branch points of a study whose trial scheduler branches (None: it does not);
+    a resumed search starts with those its records hold."""
+    s = study.study
+    rule = registry.create("trial_scheduler", s.trial_scheduler,
+                           s.trial_scheduler_settings).branching()
+    if rule is None:
+        return None
+    population = Population(rule, s.metrics[0], s.modes[0],
+                            sampler_seed(s.seed, storage, s.name))
+    if resume:
+        population.note_records(run.trials(), study.final.name if study.final else None,
+                                store.path_of, lambda n: msg_trial_seed(s.seed, n))
+    return population
 
 
 def _fit(tuner: tune.Tuner, stops: EarlyStops, storage: Any, study: Study, run: RunDir) -> None:
@@ -242,7 +263,8 @@ def local_resources() -> tuple[float, Any]:
 
 def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
            trials: int, spent: int, view: Any, models: ModelKeeper, store: CheckpointStore,
-           on_cluster: bool, name: str) -> tuple[tune.Tuner, EarlyStops]:
+           on_cluster: bool, name: str, population: Population | None = None
+           ) -> tuple[tune.Tuner, EarlyStops]:
     from autostage.space import suggest
 
     s = study.study
@@ -254,6 +276,7 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
             seed=sampler_seed(s.seed, storage, s.name)),
         study_name=s.name, storage=storage,
     )
+    searcher.population = population
     max_t = _max_final_evals(study)
     scheduler = registry.create("trial_scheduler", s.trial_scheduler,
                                 s.trial_scheduler_settings).build(
@@ -264,7 +287,8 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
     job = SearchJob(study, space, run.path.resolve(), ray.get_runtime_context().get_node_id(),
                     search_id, threads=_threads(s, on_cluster),
                     load_plugins=os.environ.get("AUTOSTAGE_LOAD_PLUGINS"),
-                    every_eval=s.trial_scheduler != "fifo")
+                    every_eval=s.trial_scheduler != "fifo", store=store,
+                    within_final=population is not None)
     trainable = tune.with_resources(tune.with_parameters(run_one, job=job),
                                     {"cpu": s.resources.cpus, "gpu": s.resources.gpus})
     tuner = tune.Tuner(
@@ -276,7 +300,7 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
         run_config=tune.RunConfig(
             name=name, storage_path=store.path,
             storage_filesystem=store.filesystem, verbose=0, stop=budget,
-            callbacks=[Recorder(run, stops, view, models, s, store, search_id)],
+            callbacks=[Recorder(run, stops, view, models, s, store, search_id, population)],
             failure_config=tune.FailureConfig(max_failures=s.retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         ),

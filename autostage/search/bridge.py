@@ -14,6 +14,9 @@ from autostage.errors import AutostageError
 from autostage.records import TrialStatus
 from autostage.search import messages as msg
 
+#: the Optuna user attribute of a branched trial: its `records.Branch`, as JSON
+BRANCH_ATTR = "autostage_branch"
+
 
 class EarlyStops:
     """Why a trial ended without reporting its own outcome: a trial scheduler stopped it, or
@@ -40,12 +43,25 @@ class StudySearch(OptunaSearch):
     intermediate eval) COMPLETE."""
 
     stops: EarlyStops | None = None  # set once the trial scheduler exists
+    population: Any = None  # a `population.Population` when trials branch
 
     def suggest(self, trial_id: str) -> dict | None:
+        point = self.population.propose() if self.population and not self._queued() else None
+        if point is not None:
+            # the sampler proposes the continuation only: the inherited parameters are fixed,
+            # and the trial's Optuna record says where it branched from
+            self._ot_study.enqueue_trial(point.inherited(), skip_if_exists=False,
+                                         user_attrs={BRANCH_ATTR: point.branch().to_json()})
         params = super().suggest(trial_id)
         if params is None:
             return None
-        return msg.trial_config(self._ot_trials[trial_id].number, params)
+        trial = self._ot_trials[trial_id]
+        return msg.trial_config(trial.number, params, trial.user_attrs.get(BRANCH_ATTR))
+
+    def _queued(self) -> bool:
+        """Trials re-queued by --resume wait: they go first, and may be branches themselves."""
+        return bool(self._ot_study.get_trials(deepcopy=False,
+                                              states=(optuna.trial.TrialState.WAITING,)))
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # Optuna's intermediate values, stepped by the trial's own eval count (Ray's iteration

@@ -12,10 +12,11 @@ from ray import tune
 from autostage.checkpoint_store import CheckpointStore
 from autostage.decisions import Eval
 from autostage.models import ModelKeeper
-from autostage.records import EvalRecord, TrialRecord, TrialStatus, without_replays
+from autostage.records import Branch, EvalRecord, TrialRecord, TrialStatus, without_replays
 from autostage.rundir import RunDir
 from autostage.search import messages as msg
 from autostage.search import time_limit
+from autostage.search.population import BranchPoint
 from autostage.spec import StudySection
 
 
@@ -23,9 +24,10 @@ class Recorder(tune.Callback):
     """Writes each trial's events and outcome into the run directory as they happen."""
 
     def __init__(self, run: RunDir, stops: Any, view: Any, models: ModelKeeper,
-                 study: StudySection, store: CheckpointStore, search_id: str) -> None:
+                 study: StudySection, store: CheckpointStore, search_id: str,
+                 population: Any = None) -> None:
         self.run, self.stops, self.view, self.models = run, stops, view, models
-        self.store, self.search_id = store, search_id
+        self.store, self.search_id, self.population = store, search_id, population
         self.started: dict[str, float] = {}  # of trials without a record yet
         self.study_seed, self.metrics = study.seed, study.metrics
 
@@ -36,6 +38,8 @@ class Recorder(tune.Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.started.setdefault(trial.trial_id, time.time())
+        if (branch := _branch(trial)) is not None:  # the live view and report see it at once
+            self.run.write_branch(int(trial.config[msg.TRIAL]), branch)
         self.view.trial_started()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
@@ -51,9 +55,14 @@ class Recorder(tune.Callback):
         if not msg.is_eval(result):
             return  # an outcome, or evals flushed before a crash: no eval of its own
         checkpoint = result.get("checkpoint_dir_name")
-        self.run.append_event(number, _eval_record(
-            result, time.time(),
-            self.store.uri(posixpath.join(trial.path, checkpoint)) if checkpoint else None))
+        path = posixpath.join(trial.path, checkpoint) if checkpoint else None
+        record = _eval_record(result, time.time(), self.store.uri(path) if path else None)
+        self.run.append_event(number, record)
+        if path and self.population is not None:
+            self.population.note(BranchPoint(
+                number, dict(trial.config[msg.PARAMS]), msg.trial_seed(self.study_seed, number),
+                record.eval, int(result[msg.EVAL_INDEX]), int(result.get(msg.TIME_ATTR, 0)),
+                record.checkpoint, path))
         self.view.trial_result(number, int(result[msg.TOKENS]))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -114,16 +123,23 @@ class Recorder(tune.Callback):
             # metric at its last eval (with several metrics Optuna stores none)
             value = evals[-1].eval.current.get(self.metrics[0])
             values = [value] if value is not None else None
+        branch = _branch(trial)
+        trained = evals[-1].eval.tokens - (branch.tokens if branch else 0) if evals else 0
         record = TrialRecord(
             number=number, status=status, reason=reason,
             values=tuple(values) if values else None,
-            tokens=int(last.get(msg.TOKENS, evals[-1].eval.tokens if evals else 0)),
+            tokens=int(last.get(msg.TOKENS, trained)),
             seed=msg.trial_seed(self.study_seed, number), config=dict(trial.config[msg.PARAMS]),
-            started=self.started.pop(trial.trial_id, None), ended=time.time(),
+            started=self.started.pop(trial.trial_id, None), ended=time.time(), branch=branch,
         )
         self.run.write_result(record.with_evals(without_replays(evals)))
         self.models.note(record)
         self.view.trial_ended(record)
+
+
+def _branch(trial: Any) -> Branch | None:
+    data = (trial.config or {}).get(msg.BRANCH)
+    return Branch.from_json(data) if data else None
 
 
 def _eval_record(report: dict[str, Any], received: float | None = None,

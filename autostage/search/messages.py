@@ -1,10 +1,12 @@
 """What a trial in a Ray worker tells the driver: the keys of its reports, in one place.
 
-A Ray trial's config is `{TRIAL: <Optuna trial number>, PARAMS: <the sampled parameters>}`:
-the number travels beside the parameters, never among them.
+A Ray trial's config is `{TRIAL: <Optuna trial number>, PARAMS: <the sampled parameters>}`,
+and for a branched trial BRANCH (`records.Branch.to_json()`): the number and the branch point
+travel beside the parameters, never among them.
 
 Every report carries TRIAL. Besides that, a report is one of:
-  - an eval: EVAL (the `Eval`, whole), EVAL_INDEX, `tokens`, the metrics of the trial's
+  - an eval: EVAL (the `Eval`, whole), EVAL_INDEX, `tokens` (charged: a branched trial's
+    count from its branch point), the metrics of the trial's
     weights after the eval (`Eval.current`) as top-level keys (what Ray's trial schedulers and
     Optuna's intermediate values read), TIME_ATTR once
     the trial is in its final stage, and EARLIER (evals held back since the last report);
@@ -25,6 +27,7 @@ from autostage.records import TrialStatus
 
 TRIAL = "trial_number"
 PARAMS = "params"
+BRANCH = "branch"
 EVAL = "autostage_eval"
 EVAL_INDEX = "eval_index"
 EARLIER = "earlier_evals"
@@ -47,13 +50,15 @@ def trial_seed(study_seed: int, number: int) -> int:
     return study_seed + number
 
 
-def trial_config(number: int, params: dict[str, Any]) -> dict[str, Any]:
-    return {TRIAL: number, PARAMS: params}
+def trial_config(number: int, params: dict[str, Any],
+                 branch: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {TRIAL: number, PARAMS: params, **({BRANCH: branch} if branch else {})}
 
 
 def eval_report(number: int, ev: Eval, index: int, final_evals: int | None,
-                worker: int) -> dict[str, Any]:
-    report = {TRIAL: number, EVAL: ev.to_json(), EVAL_INDEX: index, TOKENS: ev.tokens,
+                worker: int, before: int = 0) -> dict[str, Any]:
+    """`before`: tokens of a branched trial's prefix, which it is not charged."""
+    report = {TRIAL: number, EVAL: ev.to_json(), EVAL_INDEX: index, TOKENS: ev.tokens - before,
               WORKER: worker, **ev.current}
     if final_evals is not None:
         report[TIME_ATTR] = final_evals  # absent before the final stage: schedulers wait

@@ -9,8 +9,9 @@ import optuna
 
 from autostage.errors import AutostageError
 from autostage.ranking import finite
-from autostage.records import TrialRecord, TrialStatus, without_replays
+from autostage.records import Branch, TrialRecord, TrialStatus, without_replays
 from autostage.rundir import RunDir
+from autostage.search.bridge import BRANCH_ATTR
 from autostage.search.messages import trial_seed
 from autostage.search.warm import WARM_START, full_config
 from autostage.space import SearchSpace
@@ -95,14 +96,17 @@ def reconcile(study: Study, space: SearchSpace, run: RunDir, storage: Any) -> tu
             if previous is None or previous.status != TrialStatus.INTERRUPTED:
                 # a queued trial that never started holds its parameters as fixed_params
                 params = trial.params or trial.system_attrs.get("fixed_params", {})
+                branch = trial.user_attrs.get(BRANCH_ATTR)  # a branch stays one
                 if params:  # (none: cut before its sampling; a fresh trial takes its place)
-                    ot_study.enqueue_trial(params, skip_if_exists=False)
+                    ot_study.enqueue_trial(params, skip_if_exists=False,
+                                           user_attrs={BRANCH_ATTR: branch} if branch else None)
                 run.write_result(TrialRecord(
                     trial.number, TrialStatus.INTERRUPTED,
                     "the search was interrupted; " + ("re-queued with the same parameters"
                                                       if params else "it had no parameters yet"),
                     seed=trial_seed(study.study.seed, trial.number),
-                    config=full_config(space, params)))
+                    config=full_config(space, params),
+                    branch=Branch.from_json(branch) if branch else None))
             storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
     records = run.results()
     finished = sum(r.status.finished for r in records)
@@ -121,11 +125,14 @@ def _recovered(trial: Any, study: Study, space: SearchSpace, run: RunDir) -> Tri
     """The record of a trial Optuna holds as finished: its state and values from Optuna, its
     evals and tokens from its events.jsonl."""
     evals = without_replays(run.events(trial.number))
+    branch = trial.user_attrs.get(BRANCH_ATTR)
+    branch = Branch.from_json(branch) if branch else None
     return TrialRecord(
         trial.number, _RECOVERED[trial.state],
         "recovered from the Optuna storage: the search stopped before writing this result",
         values=tuple(trial.values) if trial.values else None,
-        tokens=evals[-1].eval.tokens if evals else 0,
+        tokens=evals[-1].eval.tokens - (branch.tokens if branch else 0) if evals else 0,
+        branch=branch,
         seed=trial_seed(study.study.seed, trial.number),
         config=full_config(space, trial.params),
         started=trial.datetime_start.timestamp() if trial.datetime_start else None,

@@ -13,10 +13,11 @@ from typing import Any
 
 from ray import tune
 
-from autostage.checkpoint_store import newest_first
+from autostage.checkpoint_store import CheckpointStore, newest_first
 from autostage.checkpoints import LOOP, restore, seal
+from autostage.errors import AutostageError
 from autostage.ranking import finite
-from autostage.records import TrialStatus
+from autostage.records import Branch, TrialStatus
 from autostage.search import messages as msg
 from autostage.search import time_limit
 from autostage.spec import Study
@@ -34,6 +35,8 @@ class SearchJob:
     threads: int
     load_plugins: str | None  # AUTOSTAGE_LOAD_PLUGINS of the driver, for the workers
     every_eval: bool  # a trial scheduler reads every final-stage eval as it happens
+    store: CheckpointStore | None = None  # where checkpoints are (a branch loads its parent's)
+    within_final: bool = False  # checkpoint every final-stage eval: branches may start there
 
     def local_dirs(self, number: int) -> tuple[Path, Path]:
         """The trial's own folder and the study's cache (a trained tokenizer) on the node
@@ -80,22 +83,29 @@ def _run(config: dict[str, Any], job: SearchJob, number: int,
     trial = prepare_trial(job.study, _registry(job.load_plugins), config[msg.PARAMS], seed,
                           space=job.space, threads=job.threads, workdir=str(workdir),
                           cache_dir=str(cache_dir))
+    branch = Branch.from_json(config[msg.BRANCH]) if msg.BRANCH in config else None
+    prefix_evals = branch.evals if branch else 0  # the lineage's evals its parent recorded
     resume = None
     if (checkpoint := tune.get_checkpoint()) is not None:
         resume, refused = restore(trial.trainer, _newest_first(checkpoint))
         for why in refused:  # (shown with -v: Ray forwards worker output then)
             print(f"autostage: trial {number}: {why}; resumed from the one before", file=sys.stderr)
-        # a retry: the evals after this checkpoint were recorded once already, and will be again
-        tune.report({msg.RESUMED_AT: len(resume.evals) if resume else 0, msg.TRIAL: number})
+        # a retry (a branched trial's: from its own checkpoint): the evals after this
+        # checkpoint were recorded once already, and will be again
+        tune.report({msg.RESUMED_AT: len(resume.evals) - prefix_evals if resume else 0,
+                     msg.TRIAL: number})
+    if resume is None and branch is not None:
+        resume = _branch_from(trial.trainer, branch, job.store)
     final = job.study.final.name if job.study.final else None
     reporter = _Reporter(trial.trainer, number, final, resume.evals if resume else (),
-                         job.every_eval)
+                         job.every_eval, branch.tokens if branch else 0)
     if watcher is not None:
         watcher.planned = sum(trial.plan.stages[s].tokens for s in trial.plan.order)
         before = resume.tokens if resume else 0
         reporter.on_eval = lambda ev: watcher.progress(ev.tokens - before)
+    within = job.within_final and hasattr(trial.trainer, "continue_stage")
     try:
-        result = trial.run(reporter.report, reporter.checkpoint, resume)
+        result = trial.run(reporter.report, reporter.checkpoint, resume, within)
     except Exception:
         # the trial crashed (Ray records the error, and may retry): keep its evals so far
         if held := reporter.take_held():
@@ -104,7 +114,7 @@ def _run(config: dict[str, Any], job: SearchJob, number: int,
     values = None if result.status == TrialStatus.FAILED else result.values(
         job.study.study.metrics)
     outcome = msg.outcome_report(number, result.status, result.reason, values,
-                                 result.tokens, seed, reporter.take_held())
+                                 result.tokens - reporter.before, seed, reporter.take_held())
     if job.study.study.keep_models and _has_value(result.status, values):
         _report_with_model(outcome, trial.trainer)
     else:
@@ -116,6 +126,20 @@ def _newest_first(latest: tune.Checkpoint) -> Any:
     checkpoint store only if tried (a local folder is read in place)."""
     for path in newest_first(latest.filesystem, latest.path):
         yield path, tune.Checkpoint(path, filesystem=latest.filesystem).as_directory()
+
+
+def _branch_from(trainer: Any, branch: Branch, store: CheckpointStore | None) -> Any:
+    """Load the parent's checkpoint a branched trial starts from; its trial-loop state."""
+    if store is None:
+        raise AutostageError(f"trial branches from trial {branch.parent}, but this search has "
+                             "no checkpoint store")
+    path = store.path_of(branch.checkpoint)
+    opened = tune.Checkpoint(path, filesystem=store.filesystem).as_directory()
+    state, refused = restore(trainer, [(branch.checkpoint, opened)])
+    if state is None:
+        raise AutostageError(f"cannot branch from trial {branch.parent}'s checkpoint "
+                             f"{branch.checkpoint}: {'; '.join(refused)}")
+    return state
 
 
 def _has_value(status: TrialStatus, values: list | None) -> bool:
@@ -150,9 +174,10 @@ class _Reporter:
     """
 
     def __init__(self, trainer: Any, number: int, final: str | None, done: tuple,
-                 every_eval: bool) -> None:
+                 every_eval: bool, before: int = 0) -> None:
         self.trainer, self.number, self.final = trainer, number, final
         self.every_eval = every_eval
+        self.before = before  # tokens of a branched trial's prefix: not charged to it
         self.final_evals = sum(final is None or e.stage == final for e in done)
         self.seen = len(done)
         self.pending: Path | None = None
@@ -181,7 +206,8 @@ class _Reporter:
         if in_final:
             self.final_evals += 1
         report = msg.eval_report(self.number, ev, self.seen,
-                                 self.final_evals if in_final else None, os.getpid())
+                                 self.final_evals if in_final else None, os.getpid(),
+                                 self.before)
         if self.pending is None and not (in_final and self.every_eval):
             self.held.append({k: report[k] for k in (msg.EVAL, msg.WORKER)})
             return

@@ -141,6 +141,8 @@ class RunDir:
             return None
 
     def write_result(self, record: TrialRecord) -> None:
+        if record.branch is not None and self.branch(record.number) is None:
+            self.write_branch(record.number, record.branch)  # one that never started
         write_json(self.trial_dir(record.number) / "result.json", _finite(record.to_json()))
 
     def result(self, number: int) -> TrialRecord | None:

@@ -1,0 +1,149 @@
+"""Branching trials in real searches (Ray Tune + Optuna, the toy FAKE trainer): branches start
+from checkpoints their parents recorded, inherit what took effect there, are charged only
+what they train, and survive crashes, the token budget and a killed driver."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from autostage.cli import main
+from autostage.records import TrialStatus, lineage_evals
+from autostage.rundir import RunDir
+from autostage.search.bridge import BRANCH_ATTR
+
+STUDY = Path(__file__).parent.parent / "studies" / "quickstart-toy.toml"
+POPULATION = ["study.trial_scheduler=population",
+              "study.trial_scheduler_settings={quantile = 0.25, fresh = 0.2}"]
+
+
+def search(out, *overrides, resume=False):
+    sets = [arg for o in [*POPULATION, *overrides] for arg in ("--set", o)]
+    return main(["search", str(STUDY), "--out", str(out), *sets, *(["--resume"] if resume else [])])
+
+
+def trained(run, number):
+    """What the toy trainer really trained for trial `number` (its ledger)."""
+    ledger = run.trial_dir(number) / "trained-tokens.log"
+    return sum(int(line) for line in ledger.read_text().split()) if ledger.exists() else 0
+
+
+def check_lineage(run):
+    """Every branched trial starts at a checkpoint its parent recorded, after it, with the
+    parent's prefix; returns the branched records."""
+    trials = run.trials()
+    by_number = {r.number: r for r in trials}
+    branched = [r for r in trials if r.branch is not None]
+    for r in branched:
+        parent = by_number[r.branch.parent]
+        at = lineage_evals(parent, by_number)[r.branch.evals - 1]
+        assert at.checkpoint == r.branch.checkpoint and at.eval.tokens == r.branch.tokens
+        assert r.branch.prefix == dict(parent.config) and r.branch.seed == parent.seed
+        assert r.config["plan.order"] == parent.config["plan.order"]  # inherited
+        if r.evals:
+            assert r.evals[0].eval.tokens > r.branch.tokens  # its own evals come after
+            assert r.tokens == r.evals[-1].eval.tokens - r.branch.tokens  # charged its own
+        assert json.loads((run.trial_dir(r.number) / "branch.json").read_text()) == \
+            r.branch.to_json()
+    return branched
+
+
+@pytest.mark.slow
+def test_branches_start_at_parents_checkpoints_and_are_charged_only_what_they_train(
+        ray_session, tmp_path):
+    out = tmp_path / "run"
+    assert search(out, "study.trials=16", "model.ledger=true") == 0
+    run = RunDir(out)
+    branched = check_lineage(run)
+    assert len(branched) >= 4, [r.number for r in run.results()]
+    records = run.results()
+    assert [(r.number, trained(run, r.number)) for r in records] == \
+        [(r.number, r.tokens) for r in records]
+    # a branch trains less than its lineage: the prefix was not trained again
+    assert all(r.tokens < r.lineage_tokens for r in branched)
+    # Optuna's record: where it branched, and the parent's values for what it inherited
+    stored = {t.number: t for t in optuna.load_study(
+        study_name="quickstart-toy", storage=run.storage_url).get_trials()}
+    for r in branched:
+        trial = stored[r.number]
+        assert trial.user_attrs[BRANCH_ATTR] == r.branch.to_json()
+        inherited = {k for k in trial.params if k not in r.continuation}
+        assert {k: trial.params[k] for k in inherited} == \
+            {k: r.branch.prefix[k] for k in inherited}
+    assert any(r.continuation for r in branched)  # the sampler proposed something new
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler", ["random", "qmc", "cmaes", "gp", "nsga2"])
+def test_every_sampler_proposes_continuations(ray_session, tmp_path, sampler):
+    out = tmp_path / "run"
+    assert search(out, f"study.sampler={sampler}", "study.trials=12") == 0
+    run = RunDir(out)
+    assert sum(r.status.finished for r in run.results()) == 12
+    assert check_lineage(run), f"{sampler}: no trial branched"
+
+
+@pytest.mark.slow
+def test_the_token_budget_counts_only_what_branches_train(ray_session, tmp_path):
+    out = tmp_path / "run"
+    assert search(out, "study.trials=100", "study.token_budget=3_000_000",
+                  "model.ledger=true") == 0
+    run = RunDir(out)
+    records = run.results()
+    spent = sum(r.tokens for r in records)
+    assert check_lineage(run)
+    assert sum(trained(run, r.number) for r in records) == spent
+    # the search ends once the budget is spent; running trials finish their segment
+    assert 3_000_000 <= spent < 3_000_000 + 2 * 100_000
+    assert sum(r.status.finished for r in records) < 100
+
+
+@pytest.mark.slow
+def test_a_crashed_branch_is_retried_from_its_own_checkpoint_or_its_branch_point(
+        ray_session, tmp_path):
+    out = tmp_path / "run"
+    # every trial crashes once as its lineage passes 330k tokens: a branch from later
+    # crashes at its first step (no checkpoint of its own: it restarts at its branch point)
+    assert search(out, "study.trials=16", "study.retries=2", "model.crash_at_tokens=330_000",
+                  "model.crash_once=true", "study.sampler=random") == 0
+    run = RunDir(out)
+    branched = check_lineage(run)
+    crashed = [r for r in branched if (run.trial_dir(r.number) / "crashed-once").exists()]
+    assert crashed, "no branch crashed"
+    for r in crashed:
+        assert r.status != TrialStatus.FAILED, r.reason
+        assert run.events(r.number) == list(r.evals)  # the retry's replays were truncated
+    assert not [r for r in run.results() if r.status == TrialStatus.FAILED
+                and "injected crash" in r.reason]
+
+
+@pytest.mark.slow
+def test_a_killed_population_search_resumes_with_its_branches_intact(tmp_path):
+    out = tmp_path / "run"
+    sets = [arg for o in [*POPULATION, "study.trials=14", "model.step_seconds=0.003"]
+            for arg in ("--set", o)]
+    cmd = [sys.executable, "-m", "autostage.cli", "search", str(STUDY), "--out", str(out), *sets]
+    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    run, deadline = RunDir(out), time.time() + 120
+    while (not any(r.branch for r in run.trials()) or len(run.results()) < 6) \
+            and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.05)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait(timeout=60)
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = run.results()
+    assert sum(r.status.finished for r in records) == 14
+    check_lineage(run)
+    # a branch the kill interrupted ran again later as the same branch
+    for r in records:
+        if r.status == TrialStatus.INTERRUPTED and r.branch and r.config:
+            assert any(f.branch == r.branch and r.config.items() <= f.config.items()
+                       for f in records if f.status.finished), r.number

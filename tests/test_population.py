@@ -1,0 +1,136 @@
+"""Branching trials without Ray: which checkpoint a new trial branches from, what it inherits
+there, and how its record reads (the searches themselves: tests/test_branching.py)."""
+
+import collections
+from pathlib import Path
+
+import pytest
+
+from autostage.components import Branching
+from autostage.decisions import Continue, Eval
+from autostage.records import Branch, EvalRecord, TrialRecord, TrialStatus, lineage_evals
+from autostage.search.population import BranchPoint, Population
+
+STUDIES = Path(__file__).parent.parent / "studies"
+PARAMS = {"plan.order": "general>prereq>target", "init": "default", "optimizer": "adamw",
+          "optimizer.adamw.lr": 3e-3, "lr_schedule": "cosine",
+          "lr_schedule.cosine.min_ratio": 0.1, "stage_policy": "plateau",
+          "stage_policy.plateau.patience": 2, "mix.prereq.prereq": 1.0,
+          "mix.target.target": 1.0, "mix.target.prereq": 0.3, "trainer": "toy"}
+
+
+def ev(stage, tokens, stage_tokens, budget, loss):
+    return Eval(stage=stage, visit=0, tokens=tokens, stage_tokens=stage_tokens,
+                stage_budget=budget, lr=1e-3, metrics={"eval.target.loss": loss},
+                watch="eval.target.loss", watch_mode="min", decision=Continue())
+
+
+def point(trial, e, final_evals=0, evals=1, params=PARAMS):
+    return BranchPoint(trial, dict(params), trial, e, evals, final_evals, f"/ck/{trial}/{evals}",
+                       f"/ck/{trial}/{evals}")
+
+
+def test_a_branch_at_a_stage_boundary_keeps_the_prefix_and_lets_the_rest_change():
+    at_prereq_end = point(0, ev("prereq", 200, 100, 100, 2.0))
+    assert at_prereq_end.finished() == ("general", "prereq")
+    assert at_prereq_end.inherited() == {
+        "plan.order": "general>prereq>target", "init": "default", "trainer": "toy",
+        "mix.prereq.prereq": 1.0}  # optimizer, schedule, policy, target's mixture: sampled
+
+
+def test_a_branch_inside_the_final_stage_may_change_its_mixture_from_there_on():
+    inside = point(0, ev("target", 300, 100, 400, 1.0), final_evals=1)
+    assert inside.finished() == ("general", "prereq")
+    assert "mix.target.prereq" not in inside.inherited()
+    assert inside.branch() == Branch(0, "target", 300, 1, "/ck/0/1", PARAMS, 0)
+
+
+def test_branches_come_from_the_top_quantile_of_their_place_and_never_from_a_lone_point():
+    population = Population(Branching(quantile=0.25, fresh=0.0), "eval.target.loss", "min", 0)
+    for trial, loss in enumerate([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]):  # rung 1
+        population.note(point(trial, ev("target", 100, 100, 800, loss), final_evals=1))
+    population.note(point(9, ev("target", 200, 200, 800, 0.1), final_evals=2))  # alone there
+    drawn = collections.Counter(population.propose().trial for _ in range(400))
+    assert set(drawn) == {0, 1}  # the best quarter of rung 1: 2 of 8
+    assert min(drawn.values()) > 100  # uniformly among them
+
+
+@pytest.mark.parametrize("mode, best", [("min", 0), ("max", 3)])
+def test_the_top_quantile_follows_the_study_mode(mode, best):
+    population = Population(Branching(quantile=0.25, fresh=0.0), "eval.target.loss", mode, 1)
+    for trial, loss in enumerate([1.0, 2.0, 3.0, 4.0]):
+        population.note(point(trial, ev("target", 100, 100, 800, loss), final_evals=1))
+    assert {population.propose().trial for _ in range(50)} == {best}
+
+
+def test_the_fresh_share_of_new_trials_never_branches():
+    population = Population(Branching(quantile=0.5, fresh=0.3), "eval.target.loss", "min", 2)
+    for trial in range(4):
+        population.note(point(trial, ev("target", 100, 100, 800, float(trial)), final_evals=1))
+    fresh = sum(population.propose() is None for _ in range(2000))
+    assert 0.25 < fresh / 2000 < 0.35
+    assert Population(Branching(0.5, 1.0), "eval.target.loss", "min", 0).propose() is None
+
+
+def test_a_point_without_a_finite_metric_is_never_branched_from():
+    population = Population(Branching(quantile=0.5, fresh=0.0), "eval.target.loss", "min", 0)
+    for trial, loss in enumerate([float("nan"), float("nan"), 1.0]):
+        population.note(point(trial, ev("target", 100, 100, 800, loss), final_evals=1))
+    assert population.propose() is None  # one finite point: nothing to compare it with
+
+
+def record(number, evals, branch=None, tokens=0):
+    return TrialRecord(number, TrialStatus.COMPLETED, tokens=tokens, config=PARAMS,
+                       evals=tuple(EvalRecord(e) for e in evals), branch=branch)
+
+
+def test_lineage_evals_follow_parents_up_to_each_branch_point():
+    root = record(0, [ev("target", t, t, 400, 4 - t / 100) for t in (100, 200, 300, 400)])
+    child = record(1, [ev("target", t, t, 400, 0.5) for t in (300, 400)],
+                   Branch(0, "target", 200, 2, "/ck/0/2", PARAMS, 0))
+    grandchild = record(2, [ev("target", 400, 400, 400, 0.1)],
+                        Branch(1, "target", 300, 3, "/ck/1/3", PARAMS, 1))
+    by_number = {r.number: r for r in (root, child, grandchild)}
+    assert [e.eval.tokens for e in lineage_evals(grandchild, by_number)] == [100, 200, 300, 400]
+    assert [e.eval.metrics["eval.target.loss"] for e in lineage_evals(grandchild, by_number)] \
+        == [3.0, 2.0, 0.5, 0.1]
+    assert lineage_evals(child, {1: child}) == list(child.evals)  # parent unknown: its own
+
+
+def test_a_branched_record_round_trips_and_names_its_continuation():
+    changed = {**PARAMS, "optimizer.adamw.lr": 1e-2}
+    r = TrialRecord(5, TrialStatus.COMPLETED, tokens=300, config=changed,
+                    branch=Branch(2, "prereq", 200, 4, "/ck/2/4", PARAMS, 2))
+    assert r.continuation == {"optimizer.adamw.lr": 1e-2}
+    assert r.lineage_tokens == 500
+    data = r.to_json()
+    assert data["branch"]["parent"] == 2 and data["continuation"] == {"optimizer.adamw.lr": 1e-2}
+    assert TrialRecord.from_json(data) == r
+    plain = TrialRecord.from_json({**data, "branch": None})
+    assert plain.branch is None and plain.continuation == {} and plain.lineage_tokens == 300
+
+
+def test_resume_requeues_an_interrupted_branched_trial_as_the_same_branch(registry, tmp_path):
+    import optuna
+
+    from autostage import load_study
+    from autostage.rundir import RunDir
+    from autostage.search.bridge import BRANCH_ATTR
+    from autostage.search.storage import open_storage, reconcile
+    from autostage.space import compile_space
+
+    study = load_study(STUDIES / "quickstart-toy.toml", registry, [])
+    space = compile_space(study, registry)
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    storage = open_storage(run.storage_url)
+    ot = optuna.create_study(study_name="quickstart-toy", storage=storage)
+    branch = Branch(0, "target", 200, 2, "/ck/0/2", {"optimizer": "adamw"}, 0)
+    ot.enqueue_trial({"optimizer": "adamw"}, user_attrs={BRANCH_ATTR: branch.to_json()})
+    ot.ask()  # RUNNING when the driver was killed
+    reconcile(study, space, run, storage)
+    trials = ot.get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL,
+                                         optuna.trial.TrialState.WAITING]
+    assert trials[1].user_attrs[BRANCH_ATTR] == branch.to_json()
+    assert run.result(0).branch == branch

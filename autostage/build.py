@@ -7,7 +7,7 @@ worker and by Python callers (`examples/python_api.py`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,7 +25,15 @@ from autostage.host import Registry
 from autostage.keys import eval_metric, eval_source, eval_sources, metric_name
 from autostage.space import SearchSpace, TrialConfig, compile_space, decode
 from autostage.spec import StageSection, Study, source_objectives
-from autostage.trial import Checkpoint, LoopState, Report, TrialPlan, TrialResult, run_trial
+from autostage.trial import (
+    Checkpoint,
+    LoopState,
+    Report,
+    Switch,
+    TrialPlan,
+    TrialResult,
+    run_trial,
+)
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,29 @@ def prepare_trial(study: Study, registry: Registry, params: Mapping[str, Any], s
     space = space if space is not None else compile_space(study, registry)
     trainer, setup, plan = build_trial(study, registry, decode(space, dict(params)), seed,
                                        threads=threads, workdir=workdir, cache_dir=cache_dir)
+    if study.lineage[1:]:
+        plan = replace(plan, switches=_switches(study, registry, space, seed))
     return ReadyTrial(dict(params), seed, plan, trainer.start(setup))
+
+
+def lineage_params(study: Study) -> dict[str, Any] | None:
+    """The parameters a study replaying a lineage (`[[lineage]]`) starts with: its root's."""
+    return dict(study.lineage[0].params) if study.lineage else None
+
+
+def _switches(study: Study, registry: Registry, space: SearchSpace, seed: int
+              ) -> tuple[Switch, ...]:
+    """The settings each later segment of the study's lineage switches to."""
+    out = []
+    for i, step in enumerate(study.lineage[1:], start=1):
+        try:
+            config = decode(space, dict(step.params))
+        except KeyError as e:
+            raise AutostageError(f"lineage[{i}].params: {e.args[0]}; the study's [search] "
+                                 "tables must name every component the lineage chose") from None
+        _, _, plan = build_trial(study, registry, config, seed)
+        out.append(Switch(step.after_tokens, plan.stages, plan.policy))
+    return tuple(out)
 
 
 def build_trial(study: Study, registry: Registry, config: TrialConfig, seed: int,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import itertools
 import math
 import os
 from collections.abc import Iterator
@@ -118,7 +119,7 @@ def check(sections: dict[str, Any], registry: Registry, raw: dict[str, Any]) -> 
     )
     problems: list[Problem] = []
     for checker in (_check_study, _check_model, _check_data, _check_stages, _check_metric,
-                    _check_search, _check_plan, _check_preflight):
+                    _check_search, _check_plan, _check_lineage, _check_preflight):
         problems.extend(checker(ctx))
     return problems
 
@@ -493,6 +494,19 @@ def _check_range(spec: dict, where: str, integer: bool, cls: Any = None, key: st
                       "for a fixed value write it without a range")
     if log is True and low <= 0:
         yield Problem(where, f"`log = true` needs low > 0, got low={low!r}")
+
+
+def _check_lineage(ctx: Context) -> Iterator[Problem]:
+    """A replayed lineage starts at 0 tokens and switches settings at ever more tokens (its
+    parameters are checked as the trial is built: they name what the space must hold)."""
+    steps = ctx.sections.get("lineage") or []
+    if steps and steps[0].after_tokens != 0:
+        yield Problem("lineage[0].after_tokens", "the lineage's first segment starts at 0 "
+                      f"tokens, not {steps[0].after_tokens:,}")
+    for i, (a, b) in enumerate(itertools.pairwise(steps), start=1):
+        if b.after_tokens <= a.after_tokens:
+            yield Problem(f"lineage[{i}].after_tokens", f"{b.after_tokens:,} must be more "
+                          f"than the segment before's {a.after_tokens:,}")
 
 
 def _check_plan(ctx: Context) -> Iterator[Problem]:

@@ -135,14 +135,17 @@ def _count_searched(space) -> int:
 
 def _trial(args: argparse.Namespace) -> int:
     from autostage import load_registry, load_study, prepare_trial, sample_config
+    from autostage.build import lineage_params
     from autostage.errors import AutostageError
     from autostage.records import TrialStatus
 
     registry = load_registry()
     study = load_study(args.study, registry, args.overrides)
     seed = study.study.seed if args.seed is None else args.seed
-    params = sample_config(study, registry, seed)
+    params = lineage_params(study) or sample_config(study, registry, seed)
     print(f"trial of study '{study.study.name}' (seed {seed})")
+    for step in study.lineage[1:]:
+        print(f"  then, after {step.after_tokens:,} tokens, trial {step.trial}'s settings")
     for key in sorted(params):
         print(f"  {key} = {_fmt(params[key])}")
     printer = _EvalPrinter(study.study.metrics[0], args.verbose)

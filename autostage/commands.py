@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,10 @@ def start_search(study_path: str, study: Study, registry: Any, overrides: list[s
 
     # Everything that can be known before a search starts is checked before anything is
     # written: the run directory, the storage, the resources a local Ray would have.
+    if study.lineage:
+        raise AutostageError(f"{study_path} replays one trial's lineage ([[lineage]], written "
+                             "by `autostage best --export`): run it with `autostage trial "
+                             f"{study_path}`; a search would sample over it")
     run.check_free()
     if resume:
         check_resume(study, run)
@@ -190,42 +195,79 @@ def _copy_model(source: Path, target: Path, number: int) -> None:
 
 
 def export_study(run: RunDir, best: TrialRecord) -> str:
-    """The run's study with the best trial's choices fixed: one trial, same seed, same plan."""
+    """The run's study with the best trial's choices fixed: one trial, same seed, same plan.
+    A branched trial's whole lineage is written: its root's choices, then a [[lineage]]
+    segment per branch that switches to that branch's settings where it started."""
     import tomli_w
 
     raw = tomllib.loads(run.study_toml.read_text())
     apply_overrides(raw, run.settings().get("overrides", []))
-    config = best.config
+    chain = _lineage(run, best)
+    root = chain[0]
     study = raw["study"]
-    study.update(trials=1, parallel=1, seed=best.seed)
+    study.update(trials=1, parallel=1, seed=root.seed)
     study.pop("token_budget", None)
     search = raw.setdefault("search", {})
     for kind in SEARCHABLE_KINDS:
-        tables: dict[str, dict[str, Any]] = {}
-        for key, value in config.items():
-            parsed = parse_component_key(key)
-            if parsed is not None and parsed[0] == kind:
-                tables.setdefault(parsed[1], {})[parsed[2]] = value
-        chosen = config.get(kind)
-        if chosen and chosen != raw.get("model", {}).get("trainer"):
-            tables.setdefault(chosen, {})
-        # the chosen component first, with every other one only because a stage pins it
-        search[kind] = dict(sorted(tables.items(), key=lambda kv: kv[0] != chosen))
-        if kind != "trainer" and len(search[kind]) > 1:
-            pinned = {s.get(kind) for s in raw.get("stage", [])}
-            search[kind] = {n: t for n, t in search[kind].items() if n == chosen or n in pinned}
-            if len(search[kind]) > 1:
-                raise AutostageError(f"cannot export: {kind} '{chosen}' was chosen alongside "
-                                     f"stage-pinned {', '.join(search[kind])}")
-        if not search[kind]:
-            del search[kind]
-    search["plan"] = {"order": best.plan} if best.plan else search.get("plan", {})
+        _fix_kind(raw, search, kind, [r.config for r in chain])
+    search["plan"] = {"order": root.plan} if root.plan else search.get("plan", {})
     for stage in raw.get("stage", []):
         if isinstance(stage.get("data"), dict):
-            stage["data"] = {src: config.get(mix_key(stage["name"], src), w)
+            stage["data"] = {src: root.config.get(mix_key(stage["name"], src), w)
                              for src, w in stage["data"].items()}
     value = f"value {best.value:.6g}" if best.value is not None else "no value"
     header = (f"# Exported by `autostage best --export` from {run.path}: trial "
               f"{best.number}, {value}.\n"
-              "# Every choice is fixed; `autostage trial` on this file re-runs that trial.\n\n")
-    return header + tomli_w.dumps(raw)
+              "# Every choice is fixed; `autostage trial` on this file re-runs that trial.\n")
+    if len(chain) > 1:
+        raw["lineage"] = [{"trial": r.number, "after_tokens": r.branch.tokens if r.branch else 0,
+                           "params": dict(r.config)} for r in chain]
+        path = " > ".join(f"trial {r.number}" + (f" from {r.branch.tokens:,} tokens"
+                                                  if r.branch else "") for r in chain)
+        header += (f"# Trial {best.number} branched: its lineage ({path}) is replayed as one "
+                   "trial, switching settings where each branch started ([[lineage]]).\n")
+    return header + "\n" + tomli_w.dumps(raw)
+
+
+def _lineage(run: RunDir, record: TrialRecord) -> list[TrialRecord]:
+    """`record` and its ancestors, root first (a parent without a result ends the chain)."""
+    chain = [record]
+    while (b := chain[-1].branch) is not None and len(chain) < 1000:
+        parent = run.result(b.parent)
+        if parent is None:
+            raise AutostageError(f"cannot export trial {record.number}: it branched from "
+                                 f"trial {b.parent}, whose result is not in {run.path}")
+        chain.append(parent)
+    return chain[::-1]
+
+
+def _fix_kind(raw: dict[str, Any], search: dict[str, Any], kind: str,
+              configs: list[Mapping[str, Any]]) -> None:
+    """[search.<kind>] with the components `configs` chose, each with its settings as the
+    first config choosing it had them (the root's first): a trial's parameters then decode.
+    A stage-pinned component stays beside the chosen one; with one config, nothing else."""
+    tables: dict[str, dict[str, Any]] = {}
+    chosen_ever: list[str] = []
+    for config in configs:
+        for key, value in config.items():
+            parsed = parse_component_key(key)
+            if parsed is not None and parsed[0] == kind:
+                tables.setdefault(parsed[1], {}).setdefault(parsed[2], value)
+        chosen = config.get(kind)
+        if chosen and chosen != raw.get("model", {}).get("trainer"):
+            tables.setdefault(chosen, {})
+        if chosen and chosen not in chosen_ever:
+            chosen_ever.append(chosen)
+    first = chosen_ever[0] if chosen_ever else None
+    # the root's choice first, with every other one only because a stage pins it or a
+    # later segment of the lineage chose it
+    search[kind] = dict(sorted(tables.items(), key=lambda kv: kv[0] != first))
+    if kind != "trainer" and len(search[kind]) > 1:
+        pinned = {s.get(kind) for s in raw.get("stage", [])}
+        search[kind] = {n: t for n, t in search[kind].items()
+                        if n in chosen_ever or n in pinned}
+        if len(search[kind]) > 1 and len(configs) == 1:
+            raise AutostageError(f"cannot export: {kind} '{first}' was chosen alongside "
+                                 f"stage-pinned {', '.join(search[kind])}")
+    if not search[kind]:
+        del search[kind]

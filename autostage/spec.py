@@ -154,12 +154,22 @@ SearchSection = create_model(
 )
 
 
+class LineageStep(Section):
+    """One segment of a branched trial's lineage, replayed as one trial: what `autostage best
+    --export` writes for a trial that branched. The first segment is the lineage's root."""
+
+    trial: int | None = Field(None, ge=0, description="the trial that trained this segment")
+    after_tokens: int = Field(0, ge=0, description="tokens trained before it: 0 for the first")
+    params: dict[str, Any] = Field(description="its parameters, as the trial's record holds them")
+
+
 class Study(Section):
     study: StudySection
     model: ModelSection
     data: dict[DataName, DataSection]
     stage: list[StageSection] = Field(min_length=1)
     search: SearchSection = SearchSection()
+    lineage: list[LineageStep] = Field(default_factory=list)
 
     def stage_named(self, name: str) -> StageSection:
         return next(s for s in self.stage if s.name == name)
@@ -202,8 +212,9 @@ SECTIONS: dict[str, TypeAdapter] = {
     "data": TypeAdapter(dict[DataName, DataSection]),
     "stage": TypeAdapter(Annotated[list[StageSection], Field(min_length=1)]),
     "search": TypeAdapter(SearchSection),
+    "lineage": TypeAdapter(list[LineageStep]),
 }
-OPTIONAL = {"search": {}}
+OPTIONAL: dict[str, Any] = {"search": {}, "lineage": []}
 # what to add for a missing section, as TOML writes it
 ADD = {"study": "a [study] table", "model": "a [model] table",
        "data": "a [data.<name>] table per data source", "stage": "a [[stage]] table per stage"}

@@ -30,6 +30,16 @@ from autostage.records import TrialStatus
 
 
 @dataclass(frozen=True)
+class Switch:
+    """Where a replayed lineage changes settings: once the trial has trained `tokens`, its
+    stages and stage policy become these (what a branch proposed at its branch point)."""
+
+    tokens: int
+    stages: Mapping[str, StageVisit]
+    policy: StagePolicy
+
+
+@dataclass(frozen=True)
 class TrialPlan:
     stages: Mapping[str, StageVisit]  # every stage of the study, by name, as its first visit
     order: tuple[str, ...]  # the planned order; a policy may change it with Advance(to=...)
@@ -38,6 +48,7 @@ class TrialPlan:
     mode: str
     seed: int = 0
     max_visits: int = 0  # 0: four times the number of planned stages
+    switches: tuple[Switch, ...] = ()  # a lineage replayed as one trial (`[[lineage]]`)
 
 
 @dataclass
@@ -121,6 +132,7 @@ class _Loop:
         self.plan, self.trainer, self.report, self.checkpoint = plan, trainer, report, checkpoint
         self.within_final = within_final and checkpoint is not None
         self.current: tuple[str, int] | None = None  # a visit to continue: (stage, tokens done)
+        self.switches = list(plan.switches)
         self.evals: list[Eval] = []
         self.tokens = 0
         self.lr_scale = 1.0  # product of every ScaleLR / Rewind factor so far
@@ -157,6 +169,7 @@ class _Loop:
             if not ends and self.checkpoint is not None:
                 self.checkpoint(self.state())
             self.report(last)
+            self._switch_if_due()  # the next visit begins with the new settings
             if isinstance(decision, Stop):
                 return TrialStatus.STOPPED, decision.reason
             if stage.final and isinstance(decision, Advance) and \
@@ -168,6 +181,16 @@ class _Loop:
             if stage.final:
                 break  # the final stage ends the trial, whatever was still planned
         return TrialStatus.COMPLETED, ""
+
+    def _switch_if_due(self) -> bool:
+        """Apply the lineage's next switch once the trial has trained its tokens: where the
+        branch it replays started, just after the eval it started from."""
+        due = False
+        while self.switches and self.tokens >= self.switches[0].tokens:
+            switch = self.switches.pop(0)
+            self.plan = replace(self.plan, stages=switch.stages, policy=switch.policy)
+            due = True
+        return due
 
     def _jump(self, to: str) -> None:
         if to not in self.plan.stages:
@@ -216,6 +239,9 @@ class _Loop:
             if self.within_final and stage.final:
                 self.checkpoint(self.state((stage.name, done)))
             self.report(ev)
+            if self._switch_if_due():  # the rest of this visit runs with the new settings
+                stage = replace(self.plan.stages[stage.name], visit=visit)
+                _continue_stage(self.trainer, stage)
             improved = best_eval is None or better(ev.value, best_eval.value, stage.watch_mode)
             if rewinds and not isinstance(decision, Rewind) and improved:
                 best, best_eval = self.trainer.snapshot(), ev

@@ -237,14 +237,25 @@ class TransformersRun:
         self.batch = 0
 
     def continue_stage(self, stage: StageVisit) -> None:
-        # a checkpoint inside a visit (a branch point): the data goes on where it was, and
-        # the optimizer keeps its moments when the continuation uses the same kind of
-        # optimizer (a branch may switch AdamW to SGD: that one starts fresh)
-        batch, saved = self.batch, self.saved_optimizer
+        # part-way through a visit — a checkpoint's branch point, or a replayed lineage's
+        # switch in this process: the data goes on where it was, and the optimizer keeps its
+        # moments when the continuation uses the same kind of optimizer (a branch may switch
+        # AdamW to SGD: that one starts fresh)
+        saved = self.saved_optimizer or ({"kind": type(self.optimizer).__name__,
+                                          "state": self.optimizer.state_dict()}
+                                         if self.optimizer is not None else {})
+        self.saved_optimizer = {}  # used once: a later continuation has its own
+        batch = self.batch
         self.begin_stage(stage)
         self.batch = batch
         if saved and saved.get("kind") == type(self.optimizer).__name__:
+            # the moments carry over; the settings are the continuation's (load_state_dict
+            # would bring back the old weight decay, betas, momentum with them)
+            settings = [{k: v for k, v in g.items() if k != "params"}
+                        for g in self.optimizer.param_groups]
             self.optimizer.load_state_dict(saved["state"])
+            for group, own in zip(self.optimizer.param_groups, settings, strict=True):
+                group.update(own)
 
     def train(self, tokens: int, lr: Callable[[int], float]) -> TrainResult:
         import torch

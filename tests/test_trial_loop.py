@@ -1,6 +1,7 @@
 """The trial loop with a scripted trainer and a scripted stage policy."""
 
 import math
+from dataclasses import replace
 
 import pytest
 from pydantic import PrivateAttr
@@ -259,3 +260,29 @@ def test_a_trainer_without_continue_stage_fails_a_resume_inside_a_stage_saying_s
     assert "cannot continue stage b part-way: it has no continue_stage method" in result.reason
     assert run_trial(p, ScriptedTrainer(), checkpoint=lambda s: None).status == \
         TrialStatus.COMPLETED  # without within_final nothing inside a stage is checkpointed
+
+
+def test_a_replayed_lineage_switches_settings_just_after_the_eval_each_branch_started_at():
+    """`[[lineage]]`: a switch inside the final stage continues the visit with the new LR
+    (the schedule's position kept); one at a boundary applies from the next stage on."""
+    from autostage.trial import Switch
+
+    class Continuing(ScriptedTrainer):
+        def continue_stage(self, stage):
+            self.stages.append(f"{stage.name}+")
+            self.stage = stage
+
+    first = plan({}, stage("a", tokens=50, lr=1e-3), stage("b", tokens=100, final=True, lr=1e-3))
+    later = plan({}, stage("a", tokens=50, lr=5e-3), stage("b", tokens=100, final=True, lr=2e-3))
+    inside = replace(first, switches=(Switch(100, later.stages, later.policy),))
+    trainer = Continuing()
+    result = run_trial(inside, trainer)
+    assert trainer.stages == ["a", "b", "b+"]
+    assert [lr for _, lr in trainer.lrs] == [1e-3] * 4 + [2e-3] * 2  # b at 50 of 100
+    assert result.tokens == 150
+
+    at_boundary = replace(first, switches=(Switch(50, later.stages, later.policy),))
+    trainer = Continuing()
+    run_trial(at_boundary, trainer)
+    assert trainer.stages == ["a", "b"]  # the switch came with b's own beginning
+    assert [lr for _, lr in trainer.lrs] == [1e-3, 1e-3, 2e-3, 2e-3, 2e-3, 2e-3]

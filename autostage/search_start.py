@@ -15,7 +15,7 @@ from autostage.spec import Study
 
 #: what may change when a search is resumed: its size and resources, not what it searches
 RESUMABLE = ("trials", "parallel", "token_budget", "retries", "resources", "keep_models",
-             "checkpoints")
+             "keep_checkpoints", "checkpoints")
 
 RUN_FILES = ("study.toml", "study.json", "optuna.db", "optuna.db-wal", "optuna.db-shm")
 #: what a search writes into its run directory (besides ray-<time>/, named by the time)

@@ -74,6 +74,9 @@ class StudySection(Section):
         description="earlier run directories whose finished trials seed the sampler")
     keep_models: int = Field(1, ge=0, le=1000,
                              description="final weights kept: the best k trials' (0: none)")
+    keep_checkpoints: Literal["needed", "all"] = Field(
+        "needed", description="needed: a trial's checkpoints go once it ended, but for those "
+        "a branch may start from or a queued or running branch starts from; all: keep every one")
 
     @property
     def metrics(self) -> list[str]:

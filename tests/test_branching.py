@@ -85,6 +85,19 @@ def test_branches_start_at_parents_checkpoints_and_are_charged_only_what_they_tr
 
 
 @pytest.mark.slow
+def test_ended_trials_keep_only_the_checkpoints_a_branch_may_start_from(population_run):
+    """keep_checkpoints = "needed" (the default): every branch found its parent's checkpoint
+    (pinned while it was queued or running), and the ones no branch may use are gone."""
+    run = population_run
+    records = run.trials()
+    assert not [r.reason for r in records if "cannot branch" in r.reason]
+    recorded = {e.checkpoint for r in records for e in r.evals if e.checkpoint}
+    on_disk = {str(p) for p in run.path.glob("ray-*/trial-*/checkpoint_*")}
+    assert on_disk < recorded  # nothing unrecorded is left, and most are gone
+    assert len(on_disk) <= len(recorded) // 2, (len(on_disk), len(recorded))
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", ["random", "qmc", "cmaes", "gp", "nsga2"])
 def test_every_sampler_proposes_continuations(ray_session, tmp_path, sampler):
     out = tmp_path / "run"

@@ -134,3 +134,56 @@ def test_resume_requeues_an_interrupted_branched_trial_as_the_same_branch(regist
                                          optuna.trial.TrialState.WAITING]
     assert trials[1].user_attrs[BRANCH_ATTR] == branch.to_json()
     assert run.result(0).branch == branch
+
+
+def stored_points(tmp_path, population, trial, losses):
+    """Checkpoint folders of `trial` at rung 1..n, noted as points; their paths."""
+    paths = []
+    for rung, loss in enumerate(losses, start=1):
+        path = tmp_path / f"t{trial}" / f"checkpoint_{rung:06d}"
+        path.mkdir(parents=True)
+        paths.append(str(path))
+        population.note(BranchPoint(trial, dict(PARAMS), trial, ev("target", rung, rung, 9, loss),
+                                    rung, rung, str(path), str(path)))
+    return paths
+
+
+def test_checkpoints_of_an_ended_trial_go_unless_a_branch_may_start_there(tmp_path):
+    from pyarrow import fs
+
+    from autostage.checkpoint_store import CheckpointStore
+    from autostage.search.retention import Retention
+
+    population = Population(Branching(quantile=0.5, fresh=0.0), "eval.target.loss", "min", 0)
+    retention = Retention(CheckpointStore(fs.LocalFileSystem(), str(tmp_path)), "needed",
+                          population)
+    good = stored_points(tmp_path, population, 0, [1.0, 0.5])
+    bad = stored_points(tmp_path, population, 1, [2.0, 1.5])
+    for trial, paths in ((0, good), (1, bad)):
+        for path in paths:
+            retention.saw(trial, path)
+    # trial 7 was handed out as a branch from trial 1's first checkpoint: queued, not started
+    retention.pin(7, population.points[2].branch())
+    retention.ended(1)
+    retention.ended(0)
+    assert [Path(p).exists() for p in good + bad] == [True, True, True, False]
+    assert population.gone == {bad[1]}
+    retention.ended(7)  # the branch ended: nothing needs trial 1's checkpoints any more
+    assert [Path(p).exists() for p in good + bad] == [True, True, False, False]
+    assert {p.trial for p in (population.propose() for _ in range(50))} == {0}
+
+
+def test_keep_checkpoints_all_deletes_nothing(tmp_path):
+    from pyarrow import fs
+
+    from autostage.checkpoint_store import CheckpointStore
+    from autostage.search.retention import Retention
+
+    retention = Retention(CheckpointStore(fs.LocalFileSystem(), str(tmp_path)), "all")
+    (tmp_path / "checkpoint_000000").mkdir()
+    retention.saw(0, str(tmp_path / "checkpoint_000000"))
+    retention.ended(0)
+    assert (tmp_path / "checkpoint_000000").exists() and retention.deleted == 0
+    retention.rule = "needed"  # without a population nothing may branch: it goes
+    retention.sweep()
+    assert not (tmp_path / "checkpoint_000000").exists()

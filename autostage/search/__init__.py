@@ -46,7 +46,7 @@ from ray import tune  # noqa: E402
 from autostage.checkpoint_store import CheckpointStore, open_store  # noqa: E402
 from autostage.errors import AutostageError  # noqa: E402
 from autostage.models import ModelKeeper  # noqa: E402
-from autostage.records import TrialRecord  # noqa: E402
+from autostage.records import Branch, TrialRecord  # noqa: E402
 from autostage.rundir import RunDir  # noqa: E402
 from autostage.search import cluster  # noqa: E402
 from autostage.search.bridge import EarlyStops, EvalsOnly, StudySearch  # noqa: E402
@@ -54,6 +54,7 @@ from autostage.search.driver import Recorder, TokenBudget  # noqa: E402
 from autostage.search.messages import TIME_ATTR, TRIAL  # noqa: E402
 from autostage.search.messages import trial_seed as msg_trial_seed  # noqa: E402
 from autostage.search.population import Population  # noqa: E402
+from autostage.search.retention import Retention  # noqa: E402
 from autostage.search.storage import (  # noqa: E402
     open_storage,
     reconcile,
@@ -110,6 +111,9 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
         models = ModelKeeper(run, study.study.keep_models, study.study.modes)
         store, part = open_store(study.study.checkpoints, run.path), 0
         population = _population(study, registry, run, store, storage, resume)
+        retention = Retention(store, study.study.keep_checkpoints, population)
+        if resume:
+            retention.note_records(run.trials(), _waiting_branches(storage, study.study.name))
         while remaining > 0:
             # Ray Tune keeps every trial of a Tuner in memory until fit() returns (~0.1 MB
             # each): trials run in Tuners of at most TRIALS_PER_TUNER, so Ray's share of the
@@ -118,7 +122,7 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
             experiment = f"ray-{time.strftime('%Y%m%d-%H%M%S')}" + (f"-{part}" if part else "")
             tuner, stops = _tuner(study, registry, space, run, storage, batch, spent, view,
                                   models, store, on_cluster=address is not None, name=experiment,
-                                  population=population)
+                                  population=population, retention=retention)
             _fit(tuner, stops, storage, study, run)
             store.drop_ray_state(experiment)
             records = run.results()
@@ -152,6 +156,16 @@ def _population(study: Study, registry: Any, run: RunDir, store: CheckpointStore
         population.note_records(run.trials(), study.final.name if study.final else None,
                                 store.path_of, lambda n: msg_trial_seed(s.seed, n))
     return population
+
+
+def _waiting_branches(storage: Any, name: str) -> list[Branch]:
+    """The branched trials a resume re-queued: their checkpoints must wait for them."""
+    from autostage.search.bridge import BRANCH_ATTR
+
+    waiting = optuna.load_study(study_name=name, storage=storage).get_trials(
+        deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    return [Branch.from_json(t.user_attrs[BRANCH_ATTR]) for t in waiting
+            if BRANCH_ATTR in t.user_attrs]
 
 
 def _fit(tuner: tune.Tuner, stops: EarlyStops, storage: Any, study: Study, run: RunDir) -> None:
@@ -263,8 +277,8 @@ def local_resources() -> tuple[float, Any]:
 
 def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
            trials: int, spent: int, view: Any, models: ModelKeeper, store: CheckpointStore,
-           on_cluster: bool, name: str, population: Population | None = None
-           ) -> tuple[tune.Tuner, EarlyStops]:
+           on_cluster: bool, name: str, population: Population | None = None,
+           retention: Retention | None = None) -> tuple[tune.Tuner, EarlyStops]:
     from autostage.space import suggest
 
     s = study.study
@@ -276,7 +290,7 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
             seed=sampler_seed(s.seed, storage, s.name)),
         study_name=s.name, storage=storage,
     )
-    searcher.population = population
+    searcher.population, searcher.retention = population, retention
     max_t = _max_final_evals(study)
     scheduler = registry.create("trial_scheduler", s.trial_scheduler,
                                 s.trial_scheduler_settings).build(
@@ -300,7 +314,8 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
         run_config=tune.RunConfig(
             name=name, storage_path=store.path,
             storage_filesystem=store.filesystem, verbose=0, stop=budget,
-            callbacks=[Recorder(run, stops, view, models, s, store, search_id, population)],
+            callbacks=[Recorder(run, stops, view, models, s, store, search_id, population,
+                                retention)],
             failure_config=tune.FailureConfig(max_failures=s.retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         ),

@@ -11,7 +11,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from autostage import ranking
 from autostage.errors import AutostageError
-from autostage.records import TrialStatus
+from autostage.records import Branch, TrialStatus
 from autostage.search import messages as msg
 
 #: the Optuna user attribute of a branched trial: its `records.Branch`, as JSON
@@ -44,6 +44,7 @@ class StudySearch(OptunaSearch):
 
     stops: EarlyStops | None = None  # set once the trial scheduler exists
     population: Any = None  # a `population.Population` when trials branch
+    retention: Any = None  # a `retention.Retention`: pins the checkpoint a branch starts from
 
     def suggest(self, trial_id: str) -> dict | None:
         point = self.population.propose() if self.population and not self._queued() else None
@@ -56,7 +57,10 @@ class StudySearch(OptunaSearch):
         if params is None:
             return None
         trial = self._ot_trials[trial_id]
-        return msg.trial_config(trial.number, params, trial.user_attrs.get(BRANCH_ATTR))
+        branch = trial.user_attrs.get(BRANCH_ATTR)
+        if branch is not None and self.retention is not None:
+            self.retention.pin(trial.number, Branch.from_json(branch))
+        return msg.trial_config(trial.number, params, branch)
 
     def _queued(self) -> bool:
         """Trials re-queued by --resume wait: they go first, and may be branches themselves."""

@@ -25,9 +25,10 @@ class Recorder(tune.Callback):
 
     def __init__(self, run: RunDir, stops: Any, view: Any, models: ModelKeeper,
                  study: StudySection, store: CheckpointStore, search_id: str,
-                 population: Any = None) -> None:
+                 population: Any = None, retention: Any = None) -> None:
         self.run, self.stops, self.view, self.models = run, stops, view, models
         self.store, self.search_id, self.population = store, search_id, population
+        self.retention = retention
         self.started: dict[str, float] = {}  # of trials without a record yet
         self.study_seed, self.metrics = study.seed, study.metrics
 
@@ -58,6 +59,8 @@ class Recorder(tune.Callback):
         path = posixpath.join(trial.path, checkpoint) if checkpoint else None
         record = _eval_record(result, time.time(), self.store.uri(path) if path else None)
         self.run.append_event(number, record)
+        if path and self.retention is not None:
+            self.retention.saw(number, path)
         if path and self.population is not None:
             self.population.note(BranchPoint(
                 number, dict(trial.config[msg.PARAMS]), msg.trial_seed(self.study_seed, number),
@@ -135,6 +138,8 @@ class Recorder(tune.Callback):
         self.run.write_result(record.with_evals(without_replays(evals)))
         self.models.note(record)
         self.view.trial_ended(record)
+        if self.retention is not None:
+            self.retention.ended(number)
 
 
 def _branch(trial: Any) -> Branch | None:

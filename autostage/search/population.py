@@ -84,7 +84,8 @@ class Population:
     def __init__(self, rule: Branching, metric: str, mode: str, seed: int) -> None:
         self.rule, self.metric, self.mode = rule, metric, mode
         self.rng = random.Random(seed)
-        self.points: list[BranchPoint] = []
+        self.points: list[BranchPoint] = []  # every one, for ranking: deleted ones too
+        self.gone: set[str] = set()  # paths of points whose checkpoint was deleted
 
     def note(self, point: BranchPoint) -> None:
         if finite(point.ev.current.get(self.metric)) is not None:
@@ -110,16 +111,30 @@ class Population:
         """The point a new trial branches from; None: it is fresh."""
         if self.rng.random() < self.rule.fresh:
             return None
-        places: dict[tuple[str, int], list[BranchPoint]] = defaultdict(list)
-        for p in self.points:
-            places[p.place].append(p)
-        candidates = []
-        for group in places.values():
+        candidates = [p for p in self._top() if p.path not in self.gone]
+        return self.rng.choice(candidates) if candidates else None
+
+    def wanted(self) -> set[str]:
+        """Paths of the points a new trial may still branch from: the top quantile at each
+        place, and every point of a place with nothing to compare it with yet."""
+        alone = [p for group in self._places().values() if len(group) < 2 for p in group]
+        return {p.path for p in [*self._top(), *alone]}
+
+    def _top(self) -> list[BranchPoint]:
+        """The top quantile of every place holding at least two points."""
+        top = []
+        for group in self._places().values():
             if len(group) < 2:
                 continue  # nothing to compare it with
             ranked = _ranked(group, self.metric, self.mode)
-            candidates += ranked[:max(1, int(self.rule.quantile * len(ranked)))]
-        return self.rng.choice(candidates) if candidates else None
+            top += ranked[:max(1, int(self.rule.quantile * len(ranked)))]
+        return top
+
+    def _places(self) -> dict[tuple[str, int], list[BranchPoint]]:
+        places: dict[tuple[str, int], list[BranchPoint]] = defaultdict(list)
+        for p in self.points:
+            places[p.place].append(p)
+        return places
 
 
 def _ranked(points: list[BranchPoint], metric: str, mode: str) -> list[BranchPoint]:

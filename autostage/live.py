@@ -87,7 +87,7 @@ class SearchView:
         shown = f"{value:.4g}" if isinstance(value, float) else "-"
         self.console.print(  # printed above the live panel on a terminal
             f"trial {record.number:>3} {record.status:<9} {self.metric} {shown:>8}  "
-            f"plan {record.plan}  {record.reason}".rstrip(),
+            f"plan {record.plan}{_branch_of(record)}  {record.reason}".rstrip(),
             highlight=False, soft_wrap=True, markup=False)
 
     def _finished(self) -> int:
@@ -106,7 +106,8 @@ class SearchView:
                       f"{running} running  {counts[TrialStatus.COMPLETED]} completed  "
                       f"{counts[TrialStatus.PRUNED]} pruned  {counts[TrialStatus.FAILED]} failed")
         table.add_row("best", escape(f"{self.metric} {best.value:.4g} (trial {best.number}, "
-                                     f"plan {best.plan})") if best else "-")
+                                     f"plan {best.plan}{_branch_of(best, ', ')})")
+                      if best else "-")
         table.add_row("tokens", f"{spent:,}")
         table.add_row("time", f"{elapsed:.0f} s elapsed" +
                       (f", ~{eta:.0f} s left" if math.isfinite(eta) else ""))
@@ -155,7 +156,12 @@ def print_trial(console: Console, record: TrialRecord, metrics: list[str],
     values = "  ".join(f"{m} = {_value(v)}"
                        for m, v in zip(metrics, record.values or (None,) * len(metrics),
                                          strict=False))
-    say(f"{title}trial {record.number}  {values}  ({record.tokens:,} tokens)")
+    prefix = f"; {record.lineage_tokens:,} with its prefix" if record.branch else ""
+    say(f"{title}trial {record.number}  {values}  ({record.tokens:,} tokens{prefix})")
+    if (branch := record.branch) is not None:
+        changed = ", ".join(sorted(record.continuation)) or "nothing"
+        say(f"  branched from trial {branch.parent} at {branch.tokens:,} tokens "
+            f"(stage {branch.stage}); changed: {changed}")
     say(f"  stage plan: {record.plan}")
     for key, value in sorted(record.config.items()):
         if key != PLAN_KEY:
@@ -175,9 +181,19 @@ def print_front(console: Console, front: list[TrialRecord], metrics: list[str]) 
     for metric in metrics:
         table.add_column(escape(metric), justify="right")
     table.add_column("plan")
+    lineage = any(r.branch is not None for r in front)
+    if lineage:
+        table.add_column("branch of", justify="right")
     for record in front:  # every cell is markup to rich: user text is escaped
-        table.add_row(str(record.number), *map(_value, record.values), escape(record.plan))
+        parent = ([str(record.branch.parent) if record.branch else ""] if lineage else [])
+        table.add_row(str(record.number), *map(_value, record.values), escape(record.plan),
+                      *parent)
     console.print(table)
+
+
+def _branch_of(record: TrialRecord, sep: str = "  ") -> str:
+    """`branch of 3` for a trial that branched from trial 3 ("" for one that did not)."""
+    return f"{sep}branch of {record.branch.parent}" if record.branch is not None else ""
 
 
 def _value(value: Any) -> str:

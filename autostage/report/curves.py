@@ -4,11 +4,12 @@ marked, the best trial drawn over the rest."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from autostage.keys import train_metric
 from autostage.ranking import finite
-from autostage.records import EvalRecord, TrialRecord, best_trial
+from autostage.records import EvalRecord, TrialRecord, best_trial, lineage_evals
 from autostage.report.records import stage_label, stage_visits
 from autostage.report.style import (
     BEST_COLOUR,
@@ -38,17 +39,25 @@ def _paths(records: list[TrialRecord], mode: str, key: str, y_name: str) -> dict
     """Per trial with evals: `key` (a metric key, or `lr`) at each eval as it was measured —
     after a Rewind too, so the regression that caused it shows."""
     best = best_trial(records, mode)
-    trials = [_path(r, key, best is not None and r.number == best.number)
+    by_number = {r.number: r for r in records}
+    made_by = {id(e): r.number for r in records if r.evals for e in r.evals}
+    trials = [_path(r, key, best is not None and r.number == best.number, by_number, made_by)
               for r in records if r.evals]
     if not trials:
         return {"missing": "no trial has been evaluated yet"}
     return {"y": y_name, "best": best.number if best else None, "trials": trials}
 
 
-def _path(record: TrialRecord, key: str, is_best: bool) -> dict[str, Any]:
+def _path(record: TrialRecord, key: str, is_best: bool, by_number: Mapping[int, TrialRecord],
+          made_by: Mapping[int, int]) -> dict[str, Any]:
+    """`by_number`: every record, for a branch's prefix; `made_by`: the trial number of each
+    eval record, by its id()."""
     evals = record.evals
     points = {"tokens": [e.eval.tokens for e in evals], "y": [e.metric(key) for e in evals],
               "stage": [stage_label(e) for e in evals]}
+    branch = {} if record.branch is None else {"branch": {  # its evals: after its branch point
+        "parent": record.branch.parent, "tokens": record.branch.tokens,
+        "prefix": _prefix(record, key, by_number, made_by)}}
     decisions = [_decision(e, key) for e in record.decisions]  # Continue changes nothing
     visits = stage_visits(evals)
     boundaries = [{"tokens": before[-1].eval.tokens, "y": before[-1].metric(key),
@@ -58,7 +67,19 @@ def _path(record: TrialRecord, key: str, is_best: bool) -> dict[str, Any]:
                 "share": share}
                for e in evals if (share := e.metric(CLIPPED)) is not None and share > 0]
     return {"number": record.number, "status": record.status, "best": is_best,
-            **points, "decisions": decisions, "boundaries": boundaries, "clipped": clipped}
+            **points, **branch, "decisions": decisions, "boundaries": boundaries,
+            "clipped": clipped}
+
+
+def _prefix(record: TrialRecord, key: str, by_number: Mapping[int, TrialRecord],
+            made_by: Mapping[int, int]) -> dict[str, list]:
+    """A branched trial's prefix: its ancestors' evals up to its branch point, each with the
+    trial that made it (empty when its parent has no record)."""
+    lineage = lineage_evals(record, by_number)
+    prefix = lineage[:len(lineage) - len(record.evals)]
+    return {"tokens": [e.eval.tokens for e in prefix], "y": [e.metric(key) for e in prefix],
+            "stage": [stage_label(e) for e in prefix],
+            "trial": [made_by.get(id(e)) for e in prefix]}
 
 
 def _decision(record: EvalRecord, key: str) -> dict[str, Any]:
@@ -92,7 +113,10 @@ def plot_paths(info: dict[str, Any], traces: list[dict[str, Any]]) -> Any:
     best = [t for t in info["trials"] if t["best"]]
     if best:
         _mark_stages(fig, best[0])
-    fig.update_layout(height=520, margin={"t": 40}, xaxis_title="training tokens (trial)",
+    lineage = any(t.get("branch") for t in info["trials"])
+    fig.update_layout(height=520, margin={"t": 40},
+                      xaxis_title="training tokens (the trial's lineage: a branch's prefix "
+                      "dotted)" if lineage else "training tokens (trial)",
                       legend={"orientation": "h", "y": -0.18}, hovermode="closest")
     return fig
 
@@ -103,27 +127,65 @@ def path_traces(info: dict[str, Any]) -> list[dict[str, Any]]:
     A point without a value (a metric not recorded there) is kept and not drawn: whatever
     is plotted, the traces and their points are the same."""
     rest = [t for t in info["trials"] if not t["best"]]
-    traces = [_lines([t for t in rest if t["status"] == status],
-                     f"{status} ({sum(t['status'] == status for t in rest)})",
-                     status_colour(status), 1.2, 0.45)
-              for status in STATUS_ORDER if any(t["status"] == status for t in rest)]
     best = [t for t in info["trials"] if t["best"]]
+    traces = _prefixes(rest, best)
+    traces += [_lines([t for t in rest if t["status"] == status],
+                      f"{status} ({sum(t['status'] == status for t in rest)})",
+                      status_colour(status), 1.2, 0.45)
+               for status in STATUS_ORDER if any(t["status"] == status for t in rest)]
     if best:
         traces.append(_lines(best, f"best: trial {best[0]['number']}", BEST_COLOUR, 3.5, 1.0))
     return traces + _boundaries(info["trials"]) + _decisions(info["trials"])
 
 
+def _prefixes(rest: list[dict[str, Any]], best: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Branched trials' prefixes, dotted under the solid lines of what each trained itself:
+    a branch's curve continues its parent's. The best trial's prefix in its colour, the
+    others' faint; none (no trace) in a study without branches."""
+    def prefixed(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [t for t in trials if t.get("branch") and t["branch"]["prefix"]["tokens"]]
+
+    traces = []
+    if branches := prefixed(rest):
+        traces.append(_prefix_lines(branches, f"prefixes of branches ({len(branches)})",
+                                    "#8d99ae", 1.2, 0.45))
+    if best_branch := prefixed(best):
+        parent = best_branch[0]["branch"]["parent"]
+        traces.append(_prefix_lines(best_branch, f"best's prefix (from trial {parent})",
+                                    BEST_COLOUR, 2.0, 0.8))
+    return traces
+
+
+def _prefix_lines(trials: list[dict[str, Any]], name: str, colour: str, width: float,
+                  opacity: float) -> dict[str, Any]:
+    prefixes = [{**t["branch"]["prefix"], "number": t["number"]} for t in trials]
+    return {**_lines(prefixes, name, colour, width, opacity, _prefix_text),
+            "mode": "lines", "line": {"color": colour, "width": width, "dash": "dot"}}
+
+
+def _prefix_text(prefix: dict[str, Any]) -> list[str]:
+    return [f"trial {prefix['number']}'s prefix: trial {n} · {esc(s)}"
+            for n, s in zip(prefix["trial"], prefix["stage"], strict=True)]
+
+
+def _trial_text(trial: dict[str, Any]) -> list[str]:
+    return [f"trial {trial['number']} ({trial['status']}) · {esc(s)}" for s in trial["stage"]]
+
+
 def _lines(trials: list[dict[str, Any]], name: str, colour: str, width: float,
-           opacity: float) -> dict[str, Any]:
+           opacity: float, texts: Callable[[dict[str, Any]], list[str]] = _trial_text
+           ) -> dict[str, Any]:
     """Many trials as one trace (gaps between them): a legend entry per status, and a page
-    that stays fast with hundreds of trials."""
+    that stays fast with hundreds of trials. A branch's line starts at its branch point,
+    on its parent's curve."""
     x: list = []
     y: list = []
     text: list = []
     for t in trials:
-        x += [*t["tokens"], None]
-        y += [*t["y"], None]
-        text += [f"trial {t['number']} ({t['status']}) · {esc(s)}" for s in t["stage"]] + [""]
+        joined = _branch_point(t)
+        x += [*joined["tokens"], *t["tokens"], None]
+        y += [*joined["y"], *t["y"], None]
+        text += [*joined["text"], *texts(t), ""]
     return {"type": "scatter", "x": x, "y": y, "text": text, "name": name,
             "mode": "lines+markers", "opacity": opacity,
             "line": {"color": colour, "width": width}, "marker": {"size": 3 + width},
@@ -131,10 +193,26 @@ def _lines(trials: list[dict[str, Any]], name: str, colour: str, width: float,
             "hovertemplate": "%{text}<br>%{x:,} tokens: %{y:.4g}<extra></extra>"}
 
 
+def _branch_point(trial: dict[str, Any]) -> dict[str, list]:
+    """Where a branched trial left its parent: the last eval of its prefix (nothing for a
+    trial that did not branch, or whose parent has no record)."""
+    prefix = trial.get("branch", {}).get("prefix")
+    if not prefix or not prefix["tokens"]:
+        return {"tokens": [], "y": [], "text": []}
+    return {"tokens": prefix["tokens"][-1:], "y": prefix["y"][-1:],
+            "text": [f"trial {trial['number']} branched from trial "
+                     f"{trial['branch']['parent']} here · {esc(prefix['stage'][-1])}"]}
+
+
 def _mark_stages(fig: Any, best: dict[str, Any]) -> None:
-    """The best trial's stage boundaries as labelled vertical lines."""
-    first = best["stage"][0] if best["stage"] else ""
-    starts = [(0, first)] + [(b["tokens"], b["to"]) for b in best["boundaries"]]
+    """The best trial's stage boundaries as labelled vertical lines; a branch's across its
+    lineage: its model went through its prefix's stages too."""
+    branch = best.get("branch")
+    prefix = branch["prefix"] if branch else {"tokens": [], "stage": []}
+    at, stages = prefix["tokens"] + best["tokens"], prefix["stage"] + best["stage"]
+    origin = branch["tokens"] if branch and not prefix["tokens"] else 0  # a parent unknown
+    starts = [(origin, stages[0] if stages else "")] + [
+        (at[i - 1], stages[i]) for i in range(1, len(stages)) if stages[i] != stages[i - 1]]
     for tokens, stage in starts:
         fig.add_vline(x=tokens, line={"color": BEST_COLOUR, "dash": "dot", "width": 1},
                       opacity=0.6)

@@ -12,7 +12,7 @@ from autostage.ranking import finite
 from autostage.records import TrialRecord, pareto_front
 from autostage.report.records import executed_plan, searched_params
 from autostage.report.style import BEST_COLOUR, esc, short, tokens
-from autostage.report.tables import _table
+from autostage.report.tables import _table, branched, parent, parent_cell, parent_head
 
 
 def _pareto_info(records: list[TrialRecord], metrics: list[str], modes: list[str]
@@ -25,11 +25,14 @@ def _pareto_info(records: list[TrialRecord], metrics: list[str], modes: list[str
     on_front = {r.number for r in front}
     searched = [k for k in searched_params(records) if k != PLAN_KEY]
     sign = 1 if modes[0] == "min" else -1
-    rows = [{**_trial(r), "params": {k: r.config[k] for k in searched if k in r.config}}
+    lineage = branched(records)
+    rows = [{**_trial(r), "params": {k: r.config[k] for k in searched if k in r.config},
+             **parent(r, lineage)}
             for r in sorted(front, key=lambda r: (sign * (r.value or 0.0), r.number))]
     trials = [{**_trial(r), "front": r.number in on_front}
               for r in _ranked_in_every_metric(records, modes)]
-    return {"metrics": metrics, "modes": modes, "front": rows, "trials": trials}
+    return {"metrics": metrics, "modes": modes, "front": rows, "trials": trials,
+            "lineage": lineage}
 
 
 def _trial(record: TrialRecord) -> dict[str, Any]:
@@ -89,14 +92,15 @@ def _value(metric: str, value: float) -> str:
 
 
 def pareto_table(info: dict[str, Any]) -> str:
-    head = ["trial", *(f"{escape(m)} ({m_mode})" for m, m_mode in
-                       zip(info["metrics"], info["modes"], strict=True)),
+    head = ["trial", *parent_head(info.get("lineage", False)),
+            *(f"{escape(m)} ({m_mode})" for m, m_mode in
+              zip(info["metrics"], info["modes"], strict=True)),
             "stage plan", "parameters"]
     body = []
     for row in info["front"]:
         params = "<br>".join(f"{escape(k)} = {escape(short(v))}"
                              for k, v in row["params"].items())
-        body.append([str(row["number"]),
+        body.append([str(row["number"]), *parent_cell(row),
                      *(_value(m, v) for m, v in zip(info["metrics"], row["values"], strict=True)),
                      escape(row["plan"]), f"<span class='params'>{params}</span>"])
     return _table(head, body)

@@ -101,15 +101,18 @@ def _compute_info(records: list[TrialRecord], stages: list[str]) -> dict[str, An
 
 def _tokens_by_stage(record: TrialRecord) -> dict[str, int]:
     """Tokens trained per stage visit, from the token count at each eval. Tokens a trial
-    reports beyond its last eval count towards the stage it was in."""
+    reports beyond its last eval count towards the stage it was in. A branch's evals count
+    its lineage's tokens: it is charged from its branch point on (its prefix was trained
+    once, by its parent)."""
     out: dict[str, int] = {}
-    before, stage = 0, None
+    start = record.branch.tokens if record.branch is not None else 0
+    before, stage = start, None
     for ev in record.evals:
         stage = stage_label(ev)
         now = ev.eval.tokens
         out[stage] = out.get(stage, 0) + max(0, now - before)
         before = max(before, now)
-    rest = record.tokens - before
+    rest = start + record.tokens - before
     if rest > 0:
         key = stage or "(before the first eval)"
         out[key] = out.get(key, 0) + rest

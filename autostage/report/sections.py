@@ -7,6 +7,7 @@ from typing import Any
 
 from autostage.records import TrialRecord
 from autostage.report.curves import _curves_info, _lr_info, plot_learning_curves, plot_lr_paths
+from autostage.report.lineage import lineage_sections
 from autostage.report.metrics import _metrics_info, plot_metrics
 from autostage.report.page import Section, figure_section
 from autostage.report.params import (
@@ -25,7 +26,13 @@ from autostage.report.progress import (
     plot_compute,
 )
 from autostage.report.records import StudyRun
-from autostage.report.tables import _failed_info, _top_trials_info, failed_table, top_trials_table
+from autostage.report.tables import (
+    _failed_info,
+    _top_trials_info,
+    branched,
+    failed_table,
+    top_trials_table,
+)
 from autostage.report.timeline import _timeline_info, plot_timeline
 
 
@@ -41,7 +48,7 @@ def sections(run: StudyRun, host: Any, now: float) -> list[Section]:
         figure_section(
             "Learning curves", f"{metric} at every eval of every trial, across its stages. The "
             "best trial is drawn thick with its stage starts marked; ticks mark other trials' "
-            "stage boundaries, red markers the stage policy's decisions.",
+            "stage boundaries, red markers the stage policy's decisions." + _branches(records),
             _curves_info(records, metric, mode), lambda info: plot_learning_curves(info, metric)),
         figure_section(
             "Learning-rate paths", "The learning rate at every eval: the LR schedule within "
@@ -73,6 +80,7 @@ def sections(run: StudyRun, host: Any, now: float) -> list[Section]:
         figure_section(
             "Where the compute went", "Training tokens by trial outcome and stage.",
             _compute_info(records, run.stages), plot_compute),
+        *lineage_sections(records, mode),
         figure_section(
             "Timeline", "When each trial ran, coloured by outcome (hover for the reason), and "
             "how many ran at once.", _timeline_info(records, now), plot_timeline),
@@ -80,6 +88,14 @@ def sections(run: StudyRun, host: Any, now: float) -> list[Section]:
         Section("Failed trials", table=failed_table(_failed_info(records))),
     ]
     return out + _plugin_sections(host, records)
+
+
+def _branches(records: list[TrialRecord]) -> str:
+    """How curves show branched trials, for a study that has some."""
+    if not branched(records):
+        return ""
+    return (" A branched trial's line starts where it left its parent, on the parent's curve; "
+            "dotted: the prefix it inherited (hover for the trial that trained it).")
 
 
 def _pareto_sections(run: StudyRun) -> list[Section]:

@@ -8,6 +8,7 @@ from html import escape
 from typing import Any
 
 from autostage.records import TrialRecord, TrialStatus, best_trial
+from autostage.report.lineage import _saved_info, saved_text
 from autostage.report.records import StudyRun, executed_plan, stage_label
 from autostage.report.style import STATUS_ORDER, short, status_colour, tokens
 
@@ -26,6 +27,7 @@ def _summary_info(run: StudyRun, now: float) -> dict[str, Any]:
         "requested": run.requested, "finished": run.finished, "still_running": run.running,
         "partial": run.partial, "counts": counts, "tokens": sum(r.tokens for r in records),
         "tokens_ranked": sum(r.tokens for r in records if r.status.ranked),
+        "saved": _saved_info(records),  # None: no trial branched
         "seconds": max(ends) - min(starts) if starts else None,
         "best": _best_info(best) if best else None, "rendered": now,
     }
@@ -39,6 +41,10 @@ def _best_info(record: TrialRecord) -> dict[str, Any]:
         "decisions": [f"{e.decision_label} in {stage_label(e)} at {e.eval.tokens:,} tokens"
                       for e in record.decisions],
         "lr": (lrs[0], min(lrs), lrs[-1]) if lrs else None,
+        "branch": None if record.branch is None else {
+            "parent": record.branch.parent, "stage": record.branch.stage,
+            "tokens": record.branch.tokens, "lineage_tokens": record.lineage_tokens,
+            "changed": sorted(record.continuation)},
     }
 
 
@@ -70,11 +76,13 @@ def _facts(info: dict[str, Any]) -> str:
     seconds = f"{info['seconds']:.0f} s" if info["seconds"] is not None else "-"
     share = (f" ({info['tokens_ranked'] / info['tokens']:.0%} of them in trials that gave a "
              "result)" if info["tokens"] else "")
+    saved = (f"<tr><th>shared prefixes</th><td>{escape(saved_text(info['saved']))}</td></tr>"
+             if info.get("saved") else "")
     return (f"<table class='facts'>{_objectives(info['objectives'])}"
             f"<tr><th>trials</th><td>{info['finished']} of {info['requested']} "
             f"finished {chips}</td></tr>"
             f"<tr><th>compute</th><td>{tokens(info['tokens'])} training tokens "
-            f"({info['tokens']:,}){share}, {seconds} of wall time</td></tr></table>")
+            f"({info['tokens']:,}){share}, {seconds} of wall time</td></tr>{saved}</table>")
 
 
 def _objectives(objectives: list[tuple[str, str]]) -> str:
@@ -98,9 +106,21 @@ def _best_html(best: dict[str, Any], metric: str) -> str:
           .format(*best["lr"]) if best["lr"] else "no learning rate recorded")
     decisions = ("; ".join(escape(d) for d in best["decisions"])
                  or "none (every stage ran to its token budget)")
+    branch = best.get("branch")
+    trained = f"{tokens(best['tokens'])} tokens" + (
+        f" ({tokens(branch['lineage_tokens'])} with its prefix)" if branch else "")
     return (f"<div class='best'><h2>Best: trial {best['number']} — "
             f"<code>{escape(metric)}</code> = {best['value']:.4g}</h2>"
             f"<p><b>stage plan</b> <code>{escape(best['plan'])}</code> · "
-            f"{tokens(best['tokens'])} tokens · {lr}</p>"
+            f"{trained} · {lr}</p>{_branch_html(branch)}"
             f"<p><b>stage-policy decisions</b>: {decisions}</p>"
             f"<table class='config'>{config}</table></div>")
+
+
+def _branch_html(branch: dict[str, Any] | None) -> str:
+    """Where a branched best trial started: its model is its parent's prefix, then its own."""
+    if branch is None:
+        return ""
+    changed = ", ".join(f"<code>{escape(k)}</code>" for k in branch["changed"]) or "nothing"
+    return (f"<p><b>branched</b> from trial {branch['parent']} at {branch['tokens']:,} tokens "
+            f"(stage <code>{escape(branch['stage'])}</code>); changed: {changed}</p>")

@@ -29,14 +29,40 @@ def _top_trials_info(records: list[TrialRecord], metric: str, mode: str, stages:
     if not ranked:
         return {"missing": "no trial has a result yet"}
     searched = searched_params(records)
+    lineage = branched(records)
     rows = [{"number": r.number, "value": r.ranked_value, "plan": executed_plan(r),
              "tokens": r.tokens, "stage_evals": _stage_ends(r, metric),
              "decisions": [f"{e.decision_label} ({stage_label(e)}, {tokens(e.eval.tokens)})"
                            for e in r.decisions],
-             "params": {k: r.config[k] for k in searched if k in r.config and k != PLAN_KEY}}
+             "params": {k: r.config[k] for k in searched if k in r.config and k != PLAN_KEY},
+             **parent(r, lineage)}
             for r in ranked]
     labels = {label for row in rows for label in row["stage_evals"]}
-    return {"rows": rows, "stages": sorted(labels, key=lambda s: stage_order(s, stages))}
+    return {"rows": rows, "stages": sorted(labels, key=lambda s: stage_order(s, stages)),
+            "lineage": lineage}
+
+
+def branched(records: list[TrialRecord]) -> bool:
+    """Some trial branched: tables get a parent column (a study without branches reads as
+    it always did)."""
+    return any(r.branch is not None for r in records)
+
+
+def parent(record: TrialRecord, lineage: bool) -> dict[str, Any]:
+    """A table row's parent: the trial it branched from, None when it did not (nothing in
+    a study without branches)."""
+    return {"parent": record.branch.parent if record.branch else None} if lineage else {}
+
+
+def parent_cell(row: dict[str, Any]) -> list[str]:
+    """The parent column's cell (none in a study without branches)."""
+    if "parent" not in row:
+        return []
+    return ["" if row["parent"] is None else str(row["parent"])]
+
+
+def parent_head(lineage: bool) -> list[str]:
+    return ["parent"] if lineage else []
 
 
 def _stage_ends(record: TrialRecord, metric: str) -> dict[str, float | None]:
@@ -44,7 +70,8 @@ def _stage_ends(record: TrialRecord, metric: str) -> dict[str, float | None]:
 
 
 def top_trials_table(info: dict[str, Any], metric: str) -> str:
-    head = ["#", "trial", escape(metric), "stage plan", "tokens"] + \
+    head = ["#", "trial", *parent_head(info.get("lineage", False)), escape(metric),
+            "stage plan", "tokens"] + \
         [f"{escape(metric)}<br>after {escape(s)}" for s in info["stages"]] + \
         ["stage-policy decisions", "parameters"]
     body = []
@@ -52,7 +79,7 @@ def top_trials_table(info: dict[str, Any], metric: str) -> str:
         evals = [_number(row["stage_evals"].get(s)) for s in info["stages"]]
         params = "<br>".join(f"{escape(k)} = {escape(short(v))}"
                              for k, v in row["params"].items())
-        body.append([str(rank), str(row["number"]), _number(row["value"]),
+        body.append([str(rank), str(row["number"]), *parent_cell(row), _number(row["value"]),
                      escape(row["plan"]), tokens(row["tokens"]), *evals,
                      "<br>".join(escape(d) for d in row["decisions"]) or "-",
                      f"<span class='params'>{params}</span>"])
@@ -62,18 +89,21 @@ def top_trials_table(info: dict[str, Any], metric: str) -> str:
 def _failed_info(records: list[TrialRecord]) -> dict[str, Any]:
     """Every failed trial: where it was (stage, tokens) and why it failed."""
     failed = [r for r in records if r.status is TrialStatus.FAILED]
+    lineage = branched(records)
     return {"rows": [{"number": r.number, "plan": executed_plan(r),
                       "stage": stage_label(r.evals[-1]) if r.evals else "before its first eval",
-                      "tokens": r.tokens, "reason": r.reason or "(no reason recorded)"}
-                     for r in failed]}
+                      "tokens": r.tokens, "reason": r.reason or "(no reason recorded)",
+                      **parent(r, lineage)}
+                     for r in failed], "lineage": lineage}
 
 
 def failed_table(info: dict[str, Any]) -> str:
     if not info["rows"]:
         return "<p class='note'>No trial failed.</p>"
-    head = ["trial", "stage plan", "last stage evaluated", "tokens", "reason"]
-    body = [[str(r["number"]), escape(r["plan"]), escape(r["stage"]), tokens(r["tokens"]),
-             escape(r["reason"])] for r in info["rows"]]
+    head = ["trial", *parent_head(info.get("lineage", False)), "stage plan",
+            "last stage evaluated", "tokens", "reason"]
+    body = [[str(r["number"]), *parent_cell(r), escape(r["plan"]), escape(r["stage"]),
+             tokens(r["tokens"]), escape(r["reason"])] for r in info["rows"]]
     return _table(head, body)
 
 

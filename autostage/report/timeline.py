@@ -22,6 +22,7 @@ def _timeline_info(records: list[TrialRecord], now: float) -> dict[str, Any]:
     trials = [{
         "number": r.number, "status": r.status, "start": started - t0, "end": ended - t0,
         "plan": executed_plan(r), "value": r.ranked_value, "reason": r.reason,
+        "parent": r.branch.parent if r.branch else None,
     } for r, started, ended in sorted(timed, key=lambda t: t[0].number)]
     return {"t0": t0, "trials": trials, "untimed": len(records) - len(timed),
             "parallel": _parallelism(trials)}
@@ -74,5 +75,7 @@ def plot_timeline(info: dict[str, Any]) -> Any:
 def _hover(trial: dict[str, Any]) -> str:
     value = f", value {short(trial['value'])}" if trial["value"] is not None else ""
     reason = f"<br>{esc(trial['reason'])}" if trial["reason"] else ""
-    return (f"trial {trial['number']}: {trial['status']}{value}<br>plan {esc(trial['plan'])}"
+    branch = f", branch of trial {trial['parent']}" if trial.get("parent") is not None else ""
+    return (f"trial {trial['number']}: {trial['status']}{value}{branch}<br>"
+            f"plan {esc(trial['plan'])}"
             f"<br>{trial['start']:.1f} s → {trial['end']:.1f} s{reason}")

@@ -11,10 +11,17 @@ Paired seeds: seed s fixes the search RNG and each trial's init and data, for ev
   M2  random search over stage plans (order, skips) + prereq mixed into the target + LR
   M3  Optuna TPE over the same space as M2, no early stopping
   M4  TPE + ASHA at target evals + stage policies (fixed / plateau / bandit) searched
+  M5  M4's space and sampler with branching trials (the `population` trial scheduler): the
+      worst quarter stops at each rung of target evals, most new trials branch from a
+      checkpoint of the best quarter (prefix not retrained), TPE proposing the continuation
   null  M4 with the prerequisite replaced by a copy of the target: order cannot matter
+  null5  M5 on the null task: branching must not do worse there than M4 does
 
-  python benchmarks/search_efficiency.py --smoke    # 3 seeds, 2-3 half-size trials each (~10 min)
-  python benchmarks/search_efficiency.py --full     # 5 seeds, ~8 trials each (57 min)
+  python benchmarks/search_efficiency.py --smoke    # 3 seeds, 2-3 half-size trials each (~15 min)
+  python benchmarks/search_efficiency.py --full     # 5 seeds, ~8 trials each (~80 min)
+  python benchmarks/search_efficiency.py --full --methods M5 null5 --merge
+      # run some methods only, and merge their rows into the committed results (the other
+      # methods' rows and the prerequisite check are kept as they were measured)
 
 First a fixed-strategy check shows whether the prerequisite helps at all at this size.
 Then per method: best target loss at the budget, compute until the best-so-far first reaches
@@ -108,14 +115,18 @@ ADAPTIVE = ["study.trial_scheduler=asha",
             "study.trial_scheduler_settings={grace_period = 4, reduction_factor = 2}",
             "search.stage_policy={fixed = {}, plateau = {patience = {low = 1, high = 3}}, "
             "bandit = {}}"]
+BRANCHING = [*ADAPTIVE, "study.trial_scheduler=population",
+             "study.trial_scheduler_settings={quantile = 0.25, fresh = 0.2, grace_period = 2}"]
+NULL_TASK = ["data.prereq={dataset = 'arith', digits = 4, reverse = true, "
+             "train_size = 200_000}"]
 METHODS = {
     "M1": ["search.plan={order = 'general>prereq>target'}"],
     "M2": PLAN_SEARCH,
     "M3": [*PLAN_SEARCH, *TPE],
     "M4": [*PLAN_SEARCH, *TPE, *ADAPTIVE],
-    "null": [*PLAN_SEARCH, *TPE, *ADAPTIVE,
-             "data.prereq={dataset = 'arith', digits = 4, reverse = true, "
-             "train_size = 200_000}"],
+    "M5": [*PLAN_SEARCH, *TPE, *BRANCHING],
+    "null": [*PLAN_SEARCH, *TPE, *ADAPTIVE, *NULL_TASK],
+    "null5": [*PLAN_SEARCH, *TPE, *BRANCHING, *NULL_TASK],
 }
 # --smoke checks the plumbing, not the claim: every stage at half length, 2-3 trials a search
 SIZES = {"full": {"general": 50_000, "prereq": 150_000, "target": 600_000},
@@ -163,6 +174,10 @@ def run_method(name: str, seed: int, budget: int, workdir: Path, mode: str) -> d
     per_eval = study.model.settings["eval_batches"] * study.model.settings["batch_size"] \
         * study.model.settings["context"]
     records = sorted(outcome.records, key=lambda r: r.ended or 0)
+    # prefix sharing: tokens branches did not train again, against what a search of the
+    # same configurations without sharing would have trained (every trial its whole lineage)
+    shared = sum(r.branch.tokens for r in records if r.branch is not None)
+    prefix_saved = shared / (shared + sum(r.tokens for r in records)) if records else 0.0
     curve, spent, trained, best = [], 0.0, 0, math.inf
     for r in records:
         evaluated = sum(1 for e in run.events(r.number) for k in e.eval.metrics
@@ -182,6 +197,8 @@ def run_method(name: str, seed: int, budget: int, workdir: Path, mode: str) -> d
             "tokens": trained, "compute": round(spent), "wall_s": wall,
             "tokens_to_target": reached, "trials": len(records),
             "pruned": sum(r.status == TrialStatus.PRUNED for r in records), "curve": curve,
+            "branched": sum(r.branch is not None for r in records),
+            "prefix_saved": prefix_saved,
             "best_plan": top.plan if top else None,
             "best_config": dict(top.config) if top else None}
 
@@ -222,7 +239,7 @@ def _fixed_trial(path: str, overrides: list[str], seed: int) -> float:
 
 def report(rows: list[dict], check: dict, args: argparse.Namespace, mode: str) -> None:
     by = {m: sorted((r for r in rows if r["method"] == m), key=lambda r: r["seed"])
-          for m in METHODS}
+          for m in METHODS if any(r["method"] == m for r in rows)}
     lines = [f"# Search efficiency ({mode}): {len(args.seeds)} paired seeds, "
              f"{args.budget:,} tokens of compute per search", "",
              f"Command: `python benchmarks/search_efficiency.py --{mode}`", "",
@@ -235,21 +252,25 @@ def report(rows: list[dict], check: dict, args: argparse.Namespace, mode: str) -
               "the best trial that ended within the budget: searches overrun it by the "
               "segments their last trials were in, and that overrun is not counted.", "",
               "| method | mean | per seed | vs M1: diff [95% CI] | vs M2: diff [95% CI] "
-              "| trials (pruned) | wall s |", "|---|---|---|---|---|---|---|"]
+              "| vs M4: diff [95% CI] | trials (pruned, branched) | prefix saved per seed "
+              "| wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for m, runs in by.items():
         best = [r["best"] for r in runs]
+        saved = ", ".join(f"{r.get('prefix_saved', 0.0):.0%}" for r in runs)
         lines.append(
             f"| {m} | {statistics.fmean(best):.3f} | {', '.join(f'{b:.3f}' for b in best)} | "
             f"{_vs(_best, by, 'M1', m, '.3f')} | {_vs(_best, by, 'M2', m, '.3f')} | "
+            f"{_vs(_best, by, _peer('M4', m), m, '.3f')} | "
             f"{statistics.fmean(r['trials'] for r in runs):.1f} "
-            f"({statistics.fmean(r['pruned'] for r in runs):.1f}) | "
+            f"({statistics.fmean(r['pruned'] for r in runs):.1f}, "
+            f"{statistics.fmean(r.get('branched', 0) for r in runs):.1f}) | {saved} | "
             f"{statistics.fmean(r['wall_s'] for r in runs):.0f} |")
     lines += ["", f"## Compute until the best-so-far first reaches {TARGET_LOSS} nats "
               "(lower is better)", "",
               "A search that never reached it counts as the whole budget, so differences "
               "involving it understate the gap.", "",
-              "| method | reached | median | vs M1: diff [95% CI] | vs M2: diff [95% CI] |",
-              "|---|---|---|---|---|"]
+              "| method | reached | median | vs M1: diff [95% CI] | vs M2: diff [95% CI] "
+              "| vs M4: diff [95% CI] |", "|---|---|---|---|---|---|"]
     def reached(row: dict) -> float:  # not reached: the whole budget
         return args.budget if row["tokens_to_target"] is None else row["tokens_to_target"]
 
@@ -257,7 +278,8 @@ def report(rows: list[dict], check: dict, args: argparse.Namespace, mode: str) -
         lines.append(
             f"| {m} | {sum(r['tokens_to_target'] is not None for r in runs)}/{len(runs)} | "
             f"{statistics.median(map(reached, runs)):,.0f} | "
-            f"{_vs(reached, by, 'M1', m, ',.0f')} | {_vs(reached, by, 'M2', m, ',.0f')} |")
+            f"{_vs(reached, by, 'M1', m, ',.0f')} | {_vs(reached, by, 'M2', m, ',.0f')} | "
+            f"{_vs(reached, by, _peer('M4', m), m, ',.0f')} |")
     table = "\n".join(lines)
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -268,13 +290,19 @@ def report(rows: list[dict], check: dict, args: argparse.Namespace, mode: str) -
     _figure(by, mode)
 
 
+def _peer(ref: str, m: str) -> str:
+    """The method `m` is compared with in the `ref` column: null5 with null (branching on
+    the task where order cannot matter, against M4's method there), the rest with `ref`."""
+    return "null" if m == "null5" else ref
+
+
 def _best(row: dict) -> float:
     return row["best"]
 
 
 def _vs(measure: Callable[[dict], float], by: dict, ref: str, m: str, fmt: str) -> str:
     """`measure` of method m against method ref, paired by seed: diff [95% CI]."""
-    if m == ref:
+    if m == ref or ref not in by:
         return "—"
     values, base = [measure(r) for r in by[m]], [measure(r) for r in by[ref]]
     if not all(map(math.isfinite, [*values, *base])):
@@ -305,6 +333,10 @@ def main() -> None:
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--smoke", action="store_true")
     group.add_argument("--full", action="store_true")
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
+                   help="run these methods only (default: all)")
+    p.add_argument("--merge", action="store_true", help="keep the other methods' rows and "
+                   "the prerequisite check of the committed results, and add these")
     args = p.parse_args()
     mode = "smoke" if args.smoke else "full"
     args.seeds = [0, 1, 2] if args.smoke else [0, 1, 2, 3, 4]
@@ -315,14 +347,19 @@ def main() -> None:
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              logging_level="ERROR")  # a Ray of its own, never a `ray start` cluster here
-    rows = []
+    rows, check = [], None
+    if args.merge:
+        kept = json.loads((RESULTS / f"search_efficiency-{mode}.json").read_text())
+        rows = [r for r in kept["rows"] if r["method"] not in args.methods]
+        check = kept["prerequisite_check"]
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            check = prerequisite_check(args.seeds[:2] if args.smoke else args.seeds, Path(tmp),
-                                       mode)
+            if check is None:
+                check = prerequisite_check(args.seeds[:2] if args.smoke else args.seeds,
+                                           Path(tmp), mode)
             print("prerequisite check:", json.dumps(check), flush=True)
             for seed in args.seeds:
-                for m in METHODS:
+                for m in args.methods:
                     rows.append(run_method(m, seed, args.budget, Path(tmp), mode))
                     r = rows[-1]
                     print(f"{m:>4} seed {seed}: best {r['best']:.3f}, {r['compute']:,} compute, "

@@ -58,13 +58,17 @@ def test_methods_search_what_their_names_claim(bench, registry, tmp_path):
     assert spaces["M1"].plans == ("general>prereq>target",)  # M1: the order is fixed
     assert {p.key: p.value for p in spaces["M1"].mixes} == {"mix.target.target": 1.0,
                                                              "mix.target.prereq": 0.0}
-    for m in ("M2", "M3", "M4", "null"):
+    for m in ("M2", "M3", "M4", "M5", "null", "null5"):
         assert len(spaces[m].plans) == 5  # each of general/prereq may move or be skipped
         assert [p.key for p in spaces[m].mixes if p.type != "fixed"] == ["mix.target.prereq"]
     assert spaces["M2"] == spaces["M3"]  # same space: only the sampler differs
     policies = spaces["M4"].kind("stage_policy").names
     assert set(policies) == {"fixed", "plateau", "bandit"}
+    assert spaces["M5"] == spaces["M4"]  # M5: M4's space; only how trials start differs
+    m5 = _study(bench, registry, tmp_path, bench.METHODS["M5"])
+    assert m5.study.trial_scheduler == "population" and m5.study.sampler == "tpe"
     null = _study(bench, registry, tmp_path, bench.METHODS["null"])
+    assert _study(bench, registry, tmp_path, bench.METHODS["null5"]).data == null.data
     assert null.data["prereq"].settings == null.data["target"].settings
     prereq = _study(bench, registry, tmp_path, bench.METHODS["M1"]).data["prereq"].settings
     assert prereq["operand_digits"] < prereq["digits"] == null.data["target"].settings["digits"]

@@ -22,6 +22,9 @@ GOOD = {
     "bert-mlm-classify.toml": [
         "search.plan={order='pretrain>classify'}", "search.optimizer={adamw={lr=2e-3}}",
         "search.lr_schedule={constant={}}", "search.stage_policy={budget_split={first=0.2}}"],
+    "branching.toml": [
+        "search.plan={order='target'}", "stage.target.data={target=1.0, prereq=1.0}",
+        "search.optimizer={adamw={lr=3e-3}}", "search.stage_policy={fixed={}}"],
 }
 
 
@@ -75,6 +78,13 @@ def test_quickstart_beats_a_unigram_model_of_its_target(registry):
     result, run = one_trial(registry, "quickstart.toml")
     # unigram: about 2.28 nats per answer token; the trial reaches about 1.44
     assert result.value < unigram_loss(run, "target") - 0.3
+
+
+@pytest.mark.slow
+def test_the_branching_study_learns_four_digit_addition(registry):
+    result, run = one_trial(registry, "branching.toml")
+    # one whole trial (600k target tokens, easy problems mixed in 1:1): far below unigram
+    assert result.value < unigram_loss(run, "target") - 0.5
 
 
 @pytest.mark.slow

@@ -83,7 +83,7 @@ def _switches(study: Study, registry: Registry, space: SearchSpace, seed: int
               ) -> tuple[Switch, ...]:
     """The settings each later segment of the study's lineage switches to."""
     out = []
-    for i, step in enumerate(study.lineage[1:], start=1):
+    for i, step in enumerate(study.lineage[1:], start=2):  # lineage[1] is the root, as TOML's
         try:
             config = decode(space, dict(step.params))
         except KeyError as e:

@@ -501,9 +501,9 @@ def _check_lineage(ctx: Context) -> Iterator[Problem]:
     parameters are checked as the trial is built: they name what the space must hold)."""
     steps = ctx.sections.get("lineage") or []
     if steps and steps[0].after_tokens != 0:
-        yield Problem("lineage[0].after_tokens", "the lineage's first segment starts at 0 "
+        yield Problem("lineage[1].after_tokens", "the lineage's first segment starts at 0 "
                       f"tokens, not {steps[0].after_tokens:,}")
-    for i, (a, b) in enumerate(itertools.pairwise(steps), start=1):
+    for i, (a, b) in enumerate(itertools.pairwise(steps), start=2):  # 1-based, as TOML's
         if b.after_tokens <= a.after_tokens:
             yield Problem(f"lineage[{i}].after_tokens", f"{b.after_tokens:,} must be more "
                           f"than the segment before's {a.after_tokens:,}")

@@ -198,3 +198,28 @@ def test_an_exported_branch_replays_its_whole_lineage_as_one_trial(population_ru
     # a search over a replay would sample over it: refused in one line
     assert main(["search", str(exported), "--out", str(tmp_path / "s")]) == 2
     assert "replays one trial's lineage" in capsys.readouterr().err
+
+
+def lineage_study(tmp_path, *steps):
+    """quickstart-toy with a [[lineage]] of `steps` ((after_tokens, optimizer) pairs)."""
+    text = STUDY.read_text() + "".join(
+        f'\n[[lineage]]\nafter_tokens = {after}\n[lineage.params]\noptimizer = "{opt}"\n'
+        f'"plan.order" = "target"\n' for after, opt in steps)
+    path = tmp_path / "lineage.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_broken_lineage_is_one_line_naming_its_segment(tmp_path, capsys):
+    path = lineage_study(tmp_path, (5, "adamw"), (5, "adamw"))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "lineage[1].after_tokens: the lineage's first segment starts at 0 tokens, not 5" \
+        in err
+    assert "lineage[2].after_tokens: 5 must be more than the segment before's 5" in err
+    assert "Traceback" not in err
+    path = lineage_study(tmp_path, (0, "adamw"), (4096, "lion9"))
+    assert main(["trial", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "lineage[2].params: config chooses optimizer 'lion9'" in err
+    assert "Traceback" not in err

@@ -58,16 +58,6 @@ def on_disk(latest: Path) -> list[tuple[str, AbstractContextManager[Path]]]:
     return [(str(p), nullcontext(p)) for p in [latest, *earlier]]
 
 
-def newest_intact(latest: Path) -> tuple[Path | None, list[str]]:
-    """The newest intact checkpoint among `latest` and the ones before it in its folder,
-    and why each newer one was refused."""
-    refused: list[str] = []
-    for name, _ in on_disk(latest):
-        if _intact(Path(name), name, refused):
-            return Path(name), refused
-    return None, refused
-
-
 def restore(trainer: Any, candidates: Iterable[tuple[str, AbstractContextManager[Path]]]
             ) -> tuple[Any, list[str]]:
     """Load the newest intact checkpoint of `candidates` into `trainer`. `candidates`: the

@@ -65,6 +65,15 @@ class CheckpointStore:
         prefix = f"{self.scheme}://"
         return uri.removeprefix(prefix) if self.remote else uri
 
+    def missing(self, paths: list[str]) -> set[str]:
+        """Those of `paths` that are not in this store (deleted, or never written)."""
+        from pyarrow import fs
+
+        if not paths:
+            return set()
+        infos = self.filesystem.get_file_info(list(paths))
+        return {p for p, i in zip(paths, infos, strict=True) if i.type == fs.FileType.NotFound}
+
     def probe(self, what: str) -> None:
         """Write and delete one small object, or raise one line naming `what` (the field)."""
         probe = posixpath.join(self.path, f".autostage-probe-{uuid.uuid4().hex}")

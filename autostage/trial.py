@@ -210,9 +210,10 @@ class _Loop:
         else:
             self.trainer.begin_stage(stage)
         rewinds = self.plan.policy.rewinds
-        # (a visit continued from a checkpoint rewinds at most to where it continued)
         best = self.trainer.snapshot() if rewinds else None
-        best_eval: Eval | None = None
+        # a visit continued from a checkpoint rewinds at most to where it continued: to the
+        # eval the checkpoint was taken at
+        best_eval: Eval | None = self.evals[-1] if done and self.evals else None
         while True:
             ev = self._segment(stage, visit, done)
             done = ev.stage_tokens
@@ -242,6 +243,10 @@ class _Loop:
             if self._switch_if_due():  # the rest of this visit runs with the new settings
                 stage = replace(self.plan.stages[stage.name], visit=visit)
                 _continue_stage(self.trainer, stage)
+                # as a branch from here would: the new policy rewinds at most to this eval
+                rewinds = self.plan.policy.rewinds
+                best, best_eval = (self.trainer.snapshot() if rewinds else None), ev
+                continue
             improved = best_eval is None or better(ev.value, best_eval.value, stage.watch_mode)
             if rewinds and not isinstance(decision, Rewind) and improved:
                 best, best_eval = self.trainer.snapshot(), ev

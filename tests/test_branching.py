@@ -45,6 +45,9 @@ def check_lineage(run):
         at = lineage_evals(parent, by_number)[r.branch.evals - 1]
         assert at.checkpoint == r.branch.checkpoint and at.eval.tokens == r.branch.tokens
         assert r.branch.prefix == dict(parent.config) and r.branch.seed == parent.seed
+        if r.status == TrialStatus.INTERRUPTED:
+            continue  # killed, perhaps while Optuna was sampling it: some parameters only
+        assert r.seed == parent.seed  # a branch trains with its lineage root's seed
         assert r.config["plan.order"] == parent.config["plan.order"]  # inherited
         if r.evals:
             assert r.evals[0].eval.tokens > r.branch.tokens  # its own evals come after
@@ -116,8 +119,14 @@ def test_the_token_budget_counts_only_what_branches_train(ray_session, tmp_path)
     records = run.results()
     spent = sum(r.tokens for r in records)
     assert check_lineage(run)
-    assert sum(trained(run, r.number) for r in records) == spent
-    # the search ends once the budget is spent; running trials finish their segment
+    cut = [r for r in records if "token budget was spent" in r.reason]
+    assert [(r.number, trained(run, r.number)) for r in records if r not in cut] == \
+        [(r.number, r.tokens) for r in records if r not in cut]
+    # the trials running when the budget ran out were stopped where they were: what they
+    # trained since their last report (at most a prefix stage's held-back evals and one
+    # segment) is the search's overrun, trained and not charged
+    assert all(0 <= trained(run, r.number) - r.tokens <= 100_000 + 51_200 for r in cut), \
+        [(r.number, trained(run, r.number), r.tokens) for r in cut]
     assert 3_000_000 <= spent < 3_000_000 + 2 * 100_000
     assert sum(r.status.finished for r in records) < 100
 
@@ -126,9 +135,9 @@ def test_the_token_budget_counts_only_what_branches_train(ray_session, tmp_path)
 def test_a_crashed_branch_is_retried_from_its_own_checkpoint_or_its_branch_point(
         ray_session, tmp_path):
     out = tmp_path / "run"
-    # every trial crashes once as its lineage passes 330k tokens: a branch from later
+    # every trial crashes once as its lineage passes 150k tokens: a branch from later
     # crashes at its first step (no checkpoint of its own: it restarts at its branch point)
-    assert search(out, "study.trials=16", "study.retries=2", "model.crash_at_tokens=330_000",
+    assert search(out, "study.trials=16", "study.retries=2", "model.crash_at_tokens=150_000",
                   "model.crash_once=true", "study.sampler=random") == 0
     run = RunDir(out)
     branched = check_lineage(run)
@@ -191,10 +200,10 @@ def test_an_exported_branch_replays_its_whole_lineage_as_one_trial(population_ru
     last = out.strip().splitlines()[-1]
     value = float(last.split("= ")[1].split(",")[0])
     lineage = lineage_evals(chosen, by_number)
-    # the replay trains what the lineage trained, and ends where it ended (the toy's eval
-    # noise is 0.01: the replay draws it from the root's seed throughout)
+    # the replay trains what the lineage trained with the same seed (a branch trains with its
+    # root's) and the same RNG, so it ends where the branch ended
     assert f"{lineage[-1].eval.tokens:,} tokens" in last
-    assert value == pytest.approx(chosen.value, abs=0.05)
+    assert value == pytest.approx(chosen.value, rel=1e-3)
     # a search over a replay would sample over it: refused in one line
     assert main(["search", str(exported), "--out", str(tmp_path / "s")]) == 2
     assert "replays one trial's lineage" in capsys.readouterr().err

@@ -30,19 +30,65 @@ def point(trial, e, final_evals=0, evals=1, params=PARAMS):
                        f"/ck/{trial}/{evals}")
 
 
+def lineage_points(*evals):
+    """The points of one trial that reported `evals`, each with a checkpoint."""
+    population = Population(Branching(quantile=0.25, fresh=0.0), "eval.target.loss", "min", 0)
+    population.started(0, None)
+    for i, e in enumerate(evals, start=1):
+        population.saw(0, e, index=i, params=PARAMS, checkpoint=f"/ck/{i}", path=f"/ck/{i}")
+    return population.points
+
+
 def test_a_branch_at_a_stage_boundary_keeps_the_prefix_and_lets_the_rest_change():
-    at_prereq_end = point(0, ev("prereq", 200, 100, 100, 2.0))
-    assert at_prereq_end.finished() == ("general", "prereq")
+    *_, at_prereq_end = lineage_points(ev("general", 50, 50, 50, 3.0),
+                                       ev("prereq", 150, 100, 100, 2.0))
+    assert at_prereq_end.visited == ("general", "prereq")
     assert at_prereq_end.inherited() == {
         "plan.order": "general>prereq>target", "init": "default", "trainer": "toy",
         "mix.prereq.prereq": 1.0}  # optimizer, schedule, policy, target's mixture: sampled
 
 
 def test_a_branch_inside_the_final_stage_may_change_its_mixture_from_there_on():
-    inside = point(0, ev("target", 300, 100, 400, 1.0), final_evals=1)
-    assert inside.finished() == ("general", "prereq")
+    *_, inside = lineage_points(ev("prereq", 100, 100, 100, 2.0),
+                                ev("target", 300, 200, 400, 1.0))
+    assert inside.visited == ("prereq",)
     assert "mix.target.prereq" not in inside.inherited()
-    assert inside.branch() == Branch(0, "target", 300, 1, "/ck/0/1", PARAMS, 0)
+    assert inside.branch() == Branch(0, "target", 300, 2, "/ck/2", PARAMS, 0)
+
+
+def test_what_a_branch_inherits_follows_the_stages_its_lineage_really_visited():
+    """A policy that jumped past a stage (Advance(to=...)) left its mixture unused: a branch
+    may still choose it; a stage already trained keeps its mixture."""
+    jumped = lineage_points(ev("target", 100, 100, 400, 1.0))[0]  # plan says prereq first
+    assert jumped.visited == ()
+    assert {"mix.prereq.prereq", "mix.target.prereq"}.isdisjoint(jumped.inherited())
+
+
+def test_a_retry_drops_the_points_after_where_it_resumed():
+    population = Population(Branching(quantile=0.5, fresh=0.0), "eval.target.loss", "min", 0)
+    population.started(0, None)
+    for i in range(1, 4):
+        population.saw(0, ev("target", 100 * i, 100 * i, 400, 1.0), index=i, params=PARAMS,
+                       final_evals=i, checkpoint=f"/ck/{i}", path=f"/ck/{i}")
+    population.forget_after(0, 1)
+    assert [p.evals for p in population.points] == [1]
+    population.saw(0, ev("target", 200, 200, 400, 0.9), index=2, params=PARAMS,
+                   final_evals=2, checkpoint="/ck/2b", path="/ck/2b")
+    assert [(p.evals, p.path) for p in population.points] == [(1, "/ck/1"), (2, "/ck/2b")]
+
+
+def test_a_branch_trail_starts_with_its_parents_evals_up_to_the_branch_point():
+    population = Population(Branching(quantile=0.5, fresh=0.0), "eval.target.loss", "min", 0)
+    population.started(0, None)
+    population.saw(0, ev("prereq", 100, 100, 100, 2.0), index=1, params=PARAMS,
+                   checkpoint="/ck/a", path="/ck/a")
+    population.saw(0, ev("target", 200, 100, 400, 1.0), index=2)
+    branch = population.points[0].branch()
+    population.started(5, branch)
+    population.saw(5, ev("target", 200, 100, 400, 1.1), index=2, params=PARAMS,
+                   final_evals=1, checkpoint="/ck/b", path="/ck/b")
+    assert population.trails[5] == [("prereq", 0), ("target", 0)]
+    assert population.points[-1].evals == 2 and population.points[-1].visited == ("prereq",)
 
 
 def test_branches_come_from_the_top_quantile_of_their_place_and_never_from_a_lone_point():
@@ -187,3 +233,24 @@ def test_keep_checkpoints_all_deletes_nothing(tmp_path):
     retention.rule = "needed"  # without a population nothing may branch: it goes
     retention.sweep()
     assert not (tmp_path / "checkpoint_000000").exists()
+
+
+def test_a_resumed_search_never_branches_from_a_checkpoint_deleted_before(tmp_path):
+    from pyarrow import fs
+
+    from autostage.checkpoint_store import CheckpointStore
+
+    store = CheckpointStore(fs.LocalFileSystem(), str(tmp_path))
+    records = []
+    for trial, loss in enumerate([1.0, 2.0, 3.0, 4.0]):
+        folder = tmp_path / f"t{trial}"
+        folder.mkdir()
+        records.append(TrialRecord(trial, TrialStatus.PRUNED, config=PARAMS, seed=trial,
+                                   evals=(EvalRecord(ev("target", 100, 100, 800, loss),
+                                                     checkpoint=str(folder)),)))
+    (tmp_path / "t0").rmdir()  # the best: deleted by an earlier session's retention
+    population = Population(Branching(quantile=0.5, fresh=0.0), "eval.target.loss", "min", 0)
+    population.note_records(records, "target", store.path_of, store.missing)
+    assert population.gone == {str(tmp_path / "t0")}
+    assert {population.propose().trial for _ in range(50)} == {1}
+    assert [p.final_evals for p in population.points] == [1, 1, 1, 1]

@@ -286,3 +286,46 @@ def test_a_replayed_lineage_switches_settings_just_after_the_eval_each_branch_st
     run_trial(at_boundary, trainer)
     assert trainer.stages == ["a", "b"]  # the switch came with b's own beginning
     assert [lr for _, lr in trainer.lrs] == [1e-3, 1e-3, 2e-3, 2e-3, 2e-3, 2e-3]
+
+
+def test_a_rewind_after_resuming_inside_a_visit_goes_back_to_the_checkpoints_eval():
+    import copy
+
+    class Continuing(ScriptedTrainer):
+        def continue_stage(self, stage):
+            self.stage = stage
+
+    states = []
+    run_trial(plan({}, stage("b", tokens=100, final=True)), Continuing(),
+              checkpoint=lambda s: states.append(copy.deepcopy(s)), within_final=True)
+    at_50 = states[1]
+    trainer = Continuing()
+    trainer.weights = 50
+    # eval 3 (the first after resuming) is worse and the policy rewinds: to eval 2's weights
+    result = run_trial(plan({3: Rewind()}, stage("b", tokens=100, final=True)), trainer,
+                       resume=at_50)
+    third = result.evals[2]
+    assert isinstance(third.decision, Rewind)
+    assert third.restored == at_50.evals[-1].current
+    assert trainer.weights == 75  # back to 50, then the visit's last 25 tokens
+
+
+def test_a_replay_switching_to_a_rewinding_policy_inside_a_visit_rewinds_to_the_switch():
+    from autostage.trial import Switch
+
+    class Continuing(ScriptedTrainer):
+        def continue_stage(self, stage):
+            self.stage = stage
+
+    class NoRewinds(Scripted):
+        rewinds = False
+
+    first = plan({}, stage("b", tokens=100, final=True))
+    first = replace(first, policy=NoRewinds())
+    later = plan({4: Rewind()}, stage("b", tokens=100, final=True))
+    trainer = Continuing()
+    result = run_trial(replace(first, switches=(Switch(50, later.stages, later.policy),)),
+                       trainer)
+    assert result.status == TrialStatus.COMPLETED
+    # the best eval since the switch (eval 3, better than the switch's eval 2)
+    assert result.evals[3].restored == result.evals[2].current

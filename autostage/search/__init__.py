@@ -52,7 +52,6 @@ from autostage.search import cluster  # noqa: E402
 from autostage.search.bridge import EarlyStops, EvalsOnly, StudySearch  # noqa: E402
 from autostage.search.driver import Recorder, TokenBudget  # noqa: E402
 from autostage.search.messages import TIME_ATTR, TRIAL  # noqa: E402
-from autostage.search.messages import trial_seed as msg_trial_seed  # noqa: E402
 from autostage.search.population import Population  # noqa: E402
 from autostage.search.retention import Retention  # noqa: E402
 from autostage.search.storage import (  # noqa: E402
@@ -154,7 +153,7 @@ def _population(study: Study, registry: Any, run: RunDir, store: CheckpointStore
                             sampler_seed(s.seed, storage, s.name))
     if resume:
         population.note_records(run.trials(), study.final.name if study.final else None,
-                                store.path_of, lambda n: msg_trial_seed(s.seed, n))
+                                store.path_of, store.missing)
     return population
 
 

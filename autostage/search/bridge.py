@@ -62,6 +62,16 @@ class StudySearch(OptunaSearch):
             self.retention.pin(trial.number, Branch.from_json(branch))
         return msg.trial_config(trial.number, params, branch)
 
+    def save(self, checkpoint_path: str) -> None:
+        # Ray saves the searcher with its experiment state, which autostage never restores
+        # from: the branch points (a resumed search rebuilds them from the records) stay out
+        kept = self.population, self.retention, self.stops
+        self.population = self.retention = self.stops = None
+        try:
+            super().save(checkpoint_path)
+        finally:
+            self.population, self.retention, self.stops = kept
+
     def _queued(self) -> bool:
         """Trials re-queued by --resume wait: they go first, and may be branches themselves."""
         return bool(self._ot_study.get_trials(deepcopy=False,

@@ -16,7 +16,6 @@ from autostage.records import Branch, EvalRecord, TrialRecord, TrialStatus, with
 from autostage.rundir import RunDir
 from autostage.search import messages as msg
 from autostage.search import time_limit
-from autostage.search.population import BranchPoint
 from autostage.spec import StudySection
 
 
@@ -34,13 +33,17 @@ class Recorder(tune.Callback):
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray pickles its run config for Tuner.restore, which autostage does not use; the
-        # live view (locks, a terminal) stays in this process.
-        return {**self.__dict__, "view": None}
+        # live view (locks, a terminal) stays in this process, and so do the branch points
+        # (a resumed search rebuilds them from the records)
+        return {**self.__dict__, "view": None, "population": None, "retention": None}
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.started.setdefault(trial.trial_id, time.time())
-        if (branch := _branch(trial)) is not None:  # the live view and report see it at once
+        branch = _branch(trial)
+        if branch is not None:  # the live view and report see it at once
             self.run.write_branch(int(trial.config[msg.TRIAL]), branch)
+        if self.population is not None:
+            self.population.started(int(trial.config[msg.TRIAL]), branch)
         self.view.trial_started()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
@@ -48,9 +51,12 @@ class Recorder(tune.Callback):
         number = int(result[msg.TRIAL])
         if msg.RESUMED_AT in result:
             self.run.truncate_events(number, int(result[msg.RESUMED_AT]))
+            self._forget_after(trial, int(result[msg.RESUMED_AT]))
             return
         for earlier in result.get(msg.EARLIER, []):
-            self.run.append_event(number, _eval_record(earlier))
+            self.run.append_event(number, (record := _eval_record(earlier)))
+            if self.population is not None:
+                self.population.saw(number, record.eval)
         if msg.is_outcome(result):
             self._receive_model(number, trial, result)
         if not msg.is_eval(result):
@@ -61,11 +67,13 @@ class Recorder(tune.Callback):
         self.run.append_event(number, record)
         if path and self.retention is not None:
             self.retention.saw(number, path)
-        if path and self.population is not None:
-            self.population.note(BranchPoint(
-                number, dict(trial.config[msg.PARAMS]), msg.trial_seed(self.study_seed, number),
-                record.eval, int(result[msg.EVAL_INDEX]), int(result.get(msg.TIME_ATTR, 0)),
-                record.checkpoint, path))
+        if self.population is not None:
+            self.population.saw(
+                number, record.eval, index=int(result[msg.EVAL_INDEX]),
+                params=dict(trial.config[msg.PARAMS]),
+                seed=msg.config_seed(self.study_seed, trial.config),
+                final_evals=int(result.get(msg.TIME_ATTR, 0)), checkpoint=record.checkpoint,
+                path=path)
         self.view.trial_result(number, int(result[msg.TOKENS]))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -93,6 +101,14 @@ class Recorder(tune.Callback):
         number = (trial.config or {}).get(msg.TRIAL)
         if number is not None and trial.checkpoint is None:
             self.run.truncate_events(int(number), 0)
+            self._forget_after(trial, 0)
+
+    def _forget_after(self, trial: Any, kept: int) -> None:
+        """A retry keeps `kept` of the trial's own evals: the branch points after them go."""
+        if self.population is not None:
+            branch = _branch(trial)
+            self.population.forget_after(int(trial.config[msg.TRIAL]),
+                                         kept + (branch.evals if branch else 0))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         number = int(trial.config[msg.TRIAL])
@@ -132,7 +148,8 @@ class Recorder(tune.Callback):
             number=number, status=status, reason=reason,
             values=tuple(values) if values else None,
             tokens=int(last.get(msg.TOKENS, trained)),
-            seed=msg.trial_seed(self.study_seed, number), config=dict(trial.config[msg.PARAMS]),
+            seed=msg.config_seed(self.study_seed, trial.config),
+            config=dict(trial.config[msg.PARAMS]),
             started=self.started.pop(trial.trial_id, None), ended=time.time(), branch=branch,
         )
         self.run.write_result(record.with_evals(without_replays(evals)))

@@ -50,6 +50,16 @@ def trial_seed(study_seed: int, number: int) -> int:
     return study_seed + number
 
 
+def config_seed(study_seed: int, config: dict[str, Any]) -> int:
+    """The seed a trial trains with: its own (`trial_seed`), or a branched trial's lineage
+    root's — its data goes on where its parent's would have, and a replay of the lineage
+    (`autostage best --export`) draws the same batches."""
+    branch = config.get(BRANCH) or {}
+    if branch.get("seed") is not None:
+        return int(branch["seed"])
+    return trial_seed(study_seed, int(config[TRIAL]))
+
+
 def trial_config(number: int, params: dict[str, Any],
                  branch: dict[str, Any] | None = None) -> dict[str, Any]:
     return {TRIAL: number, PARAMS: params, **({BRANCH: branch} if branch else {})}

@@ -9,15 +9,17 @@ trial is fresh with probability `fresh`; otherwise it branches from a point draw
 from the top `quantile` of a place holding at least two points.
 
 What a branch inherits is what already took effect at the point: the model and trainer, the
-init, the stage plan, the data mixtures of the stages the plan had finished. What it may
+init, the stage plan, the data mixtures of the stages its lineage has visited. What it may
 change — its continuation, proposed by the study's sampler — is what acts from the point on:
 CONTINUES (optimizer, LR schedule, stage policy, with their settings) and the mixtures of
-the current and later stages. The sampler is asked with the inherited parameters fixed
-(Optuna's `enqueue_trial`), so it proposes only the continuation, and its record holds both.
+the stage under way and of the stages not visited yet. The sampler is asked with the
+inherited parameters fixed (Optuna's `enqueue_trial`), so it proposes only the continuation,
+and its record holds both.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 from collections import defaultdict
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from typing import Any
 
 from autostage.components import Branching
 from autostage.decisions import Advance, Eval
-from autostage.keys import PLAN_KEY, key_kind, parse_mix_key, split_plan
+from autostage.keys import key_kind, parse_mix_key
 from autostage.ranking import better, finite
 from autostage.records import Branch, TrialRecord, lineage_evals
 
@@ -39,43 +41,41 @@ class BranchPoint:
 
     trial: int
     params: dict[str, Any]  # the trial's parameters: what its lineage ran with
-    seed: int
+    seed: int  # the seed it trained with (its lineage root's)
     ev: Eval  # the eval the checkpoint was reported with
     evals: int  # the lineage's evals up to it
     final_evals: int  # final-stage evals up to it (0: a boundary before the final stage)
     checkpoint: str  # as a user names it (the record's)
     path: str  # in the checkpoint store
+    visited: tuple[str, ...] = ()  # stages whose mixtures took effect before this point
 
     @property
     def place(self) -> tuple[str, int]:
         """Points at one place are compared: a stage's boundary, or a final-stage rung."""
         return (self.ev.stage, self.final_evals)
 
-    def finished(self) -> tuple[str, ...]:
-        """The stages of the plan whose visits ended by this point (their mixtures took
-        effect wholly)."""
-        plan = split_plan(str(self.params.get(PLAN_KEY, "")))
-        if self.ev.stage not in plan:
-            return ()
-        boundary = self.ev.stage_tokens >= self.ev.stage_budget or \
-            isinstance(self.ev.decision, Advance)
-        return plan[:plan.index(self.ev.stage) + boundary]
-
     def inherited(self) -> dict[str, Any]:
         """The parameters a branch from here keeps: all but its continuation."""
-        done = self.finished()
-        return {k: v for k, v in self.params.items() if not _continues(k, done)}
+        return {k: v for k, v in self.params.items() if not _continues(k, self.visited)}
 
     def branch(self) -> Branch:
         return Branch(self.trial, self.ev.stage, self.ev.tokens, self.evals, self.checkpoint,
                       dict(self.params), self.seed)
 
 
-def _continues(key: str, finished: tuple[str, ...]) -> bool:
+def _continues(key: str, visited: tuple[str, ...]) -> bool:
     if key_kind(key) in CONTINUES:
         return True
     mix = parse_mix_key(key)
-    return mix is not None and mix[0] not in finished
+    return mix is not None and mix[0] not in visited
+
+
+def _visited(trail: list[tuple[str, int]], ev: Eval) -> tuple[str, ...]:
+    """The stages of `trail` (a lineage's evals as (stage, visit), ending with `ev`) whose
+    visits had begun before `ev`'s visit, and `ev`'s own stage when `ev` ends its visit."""
+    ends = ev.stage_tokens >= ev.stage_budget or isinstance(ev.decision, Advance)
+    current = (ev.stage, ev.visit)
+    return tuple(dict.fromkeys(s for s, v in trail if ends or (s, v) != current))
 
 
 class Population:
@@ -86,26 +86,69 @@ class Population:
         self.rng = random.Random(seed)
         self.points: list[BranchPoint] = []  # every one, for ranking: deleted ones too
         self.gone: set[str] = set()  # paths of points whose checkpoint was deleted
+        self.trails: dict[int, list[tuple[str, int]]] = {}  # trial -> its lineage's evals
+        self._top_cache: list[BranchPoint] | None = None
+
+    # --- what the driver hears -------------------------------------------------------------
+
+    def started(self, number: int, branch: Branch | None) -> None:
+        """Trial `number` started (a retry too): a branch's lineage begins with its parent's
+        evals up to the branch point."""
+        if number in self.trails:
+            return
+        if branch is None:
+            self.trails[number] = []
+            return
+        before = self.trails.get(branch.parent, [])[:branch.evals]
+        self.trails[number] = before + [("", -1)] * (branch.evals - len(before))
+
+    def saw(self, number: int, ev: Eval, *, index: int | None = None,
+            params: dict[str, Any] | None = None, seed: int = 0, final_evals: int = 0,
+            checkpoint: str | None = None, path: str | None = None) -> None:
+        """Trial `number` reported `ev` (in order), its lineage's eval `index` (1-based),
+        with a checkpoint or not."""
+        trail = self.trails.setdefault(number, [])
+        if index is not None and len(trail) < index - 1:  # never heard of: keep the count
+            trail += [("", -1)] * (index - 1 - len(trail))
+        trail.append((ev.stage, ev.visit))
+        if checkpoint and path:
+            self.note(BranchPoint(number, dict(params or {}), seed, ev, len(trail), final_evals,
+                                  checkpoint, path, _visited(trail, ev)))
 
     def note(self, point: BranchPoint) -> None:
+        """A point to branch from, unless its metric is not a number."""
         if finite(point.ev.current.get(self.metric)) is not None:
             self.points.append(point)
+            self._top_cache = None
+
+    def forget_after(self, number: int, evals: int) -> None:
+        """A retry of trial `number` goes on from its lineage's eval `evals`: what came
+        after it (the replayed evals, a checkpoint the retry refused) is not its any more."""
+        if number in self.trails:
+            del self.trails[number][evals:]
+        self.points = [p for p in self.points if p.trial != number or p.evals <= evals]
+        self._top_cache = None
 
     def note_records(self, records: list[TrialRecord], final: str | None, path_of: Any,
-                     seed_of: Any) -> None:
+                     missing: Any) -> None:
         """The points of an earlier session's trials (a resumed search): each eval its
-        records hold a checkpoint of. `path_of(checkpoint)`: its path in the store."""
+        records hold a checkpoint of, unless that checkpoint is gone. `path_of(checkpoint)`:
+        its path in the store; `missing(paths)`: those of `paths` not in it."""
         by_number = {r.number: r for r in records}
         for record in records:
             lineage = lineage_evals(record, by_number)
             own = len(lineage) - len(record.evals)
-            for i, e in enumerate(lineage[own:], start=own):
-                if e.checkpoint:
-                    finals = sum(final is None or x.eval.stage == final
-                                 for x in lineage[:i + 1])
-                    self.note(BranchPoint(record.number, dict(record.config),
-                                          seed_of(record.number), e.eval, i + 1, finals,
-                                          e.checkpoint, path_of(e.checkpoint)))
+            self.trails[record.number] = [(e.eval.stage, e.eval.visit) for e in lineage[:own]]
+            for e in lineage[own:]:
+                in_final = final is None or e.eval.stage == final
+                finals = 1 + sum(final is None or s == final
+                                 for s, _ in self.trails[record.number]) if in_final else 0
+                self.saw(record.number, e.eval, params=dict(record.config),
+                         seed=record.seed or 0, final_evals=finals, checkpoint=e.checkpoint,
+                         path=path_of(e.checkpoint) if e.checkpoint else None)
+        self.gone |= missing([p.path for p in self.points])
+
+    # --- what the searcher and the retention ask -------------------------------------------
 
     def propose(self) -> BranchPoint | None:
         """The point a new trial branches from; None: it is fresh."""
@@ -122,13 +165,15 @@ class Population:
 
     def _top(self) -> list[BranchPoint]:
         """The top quantile of every place holding at least two points."""
-        top = []
-        for group in self._places().values():
-            if len(group) < 2:
-                continue  # nothing to compare it with
-            ranked = _ranked(group, self.metric, self.mode)
-            top += ranked[:max(1, int(self.rule.quantile * len(ranked)))]
-        return top
+        if self._top_cache is None:
+            top = []
+            for group in self._places().values():
+                if len(group) < 2:
+                    continue  # nothing to compare it with
+                ranked = _ranked(group, self.metric, self.mode)
+                top += ranked[:max(1, int(self.rule.quantile * len(ranked)))]
+            self._top_cache = top
+        return self._top_cache
 
     def _places(self) -> dict[tuple[str, int], list[BranchPoint]]:
         places: dict[tuple[str, int], list[BranchPoint]] = defaultdict(list)
@@ -138,8 +183,6 @@ class Population:
 
 
 def _ranked(points: list[BranchPoint], metric: str, mode: str) -> list[BranchPoint]:
-    import functools
-
     def order(a: BranchPoint, b: BranchPoint) -> int:
         x, y = a.ev.current[metric], b.ev.current[metric]
         return -1 if better(x, y, mode) else (1 if better(y, x, mode) else 0)

@@ -104,7 +104,7 @@ def reconcile(study: Study, space: SearchSpace, run: RunDir, storage: Any) -> tu
                     trial.number, TrialStatus.INTERRUPTED,
                     "the search was interrupted; " + ("re-queued with the same parameters"
                                                       if params else "it had no parameters yet"),
-                    seed=trial_seed(study.study.seed, trial.number),
+                    seed=branch["seed"] if branch else trial_seed(study.study.seed, trial.number),
                     config=full_config(space, params),
                     branch=Branch.from_json(branch) if branch else None))
             storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
@@ -133,7 +133,7 @@ def _recovered(trial: Any, study: Study, space: SearchSpace, run: RunDir) -> Tri
         values=tuple(trial.values) if trial.values else None,
         tokens=evals[-1].eval.tokens - (branch.tokens if branch else 0) if evals else 0,
         branch=branch,
-        seed=trial_seed(study.study.seed, trial.number),
+        seed=branch.seed if branch else trial_seed(study.study.seed, trial.number),
         config=full_config(space, trial.params),
         started=trial.datetime_start.timestamp() if trial.datetime_start else None,
         ended=trial.datetime_complete.timestamp() if trial.datetime_complete else None,

@@ -78,7 +78,7 @@ def _run(config: dict[str, Any], job: SearchJob, number: int,
          watcher: time_limit.TimeLimit | None) -> None:
     from autostage.build import prepare_trial
 
-    seed = msg.trial_seed(job.study.study.seed, number)
+    seed = msg.config_seed(job.study.study.seed, config)
     workdir, cache_dir = job.local_dirs(number)
     trial = prepare_trial(job.study, _registry(job.load_plugins), config[msg.PARAMS], seed,
                           space=job.space, threads=job.threads, workdir=str(workdir),

@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_set(t)
     t.add_argument("--seed", type=int, default=None, help="sampling and training seed "
                    "(default: the study's)")
+    t.add_argument("--threads", type=int, default=0, metavar="N", help="torch threads "
+                   "(default: torch's own); a search gives each trial cores / parallel, and "
+                   "the same count re-runs an exported trial bit for bit")
     t.add_argument("-v", "--verbose", action="store_true", help="also print train metrics "
                    "(and the traceback of a trial that raises)")
     t.set_defaults(run=_trial)
@@ -150,7 +153,8 @@ def _trial(args: argparse.Namespace) -> int:
         print(f"  {key} = {_fmt(params[key])}")
     printer = _EvalPrinter(study.study.metrics[0], args.verbose)
     try:
-        result = prepare_trial(study, registry, params, seed).run(report=printer)
+        result = prepare_trial(study, registry, params, seed,
+                               threads=max(0, args.threads)).run(report=printer)
     except AutostageError:
         raise  # bad input found while starting or training: one line, exit 2
     except Exception as e:  # a search records this trial as failed, with this reason

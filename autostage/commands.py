@@ -218,7 +218,10 @@ def export_study(run: RunDir, best: TrialRecord) -> str:
     value = f"value {best.value:.6g}" if best.value is not None else "no value"
     header = (f"# Exported by `autostage best --export` from {run.path}: trial "
               f"{best.number}, {value}.\n"
-              "# Every choice is fixed; `autostage trial` on this file re-runs that trial.\n")
+              "# Every choice is fixed; `autostage trial` on this file re-runs that trial —\n"
+              "# bit for bit with the torch threads the search gave it (`--threads N`; a local\n"
+              "# search gives each trial cores / study.parallel): other counts sum floats in\n"
+              "# another order, and a run near a breakthrough may then end elsewhere.\n")
     if len(chain) > 1:
         raw["lineage"] = [{"trial": r.number, "after_tokens": r.branch.tokens if r.branch else 0,
                            "params": dict(r.config)} for r in chain]

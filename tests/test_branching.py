@@ -195,7 +195,7 @@ def test_an_exported_branch_replays_its_whole_lineage_as_one_trial(population_ru
     assert text.count("\n[[lineage]]\n") == depth(chosen) + 1
     capsys.readouterr()
     assert main(["validate", str(exported)]) == 0
-    assert main(["trial", str(exported)]) == 0
+    assert main(["trial", str(exported), "--threads", "1"]) == 0
     out = capsys.readouterr().out
     last = out.strip().splitlines()[-1]
     value = float(last.split("= ")[1].split(",")[0])

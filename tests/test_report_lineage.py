@@ -299,3 +299,20 @@ def test_hostile_branch_strings_print_verbatim():
     print_trial(Console(file=buffer, width=400), record, [METRIC])
     assert (f"branched from trial 0 at 200,000 tokens (stage {hostile}); changed: {hostile}, "
             "optimizer.adamw.lr") in buffer.getvalue()
+
+
+def test_a_search_its_token_budget_ended_is_not_called_partial(tmp_path):
+    """A budget ends a search as planned (studies/branching.toml asks for 100 trials and a
+    4.8M budget): the report says the budget was spent, not that the study was cut short."""
+    import json
+
+    path = lineage_run(tmp_path / "run")
+    data = json.loads((path / "study.json").read_text())
+    data["study"]["study"].update(trials=100, token_budget=800 * K)
+    (path / "study.json").write_text(json.dumps(data))
+    page = body(build_report(path))
+    assert "Partial results" not in page
+    assert "the token budget of 800k was spent: the search ended" in page
+    data["study"]["study"]["token_budget"] = 900 * K  # not spent: cut short after all
+    (path / "study.json").write_text(json.dumps(data))
+    assert "Partial results" in body(build_report(path))

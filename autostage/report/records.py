@@ -31,6 +31,13 @@ class StudyRun:
     stages: list[str]  # every stage, in declared order
     storage_url: str  # where the Optuna study lives
     records: list[TrialRecord] = field(default_factory=list)
+    token_budget: int | None = None  # study.token_budget
+
+    @property
+    def budget_spent(self) -> bool:
+        """The search ended because its trials trained the study's token budget."""
+        return self.token_budget is not None and \
+            sum(r.tokens for r in self.records) >= self.token_budget
 
     @property
     def metric(self) -> str:
@@ -51,8 +58,9 @@ class StudyRun:
 
     @property
     def partial(self) -> bool:
-        """Still running, or stopped before it finished its trials: the report shows part."""
-        return self.running > 0 or self.finished < self.requested
+        """Still running, or stopped before it finished its trials (not by its token
+        budget, which ends a search as planned): the report shows part."""
+        return self.running > 0 or (self.finished < self.requested and not self.budget_spent)
 
 
 def load_run(path: Path) -> StudyRun:
@@ -68,6 +76,7 @@ def load_run(path: Path) -> StudyRun:
         modes=modes * len(metrics) if len(modes) == 1 else modes,  # one mode: every metric's
         requested=s["trials"], stages=[stage["name"] for stage in study.get("stage", [])],
         storage_url=s.get("storage") or run.storage_url, records=run.trials(),
+        token_budget=s.get("token_budget"),
     )
 
 

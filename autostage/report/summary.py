@@ -26,6 +26,7 @@ def _summary_info(run: StudyRun, now: float) -> dict[str, Any]:
         "objectives": list(zip(run.metrics, run.modes, strict=True)),
         "requested": run.requested, "finished": run.finished, "still_running": run.running,
         "partial": run.partial, "counts": counts, "tokens": sum(r.tokens for r in records),
+        "budget": run.token_budget if run.budget_spent else None,
         "tokens_ranked": sum(r.tokens for r in records if r.status.ranked),
         "saved": _saved_info(records),  # None: no trial branched
         "seconds": max(ends) - min(starts) if starts else None,
@@ -76,6 +77,8 @@ def _facts(info: dict[str, Any]) -> str:
     seconds = f"{info['seconds']:.0f} s" if info["seconds"] is not None else "-"
     share = (f" ({info['tokens_ranked'] / info['tokens']:.0%} of them in trials that gave a "
              "result)" if info["tokens"] else "")
+    if info.get("budget"):
+        share += f"; the token budget of {tokens(info['budget'])} was spent: the search ended"
     saved = (f"<tr><th>shared prefixes</th><td>{escape(saved_text(info['saved']))}</td></tr>"
              if info.get("saved") else "")
     return (f"<table class='facts'>{_objectives(info['objectives'])}"

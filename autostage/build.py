@@ -90,7 +90,7 @@ def _switches(study: Study, registry: Registry, space: SearchSpace, seed: int
             raise AutostageError(f"lineage[{i}].params: {e.args[0]}; the study's [search] "
                                  "tables must name every component the lineage chose") from None
         _, _, plan = build_trial(study, registry, config, seed)
-        out.append(Switch(step.after_tokens, plan.stages, plan.policy))
+        out.append(Switch(step.after_tokens, plan.stages, plan.policy, config.plan))
     return tuple(out)
 
 

@@ -6,8 +6,9 @@ dots; a metric's name never does, so the metric is the last part.
 
 Parameter keys name what a trial was configured with — the same in the study file, Optuna, Ray
 and reports: `<kind>` (which component of that kind), `<kind>.<name>.<field>` (a component's
-setting), `plan.order` (the stage plan, stages joined by `>`) and `mix.<stage>.<source>` (a
-mixture weight; a stage's name never holds a dot).
+setting), `plan.order` (the stage plan, stages joined by `>`), `plan.after.<prefix>` (the
+rest of the plan a branch chose after the stages `<prefix>` its lineage had run) and
+`mix.<stage>.<source>` (a mixture weight; a stage's name never holds a dot).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 
 PLAN_KEY = "plan.order"
 PLAN_SEP = ">"
+#: the Optuna user attribute of a branched trial: its `records.Branch`, as JSON
+BRANCH_ATTR = "autostage_branch"
 TOKENS = "tokens"  # a second objective every trial reports: the training tokens it spent
 
 
@@ -93,6 +96,11 @@ def parse_mix_key(key: str) -> tuple[str, str] | None:
     head, _, rest = key.partition(".")
     stage, _, source = rest.partition(".")
     return (stage, source) if head == "mix" and stage and source else None
+
+
+def plan_after_key(prefix: tuple[str, ...] | list[str]) -> str:
+    """The parameter of the plan's rest after `prefix` (a branch's choice of what follows)."""
+    return f"plan.after.{join_plan(prefix)}"
 
 
 def join_plan(stages: tuple[str, ...] | list[str]) -> str:

@@ -92,17 +92,18 @@ class Branch:
     checkpoint: str  # the checkpoint, as a user names it (s3://... or a folder)
     prefix: Mapping[str, Any] = field(default_factory=dict)  # the parameters the prefix ran with
     seed: int | None = None  # the prefix's seed (the parent's)
+    done: tuple[str, ...] = ()  # at a stage boundary: the stage visits run, in order
 
     def to_json(self) -> dict[str, Any]:
         return {"parent": self.parent, "stage": self.stage, "tokens": self.tokens,
                 "evals": self.evals, "checkpoint": self.checkpoint, "prefix": dict(self.prefix),
-                "seed": self.seed}
+                "seed": self.seed, "done": list(self.done)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Branch:
         return cls(int(data["parent"]), str(data["stage"]), int(data["tokens"]),
                    int(data["evals"]), str(data["checkpoint"]), dict(data.get("prefix") or {}),
-                   data.get("seed"))
+                   data.get("seed"), tuple(data.get("done") or ()))
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,14 @@ from typing import Any
 
 from autostage.fields import fields_of
 from autostage.keys import (
+    BRANCH_ATTR,
     PLAN_KEY,
     component_key,
     join_plan,
     mix_key,
     parse_component_key,
     parse_mix_key,
+    plan_after_key,
     split_plan,
 )
 from autostage.kinds import KIND, PER_STAGE, SEARCHABLE_KINDS, default_name
@@ -178,13 +180,31 @@ def suggest(space: SearchSpace, trial: Any) -> dict[str, Any]:
         for name in dict.fromkeys((chosen, *ks.pinned)):
             for p in ks.params_of(name):
                 _suggest(trial, p, constants)
-    if len(space.plans) > 1:
+    done = _branch_done(trial)
+    rest = continuations(space.plans, done) if done else []
+    if len(rest) > 1:  # a branch at a stage boundary chooses what follows what it ran
+        after = trial.suggest_categorical(plan_after_key(done), rest)
+        constants[PLAN_KEY] = join_plan((*done, *split_plan(after)))
+    elif len(space.plans) > 1:
         trial.suggest_categorical(PLAN_KEY, list(space.plans))
     else:
         constants[PLAN_KEY] = space.plans[0]
     for p in space.mixes:
         _suggest(trial, p, constants)
     return constants
+
+
+def continuations(plans: tuple[str, ...], done: tuple[str, ...]) -> list[str]:
+    """The allowed rests of a plan whose first stage visits were `done`, as "a>b>final"."""
+    rests = (split_plan(p)[len(done):] for p in plans if split_plan(p)[:len(done)] == done)
+    return sorted({join_plan(r) for r in rests if r})
+
+
+def _branch_done(trial: Any) -> tuple[str, ...]:
+    """The stage visits a branched trial's lineage ran before its branch point, when that
+    is a stage boundary (its Optuna user attribute `BRANCH_ATTR`); () otherwise."""
+    branch = (getattr(trial, "user_attrs", None) or {}).get(BRANCH_ATTR) or {}
+    return tuple(branch.get("done") or ())
 
 
 def _suggest(trial: Any, p: Param, constants: dict[str, Any]) -> None:

@@ -37,6 +37,7 @@ class Switch:
     tokens: int
     stages: Mapping[str, StageVisit]
     policy: StagePolicy
+    order: tuple[str, ...] = ()  # the plan from here on; () or the same: the plan so far
 
 
 @dataclass(frozen=True)
@@ -188,9 +189,17 @@ class _Loop:
         due = False
         while self.switches and self.tokens >= self.switches[0].tokens:
             switch = self.switches.pop(0)
-            self.plan = replace(self.plan, stages=switch.stages, policy=switch.policy)
+            ran, before = self._ran(), self.plan.order
+            self.plan = replace(self.plan, stages=switch.stages, policy=switch.policy,
+                                order=switch.order or before)
+            if switch.order and switch.order != before and switch.order[:len(ran)] == ran:
+                self.queue = list(switch.order[len(ran):])  # the branch chose another rest
             due = True
         return due
+
+    def _ran(self) -> tuple[str, ...]:
+        """The stage visits begun so far, in order."""
+        return tuple(s for s, _ in dict.fromkeys((e.stage, e.visit) for e in self.evals))
 
     def _jump(self, to: str) -> None:
         if to not in self.plan.stages:

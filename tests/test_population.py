@@ -160,8 +160,8 @@ def test_resume_requeues_an_interrupted_branched_trial_as_the_same_branch(regist
     import optuna
 
     from autostage import load_study
+    from autostage.keys import BRANCH_ATTR
     from autostage.rundir import RunDir
-    from autostage.search.bridge import BRANCH_ATTR
     from autostage.search.storage import open_storage, reconcile
     from autostage.space import compile_space
 
@@ -254,3 +254,48 @@ def test_a_resumed_search_never_branches_from_a_checkpoint_deleted_before(tmp_pa
     assert population.gone == {str(tmp_path / "t0")}
     assert {population.propose().trial for _ in range(50)} == {1}
     assert [p.final_evals for p in population.points] == [1, 1, 1, 1]
+
+
+def test_a_branch_at_a_stage_boundary_may_choose_the_rest_of_the_plan():
+    plans = ("general>prereq>target", "general>target", "prereq>general>target", "target")
+    population = Population(Branching(quantile=0.25, fresh=0.0), "eval.target.loss", "min", 0,
+                            plans)
+    population.started(0, None)
+    population.saw(0, ev("general", 50, 50, 50, 3.0), index=1, params=PARAMS,
+                   checkpoint="/ck/1", path="/ck/1")
+    population.saw(0, ev("prereq", 150, 50, 100, 2.5), index=2, params=PARAMS,
+                   checkpoint="/ck/2", path="/ck/2")
+    after_general, inside_prereq = population.points
+    assert after_general.done == ("general",) and after_general.free_plan
+    assert "plan.order" not in after_general.inherited()  # prereq>target or target next
+    assert after_general.branch().done == ("general",)
+    assert inside_prereq.done == () and "plan.order" in inside_prereq.inherited()
+
+
+def test_the_sampler_proposes_the_rest_of_the_plan_after_the_stages_a_branch_ran():
+    import optuna
+
+    from autostage import load_study
+    from autostage.keys import BRANCH_ATTR
+    from autostage.space import compile_space, suggest
+
+    study = load_study(STUDIES / "quickstart-toy.toml", load_registry_once(), [])
+    space = compile_space(study, load_registry_once())
+    ot = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    branch = Branch(0, "general", 100, 4, "/ck", {}, 0, ("general",))
+    seen = set()
+    for _ in range(20):
+        ot.enqueue_trial({}, user_attrs={BRANCH_ATTR: branch.to_json()})
+        trial = ot.ask()
+        constants = suggest(space, trial)
+        assert "plan.order" not in trial.params
+        assert constants["plan.order"] == "general>" + trial.params["plan.after.general"]
+        seen.add(constants["plan.order"])
+        ot.tell(trial, 1.0)
+    assert seen == {"general>prereq>target", "general>target"}
+
+
+def load_registry_once():
+    from autostage import load_registry
+
+    return load_registry()

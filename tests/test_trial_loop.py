@@ -329,3 +329,14 @@ def test_a_replay_switching_to_a_rewinding_policy_inside_a_visit_rewinds_to_the_
     assert result.status == TrialStatus.COMPLETED
     # the best eval since the switch (eval 3, better than the switch's eval 2)
     assert result.evals[3].restored == result.evals[2].current
+
+
+def test_a_replayed_branch_that_chose_another_rest_of_the_plan_runs_it():
+    from autostage.trial import Switch
+
+    stages = (stage("a", tokens=50), stage("b", tokens=50), stage("c", tokens=50, final=True))
+    root = plan({}, *stages, order=("a", "b", "c"))
+    trainer = ScriptedTrainer()
+    switched = replace(root, switches=(Switch(50, root.stages, root.policy, ("a", "c")),))
+    result = run_trial(switched, trainer)
+    assert trainer.stages == ["a", "c"] and result.tokens == 100

@@ -149,8 +149,11 @@ def _population(study: Study, registry: Any, run: RunDir, store: CheckpointStore
                            s.trial_scheduler_settings).branching()
     if rule is None:
         return None
+    from autostage.space import compile_space
+
     population = Population(rule, s.metrics[0], s.modes[0],
-                            sampler_seed(s.seed, storage, s.name))
+                            sampler_seed(s.seed, storage, s.name),
+                            compile_space(study, registry).plans)
     if resume:
         population.note_records(run.trials(), study.final.name if study.final else None,
                                 store.path_of, store.missing)
@@ -159,7 +162,7 @@ def _population(study: Study, registry: Any, run: RunDir, store: CheckpointStore
 
 def _waiting_branches(storage: Any, name: str) -> list[Branch]:
     """The branched trials a resume re-queued: their checkpoints must wait for them."""
-    from autostage.search.bridge import BRANCH_ATTR
+    from autostage.keys import BRANCH_ATTR
 
     waiting = optuna.load_study(study_name=name, storage=storage).get_trials(
         deepcopy=False, states=(optuna.trial.TrialState.WAITING,))

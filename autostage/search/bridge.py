@@ -11,11 +11,9 @@ from ray.tune.search.optuna import OptunaSearch
 
 from autostage import ranking
 from autostage.errors import AutostageError
+from autostage.keys import BRANCH_ATTR
 from autostage.records import Branch, TrialStatus
 from autostage.search import messages as msg
-
-#: the Optuna user attribute of a branched trial: its `records.Branch`, as JSON
-BRANCH_ATTR = "autostage_branch"
 
 
 class EarlyStops:

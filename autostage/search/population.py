@@ -9,12 +9,13 @@ trial is fresh with probability `fresh`; otherwise it branches from a point draw
 from the top `quantile` of a place holding at least two points.
 
 What a branch inherits is what already took effect at the point: the model and trainer, the
-init, the stage plan, the data mixtures of the stages its lineage has visited. What it may
-change — its continuation, proposed by the study's sampler — is what acts from the point on:
-CONTINUES (optimizer, LR schedule, stage policy, with their settings) and the mixtures of
-the stage under way and of the stages not visited yet. The sampler is asked with the
-inherited parameters fixed (Optuna's `enqueue_trial`), so it proposes only the continuation,
-and its record holds both.
+init, the stages run so far, the data mixtures of the stages its lineage has visited. What it
+may change — its continuation, proposed by the study's sampler — is what acts from the point
+on: CONTINUES (optimizer, LR schedule, stage policy, with their settings), the mixtures of
+the stage under way and of the stages not visited yet, and at a stage boundary the rest of
+the stage plan (`plan.after.<stages run>`, among the allowed plans that begin with them).
+The sampler is asked with the inherited parameters fixed (Optuna's `enqueue_trial`), so it
+proposes only the continuation, and its record holds both.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from typing import Any
 
 from autostage.components import Branching
 from autostage.decisions import Advance, Eval
-from autostage.keys import key_kind, parse_mix_key
+from autostage.keys import PLAN_KEY, key_kind, parse_mix_key
 from autostage.ranking import better, finite
 from autostage.records import Branch, TrialRecord, lineage_evals
+from autostage.space import continuations
 
 #: kinds whose choice and settings act from a branch point on: a branch may change them
 CONTINUES = ("optimizer", "lr_schedule", "stage_policy")
@@ -48,6 +50,8 @@ class BranchPoint:
     checkpoint: str  # as a user names it (the record's)
     path: str  # in the checkpoint store
     visited: tuple[str, ...] = ()  # stages whose mixtures took effect before this point
+    done: tuple[str, ...] = ()  # at a stage boundary: the stage visits run, in order
+    free_plan: bool = False  # a branch from here may choose the rest of the plan
 
     @property
     def place(self) -> tuple[str, int]:
@@ -56,11 +60,12 @@ class BranchPoint:
 
     def inherited(self) -> dict[str, Any]:
         """The parameters a branch from here keeps: all but its continuation."""
-        return {k: v for k, v in self.params.items() if not _continues(k, self.visited)}
+        return {k: v for k, v in self.params.items() if not _continues(k, self.visited)
+                and not (self.free_plan and k == PLAN_KEY)}
 
     def branch(self) -> Branch:
         return Branch(self.trial, self.ev.stage, self.ev.tokens, self.evals, self.checkpoint,
-                      dict(self.params), self.seed)
+                      dict(self.params), self.seed, self.done)
 
 
 def _continues(key: str, visited: tuple[str, ...]) -> bool:
@@ -70,19 +75,28 @@ def _continues(key: str, visited: tuple[str, ...]) -> bool:
     return mix is not None and mix[0] not in visited
 
 
+def _ends_visit(ev: Eval) -> bool:
+    return ev.stage_tokens >= ev.stage_budget or isinstance(ev.decision, Advance)
+
+
 def _visited(trail: list[tuple[str, int]], ev: Eval) -> tuple[str, ...]:
     """The stages of `trail` (a lineage's evals as (stage, visit), ending with `ev`) whose
     visits had begun before `ev`'s visit, and `ev`'s own stage when `ev` ends its visit."""
-    ends = ev.stage_tokens >= ev.stage_budget or isinstance(ev.decision, Advance)
     current = (ev.stage, ev.visit)
-    return tuple(dict.fromkeys(s for s, v in trail if ends or (s, v) != current))
+    return tuple(dict.fromkeys(s for s, v in trail if _ends_visit(ev) or (s, v) != current))
+
+
+def _done(trail: list[tuple[str, int]], ev: Eval) -> tuple[str, ...]:
+    """At a stage boundary, the stage visits `trail` ran, in order; () inside a visit."""
+    return tuple(s for s, _ in dict.fromkeys(trail)) if _ends_visit(ev) else ()
 
 
 class Population:
     """The branch points of one search, and the draw of a new trial's parent."""
 
-    def __init__(self, rule: Branching, metric: str, mode: str, seed: int) -> None:
-        self.rule, self.metric, self.mode = rule, metric, mode
+    def __init__(self, rule: Branching, metric: str, mode: str, seed: int,
+                 plans: tuple[str, ...] = ()) -> None:
+        self.rule, self.metric, self.mode, self.plans = rule, metric, mode, plans
         self.rng = random.Random(seed)
         self.points: list[BranchPoint] = []  # every one, for ranking: deleted ones too
         self.gone: set[str] = set()  # paths of points whose checkpoint was deleted
@@ -112,8 +126,10 @@ class Population:
             trail += [("", -1)] * (index - 1 - len(trail))
         trail.append((ev.stage, ev.visit))
         if checkpoint and path:
+            done = _done(trail, ev)
+            free = len(continuations(self.plans, done)) > 1 if done else False
             self.note(BranchPoint(number, dict(params or {}), seed, ev, len(trail), final_evals,
-                                  checkpoint, path, _visited(trail, ev)))
+                                  checkpoint, path, _visited(trail, ev), done, free))
 
     def note(self, point: BranchPoint) -> None:
         """A point to branch from, unless its metric is not a number."""

@@ -8,10 +8,10 @@ from typing import Any
 import optuna
 
 from autostage.errors import AutostageError
+from autostage.keys import BRANCH_ATTR
 from autostage.ranking import finite
 from autostage.records import Branch, TrialRecord, TrialStatus, without_replays
 from autostage.rundir import RunDir
-from autostage.search.bridge import BRANCH_ATTR
 from autostage.search.messages import trial_seed
 from autostage.search.warm import WARM_START, full_config
 from autostage.space import SearchSpace

@@ -95,7 +95,8 @@ def _run(config: dict[str, Any], job: SearchJob, number: int,
         tune.report({msg.RESUMED_AT: len(resume.evals) - prefix_evals if resume else 0,
                      msg.TRIAL: number})
     if resume is None and branch is not None:
-        resume = _branch_from(trial.trainer, branch, job.store)
+        resume = _go_on(_branch_from(trial.trainer, branch, job.store), branch,
+                        config[msg.PARAMS])
     final = job.study.final.name if job.study.final else None
     reporter = _Reporter(trial.trainer, number, final, resume.evals if resume else (),
                          job.every_eval, branch.tokens if branch else 0)
@@ -139,6 +140,20 @@ def _branch_from(trainer: Any, branch: Branch, store: CheckpointStore | None) ->
     if state is None:
         raise AutostageError(f"cannot branch from trial {branch.parent}'s checkpoint "
                              f"{branch.checkpoint}: {'; '.join(refused)}")
+    return state
+
+
+def _go_on(state: Any, branch: Branch, params: dict[str, Any]) -> Any:
+    """The parent's loop state, going on with the branch's plan: at a stage boundary the
+    branch may have chosen another rest of the plan than its parent's (`plan.after.*`)."""
+    from dataclasses import replace
+
+    from autostage.keys import PLAN_KEY, split_plan
+
+    plan = split_plan(str(params.get(PLAN_KEY, "")))
+    if branch.done and plan[:len(branch.done)] == branch.done and \
+            params.get(PLAN_KEY) != branch.prefix.get(PLAN_KEY):
+        return replace(state, queue=plan[len(branch.done):])
     return state
 
 

@@ -91,8 +91,6 @@ def test_branches_start_at_parents_checkpoints_and_are_charged_only_what_they_tr
         assert {k: trial.params[k] for k in inherited} == \
             {k: r.branch.prefix[k] for k in inherited}
     assert any(r.continuation for r in branched)  # the sampler proposed something new
-    # some branch at a stage boundary went on with another rest of the plan than its parent
-    assert any(any(k.startswith("plan.after.") for k in r.config) for r in branched)
 
 
 @pytest.mark.slow

@@ -299,3 +299,17 @@ def load_registry_once():
     from autostage import load_registry
 
     return load_registry()
+
+
+def test_a_branch_that_chose_another_rest_goes_on_with_it_from_the_parents_state():
+    from autostage.search.worker import _go_on
+    from autostage.trial import LoopState
+
+    parent = LoopState((), 100, 1.0, ("prereq", "target"), {"general": 1})
+    branch = Branch(0, "general", 100, 4, "/ck", {"plan.order": "general>prereq>target"}, 0,
+                    ("general",))
+    chose = _go_on(parent, branch, {"plan.order": "general>target"})
+    assert chose.queue == ("target",) and chose.tokens == 100
+    assert _go_on(parent, branch, {"plan.order": "general>prereq>target"}) == parent
+    inside = Branch(0, "target", 300, 6, "/ck", {"plan.order": "target"}, 0, ())
+    assert _go_on(parent, inside, {"plan.order": "target"}) == parent

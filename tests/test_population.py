@@ -172,13 +172,18 @@ def test_resume_requeues_an_interrupted_branched_trial_as_the_same_branch(regist
     storage = open_storage(run.storage_url)
     ot = optuna.create_study(study_name="quickstart-toy", storage=storage)
     branch = Branch(0, "target", 200, 2, "/ck/0/2", {"optimizer": "adamw"}, 0)
-    ot.enqueue_trial({"optimizer": "adamw"}, user_attrs={BRANCH_ATTR: branch.to_json()})
-    ot.ask()  # RUNNING when the driver was killed
+    inherited = {"plan.order": "target", "init": "default"}
+    ot.enqueue_trial(inherited, user_attrs={BRANCH_ATTR: branch.to_json()})
+    trial = ot.ask()  # RUNNING when the driver was killed, while Optuna sampled it:
+    trial.suggest_categorical("optimizer", ["adamw", "sgd"])  # one parameter of its own only
     reconcile(study, space, run, storage)
     trials = ot.get_trials()
     assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL,
                                          optuna.trial.TrialState.WAITING]
     assert trials[1].user_attrs[BRANCH_ATTR] == branch.to_json()
+    # re-queued with what it inherited, not only what it had sampled
+    assert trials[1].system_attrs["fixed_params"] == {**inherited,
+                                                      "optimizer": trial.params["optimizer"]}
     assert run.result(0).branch == branch
 
 

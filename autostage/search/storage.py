@@ -94,8 +94,10 @@ def reconcile(study: Study, space: SearchSpace, run: RunDir, storage: Any) -> tu
             # than never (a trial run twice costs compute; a lost one, a result)
             previous = recorded.get(trial.number)
             if previous is None or previous.status != TrialStatus.INTERRUPTED:
-                # a queued trial that never started holds its parameters as fixed_params
-                params = trial.params or trial.system_attrs.get("fixed_params", {})
+                # a queued trial that never started holds its parameters as fixed_params; one
+                # cut while Optuna sampled it holds some: the fixed ones (a branch's inherited
+                # parameters) are kept with them, or its re-run would sample those anew
+                params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
                 branch = trial.user_attrs.get(BRANCH_ATTR)  # a branch stays one
                 if params:  # (none: cut before its sampling; a fresh trial takes its place)
                     ot_study.enqueue_trial(params, skip_if_exists=False,

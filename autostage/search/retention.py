@@ -61,14 +61,15 @@ class Retention:
         keep = set(self.pins.values())
         if self.population is not None:
             keep |= self.population.wanted()
-        for number in self.ended_trials:
-            paths = self.held.get(number)
-            if not paths:
-                continue
+        # only the ended trials still holding checkpoints: a sweep at every trial's end does
+        # not grow with the trials whose checkpoints are all gone
+        for number in [n for n in self.held if n in self.ended_trials]:
+            paths = self.held.pop(number)
             gone = [p for p in paths if p not in keep]
             for path in gone:
                 self._delete(path)
-            self.held[number] = [p for p in paths if p in keep]
+            if kept := [p for p in paths if p in keep]:
+                self.held[number] = kept
             if gone and self.population is not None:
                 self.population.gone.update(gone)
 

@@ -240,11 +240,16 @@ def _best(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from autostage.commands import check_writable
     from autostage.report import write_report
     from autostage.rundir import RunDir
 
     if args.output:
         RunDir(Path(args.run_dir)).check_output(Path(args.output), "-o", ("report.html",))
+        check_writable(Path(args.output), "-o")
+    elif Path(args.run_dir, "study.json").exists():  # (else: "not a run directory" says it)
+        check_writable(Path(args.run_dir, "report.html"), "the report",
+                       "give -o FILE in a folder you can write")
     path = write_report(Path(args.run_dir), Path(args.output) if args.output else None,
                         cdn=args.cdn)
     print(f"wrote {path}")

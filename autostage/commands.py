@@ -15,7 +15,7 @@ from autostage.checkpoint_store import open_store
 from autostage.errors import AutostageError
 from autostage.keys import mix_key, parse_component_key
 from autostage.models import disk_size, human_size, keeping_order, why_not_kept
-from autostage.records import TrialRecord, best_trial
+from autostage.records import TrialRecord, best_trial, lineage
 from autostage.rundir import RunDir
 from autostage.search_start import (
     check_local_resources,
@@ -118,22 +118,23 @@ def show_best(path: Path, trial: int | None = None, export: str | None = None,
               export_model: str | None = None) -> int:
     """Show the best trial (a multi-objective study: its Pareto front), or trial `trial`;
     write the chosen trial as a study file (`export`) and copy its kept model (`export_model`).
-    Everything is checked first: on an error nothing is written."""
+    Everything is checked, and the study file made, before anything is printed or written: an
+    error is one line, and nothing is written."""
     from rich.console import Console
 
     from autostage.live import print_front, print_trial
+    from autostage.report.records import read_study
 
     run = RunDir(path)
-    if not run.study_json.exists():
-        raise AutostageError(f"{path} is not a run directory (no study.json); "
-                             "give the --out directory of an `autostage search`")
-    study = run.settings()["study"]["study"]
+    study = read_study(run)["study"]
     metrics, modes = _objectives(study)
     records = run.results()
     chosen = _chosen(run, records, modes, trial)
-    if export:
-        run.check_output(Path(export), "--export")
+    text = _export_text(run, chosen, records, Path(export)) if export else None
     model = _kept_model(run, chosen, study, Path(export_model)) if export_model else None
+    # written before anything is shown: a write that fails is then the one line printed
+    wrote = _write_outputs(chosen.number, text, Path(export) if export else None, model,
+                           Path(export_model) if export_model else None)
     console = Console(highlight=False)
     if trial is None and len(metrics) > 1:
         print_front(console, keeping_order(records, modes), metrics)
@@ -143,11 +144,8 @@ def show_best(path: Path, trial: int | None = None, export: str | None = None,
     else:
         print_trial(console, chosen.with_evals(run.evals(chosen.number)), metrics,
                     "best: " if trial is None else "")
-    if export:
-        Path(export).write_text(export_study(run, chosen))
-        print(f"wrote {export}: run it with `autostage trial {export}`")
-    if model is not None:
-        _copy_model(model, Path(export_model), chosen.number)
+    for line in wrote:
+        print(line)
     return 0
 
 
@@ -175,26 +173,139 @@ def _chosen(run: RunDir, records: list[TrialRecord], modes: list[str],
                          f"trials with one: {have}")
 
 
+def _export_text(run: RunDir, record: TrialRecord, records: list[TrialRecord],
+                 target: Path) -> str:
+    """The study file `--export` writes, made before anything is written: a lineage that
+    cannot be followed is an error, not a file."""
+    run.check_output(target, "--export")
+    check_writable(target, "--export")
+    return export_study(run, record, records)
+
+
 def _kept_model(run: RunDir, record: TrialRecord, study: dict[str, Any],
                 target: Path) -> Path:
     """The kept model of `record` to copy into `target`, or why it cannot be."""
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise AutostageError(f"--export-model {target}: it exists and is not an empty "
                              "directory; give a new or empty one")
+    check_writable(target, "--export-model")
     source = run.model_dir(record.number)
     if not source.is_dir():
         raise AutostageError(why_not_kept(run, record, study))
     return source
 
 
-def _copy_model(source: Path, target: Path, number: int) -> None:
+def check_writable(path: Path, option: str,
+                   fix: str = "give a path in a folder you can write") -> None:
+    """Refuse an output path no write could succeed at, before anything is written: one under
+    a file, or in a folder this user cannot write. access() sees a read-only mount even for
+    root, who ignores mode bits; what it cannot foresee (a full disk) the write itself
+    reports, and undoes (`_write_outputs`)."""
+    folder = path if path.is_dir() else path.parent
+    try:
+        ancestor = next(p for p in (folder, *folder.parents) if p.exists())
+    except (OSError, StopIteration) as e:
+        raise AutostageError(f"{option} {path}: cannot write there ({_why(e)}); {fix}") \
+            from None
+    if not ancestor.is_dir():
+        raise AutostageError(f"{option} {path}: cannot write there, {ancestor} is a file, "
+                             f"not a folder; {fix}")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise AutostageError(f"{option} {path}: cannot write there, {ancestor} is not "
+                             f"writable (read-only); {fix}")
+
+
+def _write_outputs(number: int, text: str | None, export: Path | None, model: Path | None,
+                   target: Path | None) -> list[str]:
+    """Write the exported study file, then copy the kept model, and say what was written;
+    if either write fails, remove what this call wrote (the checks before cannot foresee a
+    full disk) and say so in one line."""
+    made: list[Path] = []  # what to remove if a write fails: new files and folders
+    writing = ""
+    try:
+        if export is not None and text is not None:
+            writing = f"--export {export}"
+            made.append(_new_part(export))
+            _write_text(export, text)
+        if model is not None and target is not None:
+            writing = f"--export-model {target}"
+            made.append(_new_part(target))
+            _copy_model(model, target)
+    except OSError as e:
+        _undo(made, target)
+        raise AutostageError(f"{writing}: cannot write it ({_why(e)}), so nothing was "
+                             "written; give a path in a folder you can write, with room for "
+                             "it") from None
+    wrote = [f"wrote {export}: run it with `autostage trial {export}`"] if export else []
+    if model is not None and target is not None:
+        wrote.append(f"wrote {target}: the model of trial {number} "
+                     f"({human_size(disk_size(target))})")
+    return wrote
+
+
+def _new_part(path: Path) -> Path:
+    """The topmost of `path` and its folders that does not exist yet (`path` itself when it
+    exists: an empty folder the model goes into): what writing it creates."""
+    new = path
+    for parent in path.parents:
+        if parent.exists():
+            break
+        new = parent
+    return new
+
+
+def _undo(made: list[Path], target: Path | None) -> None:
+    """Remove what a failed write made: each new file or folder; an empty folder given as
+    the model's target is emptied again, not removed."""
+    import shutil
+
+    for path in made:
+        if path == target and path.is_dir() and not path.is_symlink():
+            for child in list(path.iterdir()):
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+        elif path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _write_text(path: Path, text: str) -> None:
+    """`text` into `path` through a temporary file beside it: never a torn file."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a study file is for sharing
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _copy_model(source: Path, target: Path) -> None:
     import shutil
 
     shutil.copytree(source, target, dirs_exist_ok=True)  # `target` is new or empty
-    print(f"wrote {target}: the model of trial {number} ({human_size(disk_size(target))})")
 
 
-def export_study(run: RunDir, best: TrialRecord) -> str:
+def _why(error: BaseException) -> str:
+    """An OSError's reason in words; shutil's copy gathers one per file: the first."""
+    import shutil
+
+    if isinstance(error, shutil.Error) and error.args and isinstance(error.args[0], list):
+        return str(error.args[0][0][-1]) if error.args[0] else "copy failed"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror[0].lower() + error.strerror[1:]
+    return str(error) or type(error).__name__
+
+
+def export_study(run: RunDir, best: TrialRecord, records: list[TrialRecord] | None = None) -> str:
     """The run's study with the best trial's choices fixed: one trial, same seed, same plan.
     A branched trial's whole lineage is written: its root's choices, then a [[lineage]]
     segment per branch that switches to that branch's settings where it started."""
@@ -202,7 +313,7 @@ def export_study(run: RunDir, best: TrialRecord) -> str:
 
     raw = tomllib.loads(run.study_toml.read_text())
     apply_overrides(raw, run.settings().get("overrides", []))
-    chain = _lineage(run, best)
+    chain = _lineage(run, best, run.results() if records is None else records)
     root = chain[0]
     study = raw["study"]
     study.update(trials=1, parallel=1, seed=root.seed)
@@ -232,16 +343,14 @@ def export_study(run: RunDir, best: TrialRecord) -> str:
     return header + "\n" + tomli_w.dumps(raw)
 
 
-def _lineage(run: RunDir, record: TrialRecord) -> list[TrialRecord]:
-    """`record` and its ancestors, root first (a parent without a result ends the chain)."""
-    chain = [record]
-    while (b := chain[-1].branch) is not None and len(chain) < 1000:
-        parent = run.result(b.parent)
-        if parent is None:
-            raise AutostageError(f"cannot export trial {record.number}: it branched from "
-                                 f"trial {b.parent}, whose result is not in {run.path}")
-        chain.append(parent)
-    return chain[::-1]
+def _lineage(run: RunDir, record: TrialRecord, records: list[TrialRecord]
+             ) -> list[TrialRecord]:
+    """`record` and its ancestors, root first: each needs a result (its parameters)."""
+    try:
+        return lineage(record, {r.number: r for r in records}, source=run.path)
+    except AutostageError as e:
+        raise AutostageError(f"cannot export trial {record.number}: {e}; or export another "
+                             "trial (--trial N)") from None
 
 
 def _fix_kind(raw: dict[str, Any], search: dict[str, Any], kind: str,

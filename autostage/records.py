@@ -11,6 +11,7 @@ by `from_json` too: a run directory of an earlier version still opens in `best` 
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from autostage.decisions import Advance, Continue, Decision, Eval, Rewind, ScaleLR, Stop, describe
+from autostage.errors import AutostageError
 from autostage.keys import PLAN_KEY, parse_metric
 from autostage.ranking import better, finite
 
@@ -222,18 +224,60 @@ def pareto_front(records: Iterable[TrialRecord], modes: list[str]) -> list[Trial
     return sorted(front, key=lambda r: r.number)
 
 
+def lineage(record: TrialRecord, by_number: Mapping[int, TrialRecord], *,
+            source: object = "", partial: bool = False) -> list[TrialRecord]:
+    """`record` and its ancestors by `branch.parent`, root first: the one walk up a lineage
+    (export, the report, the lineage's evals all follow parents through it). Records are
+    files a person can edit or damage, so the walk never trusts them: a parent missing from
+    `by_number` is an AutostageError (`partial`: it ends the chain instead, for callers
+    given only some records), and so is a cycle — each trial is visited once, so no chain is
+    longer than the trials there are. `source`: where the records are (a run directory),
+    named in the error."""
+    chain, seen = [record], {record.number}
+    while (branch := chain[-1].branch) is not None:
+        parent = by_number.get(branch.parent)
+        if parent is None:
+            if partial:
+                break
+            raise _missing_parent(chain[-1].number, branch.parent, source)
+        if branch.parent in seen:
+            raise _lineage_cycle([r.number for r in chain] + [branch.parent], source)
+        seen.add(branch.parent)
+        chain.append(parent)
+    return chain[::-1]
+
+
+def _missing_parent(number: int, parent: int, source: object) -> AutostageError:
+    where = f"{source}/trials" if source else "the records given"
+    return AutostageError(
+        f"trial {number} branched from trial {parent}, and {where} holds no record of trial "
+        f"{parent}: restore trials/{parent} from a copy of the run (or move trials/{number} "
+        "out of it)")
+
+
+def _lineage_cycle(numbers: list[int], source: object) -> AutostageError:
+    loop = numbers[numbers.index(numbers[-1]):]  # from the first trial met twice
+    where = f" in {source}" if source else ""
+    folders = ", ".join(f"trials/{n}" for n in dict.fromkeys(loop))
+    return AutostageError(
+        f"the lineage of trial {numbers[0]}{where} loops (trial {loop[0]} branched from "
+        + ", and ".join(f"trial {b}" if i == 0 else f"trial {a} from trial {b}"
+                        for i, (a, b) in enumerate(itertools.pairwise(loop)))
+        + "): a search never records that, so a branch.parent in their result.json (or "
+        f"branch.json) was edited or damaged: restore {folders} from a copy of the run (or "
+        "move them out of it)")
+
+
 def lineage_evals(record: TrialRecord, by_number: Mapping[int, TrialRecord]
                   ) -> list[EvalRecord]:
     """The evals of a trial's whole lineage: for a branched trial its parent's lineage up to
-    the branch point, then its own; a parent not in `by_number` contributes nothing."""
-    chain: list[TrialRecord] = [record]
-    while (b := chain[-1].branch) is not None and b.parent in by_number and \
-            len(chain) <= len(by_number):  # (a cycle is never written; never loop on one)
-        chain.append(by_number[b.parent])
-    top = chain[-1]
+    the branch point, then its own; a parent not in `by_number` contributes nothing (a
+    resumed search is given the records it has); a cycle is an AutostageError."""
+    chain = lineage(record, by_number, partial=True)
+    top = chain[0]
     missing = top.branch.evals if top.branch else 0  # lineage evals of a parent not given
     evals = list(top.evals)
-    for child in reversed(chain[:-1]):
+    for child in chain[1:]:
         evals = evals[:child.branch.evals - missing] + list(child.evals)
     return evals
 

@@ -24,8 +24,15 @@ def write_report(run_dir: Path, out: Path | None = None, *, cdn: bool = False,
 
     `host` is the plugin host whose `report_figures` hooks are called (default: the
     installed plugins)."""
+    from autostage.errors import AutostageError
+
     target = Path(out) if out is not None else Path(run_dir) / "report.html"
-    _write_atomically(target, build_report(run_dir, cdn=cdn, host=host))
+    page = build_report(run_dir, cdn=cdn, host=host)
+    try:
+        _write_atomically(target, page)
+    except OSError as e:  # a full disk, a folder made read-only since the command's checks
+        raise AutostageError(f"cannot write the report {target}: {e.strerror or e}; give "
+                             "-o FILE in a folder you can write, with room for it") from None
     return target
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from autostage.records import TrialRecord, best_trial
+from autostage.records import TrialRecord, best_trial, lineage
 from autostage.report.page import Section
 from autostage.report.style import BEST_COLOUR, STATUS_ORDER, esc, short, status_colour, tokens
 
@@ -66,42 +66,26 @@ def _segment(record: TrialRecord, depth: int, best: TrialRecord | None) -> dict[
 
 
 def _tree_order(records: list[TrialRecord]) -> list[tuple[int, int]]:
-    """(trial number, depth) depth-first: the roots (trials that did not branch, or whose
-    parent has no record) by number, each followed by its branches, earliest branch point
-    first. Iterative: a population search may chain hundreds of branches."""
-    numbers = {r.number for r in records}
-    children: dict[int, list[tuple[int, int]]] = {}  # parent: (branch tokens, number)
-    roots = []
-    for r in records:
-        if r.branch is not None and r.branch.parent in numbers and r.branch.parent != r.number:
-            children.setdefault(r.branch.parent, []).append((r.branch.tokens, r.number))
-        else:
-            roots.append(r.number)
-    out: list[tuple[int, int]] = []
-    seen: set[int] = set()
-    stack = [(n, 0) for n in sorted(roots, reverse=True)]
-    while stack:
-        number, depth = stack.pop()
-        if number in seen:  # (a cycle is never written; never loop on one)
-            continue
-        seen.add(number)
-        out.append((number, depth))
-        stack += [(n, depth + 1) for _, n in sorted(children.get(number, []), reverse=True)]
-    return out
+    """(trial number, depth) depth-first: the roots (trials that did not branch) by number,
+    each followed by its branches, earliest branch point first. A trial's place is the path
+    to it from its root — (branch tokens, number) per step — so sorting the paths is the
+    depth-first order (a parent's path is a prefix of its branches'); the paths come from
+    the one lineage walk, which refuses a missing parent or a cycle."""
+    by_number = {r.number: r for r in records}
+    paths = sorted([(r.branch.tokens if r.branch else 0, r.number)
+                    for r in lineage(record, by_number)] for record in records)
+    return [(path[-1][1], len(path) - 1) for path in paths]
 
 
 def _best_path(best: TrialRecord, by_number: Mapping[int, TrialRecord]
                ) -> list[dict[str, Any]]:
     """What the best model was trained through: the best trial's own segment, then each
     ancestor's up to the branch point its descendant took."""
-    path, record, end, seen = [], best, best.lineage_tokens, set()
-    while record.number not in seen:
-        seen.add(record.number)
+    path, end = [], best.lineage_tokens
+    for record in reversed(lineage(best, by_number)):
         start = record.branch.tokens if record.branch else 0
         path.append({"number": record.number, "start": start, "end": end})
-        if record.branch is None or record.branch.parent not in by_number:
-            break
-        record, end = by_number[record.branch.parent], start
+        end = start
     return path
 
 

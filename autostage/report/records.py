@@ -12,10 +12,11 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from autostage.errors import AutostageError
 from autostage.keys import join_plan
-from autostage.records import EvalRecord, TrialRecord, TrialStatus
+from autostage.records import EvalRecord, TrialRecord, TrialStatus, lineage
 from autostage.rundir import RunDir
 
 
@@ -65,19 +66,41 @@ class StudyRun:
 
 def load_run(path: Path) -> StudyRun:
     run = RunDir(Path(path))
-    if not run.study_json.exists():
-        raise AutostageError(f"{path} is not a run directory (no study.json); "
-                             "give the --out directory of an `autostage search`")
-    study = run.settings()["study"]
+    study = read_study(run, ("name", "metric", "mode", "trials"))
     s = study["study"]
+    records = run.trials()
+    by_number = {r.number: r for r in records}
+    for record in records:  # every figure may follow parents: a bad record is one error here
+        lineage(record, by_number, source=run.path)
     metrics, modes = _as_list(s["metric"]), _as_list(s["mode"])
     return StudyRun(
         path=run.path, name=s["name"], metrics=metrics,
         modes=modes * len(metrics) if len(modes) == 1 else modes,  # one mode: every metric's
         requested=s["trials"], stages=[stage["name"] for stage in study.get("stage", [])],
-        storage_url=s.get("storage") or run.storage_url, records=run.trials(),
+        storage_url=s.get("storage") or run.storage_url, records=records,
         token_budget=s.get("token_budget"),
     )
+
+
+def read_study(run: RunDir, needs: tuple[str, ...] = ("metric", "mode")) -> dict[str, Any]:
+    """The run's study as study.json holds it, its [study] table holding `needs` (what the
+    caller reads), or one error naming the file: an edited or damaged study.json must not
+    end in a traceback."""
+    if not run.study_json.exists():
+        raise AutostageError(f"{run.path} is not a run directory (no study.json); "
+                             "give the --out directory of an `autostage search`")
+    try:
+        study = run.settings()["study"]
+        section = study["study"]
+        missing = [k for k in needs if k not in section]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise AutostageError(f"{run.study_json} cannot be read as a run's settings "
+                             f"({type(e).__name__}: {e}); restore it from a copy of the run, "
+                             "or run the search again") from None
+    if missing:
+        raise AutostageError(f"{run.study_json} has no study.{', study.'.join(missing)}; "
+                             "restore it from a copy of the run, or run the search again")
+    return study
 
 
 def _as_list(value: str | list[str]) -> list[str]:

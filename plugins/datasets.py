@@ -9,6 +9,7 @@ import io
 import json
 import os
 import random
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -18,6 +19,7 @@ from pydantic import Field, model_validator
 from autostage.components import (
     Example,
     LocalPath,
+    PathOrName,
     PreflightContext,
     TextDataset,
     check_split,
@@ -387,10 +389,25 @@ class CSV(_Records):
     format: ClassVar[str] = "csv"
 
 
+#: a hub dataset's id: a name, or org/name (letters, digits, `-`, `_`, `.`)
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+#: names ending so are data files, never hub ids
+_DATA_FILE = (".parquet", ".arrow", ".csv", ".json", ".jsonl", ".txt")
+
+
+def _local_dataset(name: str) -> bool:
+    """Whether an `hf` name is a path here, so validate can check it exists (a hub id is
+    checked only by loading it, which needs the network validate never uses): whatever is
+    no hub id — it starts with /, ./, ../ or ~, has more than one /, a space or a \\ — or
+    ends like a data file (.parquet, .arrow, .csv, .json, .jsonl, .txt)."""
+    return _HUB_ID.fullmatch(name) is None or name.lower().endswith(_DATA_FILE)
+
+
 class HF(TextDataset):
     """A dataset from the Hugging Face hub (needs `pip install datasets` and a network)."""
 
-    name: str = Field(description="the hub dataset, e.g. \"imdb\" or \"org/name\"")
+    name: PathOrName = Field(description="the hub dataset, e.g. \"imdb\" or \"org/name\"; or "
+                             "a local folder (./data, /data, ~/data: checked to exist)")
     config: str | None = Field(None, description="its configuration, for one that has several")
     train_split: str = Field("train", description="the hub split trained on")
     val_split: str = Field("validation", description="the hub split evals score")
@@ -402,10 +419,22 @@ class HF(TextDataset):
     def preflight(self, context: PreflightContext) -> list[Problem]:
         import importlib.util
 
+        problems = [Problem("name", why)] if (why := self._missing_folder()) else []
         if importlib.util.find_spec("datasets") is None:  # the network is not checked
-            return [Problem("", "dataset hf needs the `datasets` package: pip install "
-                            "datasets")]
-        return []
+            problems.append(Problem("", "dataset hf needs the `datasets` package: pip "
+                                    "install datasets"))
+        return problems
+
+    def _missing_folder(self) -> str | None:
+        """Why `name`, a path here, names nothing (None: it exists, or is a hub id)."""
+        if not _local_dataset(self.name) or Path(self.name).expanduser().exists():
+            return None
+        where = self.name if Path(self.name).is_absolute() else \
+            f"{self.name} (relative: to the study file's folder, or with --set to {os.getcwd()})"
+        return (f"no such file or folder: {where}; a name that is no hub id (a name or "
+                "org/name of letters, digits, -, _ and ., e.g. \"imdb\") is a local path — "
+                "./data, ../data, /data, ~/data, a/b/c — and so is one ending in .parquet, "
+                ".arrow, .csv, .json(l) or .txt: give a folder that exists, or a hub id")
 
     def examples(self, split: str, seed: int) -> list[Example]:
         check_split(split)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from autostage.check import load_study
+from autostage.check import load_study, resolve_paths
 from autostage.cli import main
 from autostage.errors import StudyError
 from autostage.host import load_registry
@@ -258,3 +259,47 @@ def test_a_broken_study_name_does_not_hide_the_other_problems_of_study(tmp_path,
     with pytest.raises(StudyError) as caught:
         load_study(tmp_path / "s.toml", registry)
     assert [p.path for p in caught.value.problems] == ["study.name", "study.sampler"]
+
+
+# --- an `hf` dataset read from a local folder ---------------------------------------------------
+
+HF_SOURCE = 'difficulty = 2.0\n\n[data.extra]\ndataset = "hf"\nname = {name}\n'
+
+
+def hf_study(directory: Path, name: str) -> Path:
+    return write_study(directory, ("difficulty = 2.0\n", HF_SOURCE.format(name=f'"{name}"')))
+
+
+@pytest.mark.parametrize("name", ["./nosuch", "../nosuch", "/nonexistent/autostage/data",
+                                  "~/nonexistent-autostage-data", "data/train/part",
+                                  "train.parquet", "org/train.jsonl", "my data"])
+def test_an_hf_local_folder_that_is_not_there_is_refused(tmp_path, capsys, name):
+    """A name that is clearly a path is checked like every dataset's path (a trial would
+    fail to load it); the line says how a name is told from a hub id."""
+    study = hf_study(tmp_path, name)
+    code, out, err = validate(capsys, str(study))
+    assert code == 2 and "Traceback" not in out + err
+    lines = [line for line in err.splitlines() if line.startswith(f"{study}: data.extra.name: ")]
+    assert len(lines) == 1, err
+    assert "no such file or folder: " in lines[0]
+    assert "is a local path" in lines[0] and 'hub id (a name or org/name' in lines[0]
+    assert "give a folder that exists, or a hub id" in lines[0]
+
+
+@pytest.mark.parametrize("name", ["imdb", "org/name", "wikitext", "user/my-data.v2"])
+def test_an_hf_hub_id_is_left_to_the_trial(tmp_path, capsys, name):
+    # a hub id needs the network to check, which validate never uses
+    _, out, err = validate(capsys, str(hf_study(tmp_path, name)))
+    assert "data.extra.name" not in err and "Traceback" not in out + err
+
+
+def test_an_hf_local_folder_is_read_from_the_study_files_folder(tmp_path, monkeypatch,
+                                                                capsys, registry):
+    (tmp_path / "project" / "data").mkdir(parents=True)
+    study = hf_study(tmp_path / "project", "./data")
+    monkeypatch.chdir(tmp_path)  # not the study's folder
+    _, out, err = validate(capsys, str(study))
+    assert "data.extra.name" not in err and "Traceback" not in out + err
+    raw = tomllib.loads(study.read_text())
+    resolve_paths(raw, registry, study.parent)  # what a trial is given: the folder, absolute
+    assert raw["data"]["extra"]["name"] == str(tmp_path / "project" / "data")

@@ -99,9 +99,9 @@ class NSGA2(Sampler):
     population_size: int = Field(16, ge=2, le=1000)
 
     def build(self, seed: int) -> Any:
-        import optuna
+        from autostage_plugins.optuna_fixes import NSGAIISampler
 
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=self.population_size)
+        return NSGAIISampler(seed=seed, population_size=self.population_size)
 
 
 @hookimpl

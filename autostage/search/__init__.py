@@ -288,8 +288,9 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
     modes = s.modes if len(s.metrics) > 1 else s.modes[0]
     searcher = StudySearch(
         space=functools.partial(suggest, space), metric=metrics, mode=modes,
-        sampler=registry.create("sampler", s.sampler, s.sampler_settings).build(
-            seed=sampler_seed(s.seed, storage, s.name)),
+        sampler=_picklable(s.sampler, registry.create("sampler", s.sampler,
+                                                      s.sampler_settings).build(
+            seed=sampler_seed(s.seed, storage, s.name))),
         study_name=s.name, storage=storage,
     )
     searcher.population, searcher.retention = population, retention
@@ -323,6 +324,20 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
         ),
     )
     return tuner, stops
+
+
+def _picklable(name: str, sampler: Any) -> Any:
+    """`sampler`, if Ray can pickle it (it does when a Tuner starts and at every experiment
+    checkpoint); else one line naming the plugin, not Ray's traceback from inside Tuner."""
+    try:
+        ray.cloudpickle.dumps(sampler)
+    except Exception as e:
+        raise AutostageError(
+            f"study.sampler: the '{name}' plugin built a {type(sampler).__name__} that cannot "
+            f"be pickled ({type(e).__name__}: {e}), which Ray needs to save the search; a "
+            "sampler plugin must build a picklable sampler (autostage.testing.SamplerContract "
+            "checks it)") from None
+    return sampler
 
 
 def _threads(s: Any, on_cluster: bool) -> int:

@@ -290,6 +290,17 @@ class SamplerContract(ComponentContract):
 
         assert isinstance(component.build(seed=0), optuna.samplers.BaseSampler)
 
+    def test_pickles_and_goes_on_suggesting(self, component: Any) -> None:
+        # Ray pickles the searcher, with its sampler, when a search starts and at every
+        # experiment checkpoint: a sampler that cannot be pickled ends every search
+        import pickle
+
+        study = self._study(component, seed=0)
+        study.optimize(lambda t: t.suggest_float("x", -4, 4) ** 2, n_trials=3)
+        study.sampler = pickle.loads(pickle.dumps(study.sampler))
+        study.optimize(lambda t: t.suggest_float("x", -4, 4) ** 2, n_trials=2)
+        assert len(study.trials) == 5
+
     def test_same_seed_same_suggestions(self, component: Any) -> None:
         def params(seed: int) -> list:
             study = self._study(component, seed)

@@ -288,16 +288,6 @@ def test_trials_sharing_a_reused_actor_do_not_leak_state(ray_session, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trial_scheduler", ["hyperband", "median"])
-def test_every_trial_scheduler_runs_a_search_to_its_end(ray_session, tmp_path, trial_scheduler):
-    code, run = search(tmp_path, "--trials", "6", "--set",
-                       f"study.trial_scheduler={trial_scheduler}")
-    records = run.results()
-    assert code == 0 and len(records) == 6
-    assert all(r.status.finished for r in records)
-
-
-@pytest.mark.slow
 def test_two_metrics_make_a_multi_objective_study_in_any_rdb_url(ray_session, tmp_path,
                                                                   capsys):
     url = f"sqlite:///{tmp_path / 'elsewhere.db'}"

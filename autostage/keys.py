@@ -19,6 +19,8 @@ PLAN_KEY = "plan.order"
 PLAN_SEP = ">"
 #: the Optuna user attribute of a branched trial: its `records.Branch`, as JSON
 BRANCH_ATTR = "autostage_branch"
+#: Optuna user attribute of a trial --resume queued again: the number of the trial it re-runs
+REQUEUED_ATTR = "autostage_requeued"
 TOKENS = "tokens"  # a second objective every trial reports: the training tokens it spent
 
 

@@ -145,3 +145,38 @@ def test_a_queued_trial_cut_before_it_started_is_queued_again_with_its_parameter
     assert trials[1].system_attrs["fixed_params"] == params
     assert run.result(0).status == TrialStatus.INTERRUPTED
     assert {k: run.result(0).config[k] for k in params} == params
+
+
+class Killed(BaseException):
+    """The driver dying at this point (nothing after it runs)."""
+
+
+def die_at(monkeypatch, target, name):
+    """Make `target.name` kill the process (raise Killed) the first time it is called."""
+    real = getattr(target, name)
+
+    def once(*args, **kwargs):
+        monkeypatch.setattr(target, name, real)
+        raise Killed
+
+    monkeypatch.setattr(target, name, once)
+
+
+@pytest.mark.parametrize("step", ["write_result", "set_trial_state_values"])
+def test_a_resume_killed_while_re_queueing_never_queues_a_trial_twice(registry, tmp_path,
+                                                                      monkeypatch, step):
+    """Killed between the re-queue and its record, or between the record and failing the
+    interrupted trial in Optuna: the next resume finishes the job, one copy queued."""
+    study, space, run, storage, ot = killed_driver_left(registry, tmp_path)
+    ot.enqueue_trial(sample(space, seed=0))
+    running = ot.ask()  # the killed driver had started it: RUNNING, with its parameters
+    suggest(space, running)
+    die_at(monkeypatch, RunDir if step == "write_result" else type(storage), step)
+    with pytest.raises(Killed):
+        reconcile(study, space, run, storage)
+    reconcile(study, space, run, storage)
+    waiting = [t for t in ot.get_trials() if t.state.name == "WAITING"]
+    assert len(waiting) == 1, [(t.number, t.state.name) for t in ot.get_trials()]
+    assert running.params.items() <= waiting[0].system_attrs["fixed_params"].items()
+    assert ot.get_trials()[0].state.name == "FAIL"
+    assert run.result(0).status == TrialStatus.INTERRUPTED

@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 
 from autostage.errors import AutostageError
-from autostage.keys import BRANCH_ATTR
+from autostage.keys import BRANCH_ATTR, REQUEUED_ATTR
 from autostage.ranking import finite
 from autostage.records import Branch, TrialRecord, TrialStatus, without_replays
 from autostage.rundir import RunDir
@@ -76,13 +76,18 @@ def settle(storage: Any, name: str, run: RunDir) -> None:
 def reconcile(study: Study, space: SearchSpace, run: RunDir, storage: Any) -> tuple[int, int]:
     """Before a resume: give every trial the killed driver left running a record, re-queue its
     parameters so no work is lost, and count what is still to do. Returns (remaining trials,
-    tokens already spent)."""
+    tokens already spent). Cut short at any point, a later resume finishes the job: each
+    trial is re-queued at most once."""
     try:
         ot_study = optuna.load_study(study_name=study.study.name, storage=storage)
     except KeyError:
         return study.study.trials, 0  # killed before the first trial was asked for
     recorded = {r.number: r for r in run.results()}
-    for trial in ot_study.get_trials(deepcopy=False):
+    trials = ot_study.get_trials(deepcopy=False)
+    # re-queued already: a resume killed between a re-queue and its record must not queue
+    # the same parameters twice (the copy carries the number it re-runs, in one commit)
+    requeued = {t.user_attrs[REQUEUED_ATTR] for t in trials if REQUEUED_ATTR in t.user_attrs}
+    for trial in trials:
         if WARM_START in trial.user_attrs:
             continue  # an earlier run's trial, given to the sampler: not this run's to redo
         state = trial.state
@@ -99,9 +104,11 @@ def reconcile(study: Study, space: SearchSpace, run: RunDir, storage: Any) -> tu
                 # parameters) are kept with them, or its re-run would sample those anew
                 params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
                 branch = trial.user_attrs.get(BRANCH_ATTR)  # a branch stays one
-                if params:  # (none: cut before its sampling; a fresh trial takes its place)
-                    ot_study.enqueue_trial(params, skip_if_exists=False,
-                                           user_attrs={BRANCH_ATTR: branch} if branch else None)
+                if params and trial.number not in requeued:
+                    # (no params: cut before its sampling; a fresh trial takes its place)
+                    attrs = {REQUEUED_ATTR: trial.number, **({BRANCH_ATTR: branch} if branch
+                                                             else {})}
+                    ot_study.enqueue_trial(params, skip_if_exists=False, user_attrs=attrs)
                 run.write_result(TrialRecord(
                     trial.number, TrialStatus.INTERRUPTED,
                     "the search was interrupted; " + ("re-queued with the same parameters"

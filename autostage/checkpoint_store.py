@@ -65,6 +65,37 @@ class CheckpointStore:
         prefix = f"{self.scheme}://"
         return uri.removeprefix(prefix) if self.remote else uri
 
+    def name(self, path: str) -> str:
+        """How the records name `path` of this store: relative to the store's own path, so a
+        run directory copied or moved (with its store) names its own files, never the
+        original's. (A path outside the store, which Ray never writes: its uri, whole.)"""
+        return posixpath.relpath(path, self.path) if self.holds(path) else self.uri(path)
+
+    def resolve(self, name: str) -> str:
+        """The path in this store of a checkpoint the records name (the inverse of `name`).
+
+        Records written before names were relative hold a whole path (or uri): one inside
+        this store is taken as it is; one outside it (the run directory was copied or moved
+        since) is re-rooted here from its Ray experiment folder on
+        (ray-<time>/trial-<n>/checkpoint_<k>), so an old run reads its own files too. Any
+        other whole path is kept: reading it is all a search does, `holds` guards deletes.
+        Normalised, as the driver's paths are: a pin must match what it pins."""
+        if not (name.startswith("/") or "://" in name):
+            return posixpath.normpath(posixpath.join(self.path, name))
+        path = posixpath.normpath(self.path_of(name))
+        if self.holds(path):
+            return path
+        parts = path.split("/")
+        if len(parts) > 3 and parts[-3].startswith("ray-") and parts[-2].startswith("trial-"):
+            return posixpath.normpath(posixpath.join(self.path, *parts[-3:]))
+        return path
+
+    def holds(self, path: str) -> bool:
+        """Whether `path` lies inside this store: the only place a search deletes."""
+        root = posixpath.normpath(self.path)
+        inside = posixpath.normpath(path)
+        return inside.startswith(root.rstrip("/") + "/")
+
     def missing(self, paths: list[str]) -> set[str]:
         """Those of `paths` that are not in this store (deleted, or never written)."""
         from pyarrow import fs

@@ -54,7 +54,7 @@ class EvalRecord:
 
     eval: Eval
     time: float | None = None  # when the driver received it (None: it travelled later)
-    checkpoint: str | None = None  # the stage-boundary checkpoint reported with it
+    checkpoint: str | None = None  # the checkpoint reported with it (relative to the store)
     worker: int | None = None  # the worker's process id: which trials shared a reused actor
 
     @property
@@ -91,7 +91,7 @@ class Branch:
     stage: str  # the stage of the parent's eval the checkpoint was taken at
     tokens: int  # tokens the lineage had trained at the branch point (not charged again)
     evals: int  # the lineage's evals up to the branch point
-    checkpoint: str  # the checkpoint, as a user names it (s3://... or a folder)
+    checkpoint: str  # relative to the checkpoint store (`CheckpointStore.resolve`)
     prefix: Mapping[str, Any] = field(default_factory=dict)  # the parameters the prefix ran with
     seed: int | None = None  # the prefix's seed (the parent's)
     done: tuple[str, ...] = ()  # at a stage boundary: the stage visits run, in order

@@ -101,7 +101,8 @@ def test_ended_trials_keep_only_the_checkpoints_a_branch_may_start_from(populati
     records = run.trials()
     assert not [r.reason for r in records if "cannot branch" in r.reason]
     recorded = {e.checkpoint for r in records for e in r.evals if e.checkpoint}
-    on_disk = {str(p) for p in run.path.glob("ray-*/trial-*/checkpoint_*")}
+    on_disk = {str(p.relative_to(run.path))  # named relative to the run, as the records do
+               for p in run.path.glob("ray-*/trial-*/checkpoint_*")}
     assert on_disk < recorded  # nothing unrecorded is left, and most are gone
     assert len(on_disk) <= len(recorded) // 2, (len(on_disk), len(recorded))
 
@@ -238,3 +239,38 @@ def test_a_broken_lineage_is_one_line_naming_its_segment(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "lineage[2].params: config chooses optimizer 'lion9'" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_branch_point_that_fails_to_load_is_handed_out_once_and_named_in_one_line(
+        ray_session, tmp_path, monkeypatch):
+    """Every checkpoint is damaged as the driver hears of it, before any branch can load it:
+    each branch from it fails, its record naming the checkpoint in one line, and its point
+    is never handed out again (one trial at a time: each failure is known before the next
+    hand-out)."""
+    from collections import Counter
+
+    from autostage.checkpoints import LOOP
+    from autostage.search.population import Population
+
+    noted = Population.note
+
+    def damaged(self, point):
+        (Path(point.path) / LOOP).write_text("{}")  # no longer what its manifest sealed
+        noted(self, point)
+
+    monkeypatch.setattr(Population, "note", damaged)
+    out = tmp_path / "run"
+    assert search(out, "study.trials=12", "study.parallel=1") == 0
+    run = RunDir(out)
+    stored = optuna.load_study(study_name="quickstart-toy", storage=run.storage_url).get_trials()
+    handed = Counter(t.user_attrs[BRANCH_ATTR]["checkpoint"] for t in stored
+                     if BRANCH_ATTR in t.user_attrs)
+    assert handed and max(handed.values()) == 1, handed
+    branched = [r for r in run.results() if r.branch is not None]
+    for r in branched:
+        assert r.status == TrialStatus.FAILED
+        assert r.reason.startswith(f"cannot branch from trial {r.branch.parent}: checkpoint "
+                                   f"{out.resolve() / r.branch.checkpoint}: loop.json does "
+                                   "not match its manifest"), r.reason
+        assert "\n" not in r.reason and r.reason.count("checkpoint_") == 1

@@ -221,7 +221,8 @@ def test_a_search_on_nodes_that_cannot_see_the_run_directory_checkpoints_to_s3_a
             time.sleep(0.1)
         assert victim is not None, driver.communicate(timeout=60)
         number, before = victim
-        assert all(e["checkpoint"].startswith(f"{uri}/ray-") for e in before if e.get("checkpoint"))
+        # named relative to the store's prefix (a copied prefix names its own objects)
+        assert all(e["checkpoint"].startswith("ray-") for e in before if e.get("checkpoint"))
         os.kill(before[-1]["worker"], signal.SIGKILL)  # the trial's Ray worker, mid-stage
         # let the retry finish and a few more trials end, then kill the driver itself
         _wait(lambda: driver.poll() is not None or (

@@ -318,3 +318,58 @@ def test_a_branch_that_chose_another_rest_goes_on_with_it_from_the_parents_state
     assert _go_on(parent, branch, {"plan.order": "general>prereq>target"}) == parent
     inside = Branch(0, "target", 300, 6, "/ck", {"plan.order": "target"}, 0, ())
     assert _go_on(parent, inside, {"plan.order": "target"}) == parent
+
+
+def test_records_name_checkpoints_relative_to_the_store_and_old_whole_names_are_re_rooted():
+    """A copied or moved run directory (or store prefix) names its own files: new records
+    hold names relative to the store; an old record's whole path inside the store is taken
+    as it is, one of the run's original location is re-rooted from Ray's experiment folder."""
+    from pyarrow import fs
+
+    from autostage.checkpoint_store import CheckpointStore
+
+    store = CheckpointStore(fs.LocalFileSystem(), "/runs/copy")
+    path = "/runs/copy/ray-1/trial-3/checkpoint_000002"
+    assert store.name(path) == "ray-1/trial-3/checkpoint_000002"
+    assert store.resolve(store.name(path)) == path
+    assert store.resolve(path) == path
+    assert store.resolve("/runs/original/ray-1/trial-3/checkpoint_000002") == path
+    s3 = CheckpointStore(None, "bucket/runs/copy", "s3")
+    assert s3.name("bucket/runs/copy/ray-1/trial-3/checkpoint_000002") == \
+        "ray-1/trial-3/checkpoint_000002"
+    assert s3.resolve("s3://bucket/runs/old/ray-1/trial-3/checkpoint_000002") == \
+        "bucket/runs/copy/ray-1/trial-3/checkpoint_000002"
+    assert [store.holds(p) for p in ("/runs/copy/x", "/runs/copy", "/runs/copy/../original/x",
+                                     "/runs/copyx/y")] == [True, False, False, False]
+
+
+def test_retention_never_deletes_outside_its_own_store(tmp_path):
+    from pyarrow import fs
+
+    from autostage.checkpoint_store import CheckpointStore
+    from autostage.search.retention import Retention
+
+    other = tmp_path / "original" / "ray-1" / "trial-0" / "checkpoint_000000"
+    other.mkdir(parents=True)
+    retention = Retention(CheckpointStore(fs.LocalFileSystem(), str(tmp_path / "copy")),
+                          "needed")
+    retention.saw(0, str(other))  # an old copied record names the original's checkpoint
+    retention.ended(0)
+    assert other.exists() and retention.deleted == 0
+
+
+def test_a_branch_point_that_failed_to_load_is_never_handed_out_again(tmp_path):
+    from autostage.search.messages import BRANCH_POINT_FAILED
+
+    population = Population(Branching(quantile=0.5, fresh=0.0), "eval.target.loss", "min", 0)
+    for trial, loss in enumerate([1.0, 2.0, 3.0, 4.0]):
+        population.note(point(trial, ev("target", 100, 100, 800, loss), final_evals=1))
+    population.refuse("/ck/0/1")
+    assert {population.propose().trial for _ in range(50)} == {1}
+    # a resumed search: the failed branch's record marks its point again
+    failed = TrialRecord(4, TrialStatus.FAILED, f"{BRANCH_POINT_FAILED}1: checkpoint /ck/1/1: "
+                         "loop.json does not match its manifest",
+                         branch=Branch(1, "target", 100, 1, "/ck/1/1", PARAMS, 1))
+    resumed = Population(Branching(quantile=0.5, fresh=0.0), "eval.target.loss", "min", 0)
+    resumed.note_records([failed], "target", str, lambda paths: set())
+    assert resumed.refused == {"/ck/1/1"}

@@ -156,7 +156,7 @@ def _population(study: Study, registry: Any, run: RunDir, store: CheckpointStore
                             compile_space(study, registry).plans)
     if resume:
         population.note_records(run.trials(), study.final.name if study.final else None,
-                                store.path_of, store.missing)
+                                store.resolve, store.missing)
     return population
 
 

@@ -62,8 +62,10 @@ class Recorder(tune.Callback):
         if not msg.is_eval(result):
             return  # an outcome, or evals flushed before a crash: no eval of its own
         checkpoint = result.get("checkpoint_dir_name")
-        path = posixpath.join(trial.path, checkpoint) if checkpoint else None
-        record = _eval_record(result, time.time(), self.store.uri(path) if path else None)
+        # normalised, as `CheckpointStore.resolve` gives a recorded name back: pins match
+        path = posixpath.normpath(posixpath.join(trial.path, checkpoint)) if checkpoint else None
+        # named relative to the store: a copied or moved run directory names its own files
+        record = _eval_record(result, time.time(), self.store.name(path) if path else None)
         self.run.append_event(number, record)
         if path and self.retention is not None:
             self.retention.saw(number, path)
@@ -102,6 +104,8 @@ class Recorder(tune.Callback):
         if number is not None and trial.checkpoint is None:
             self.run.truncate_events(int(number), 0)
             self._forget_after(trial, 0)
+        if number is not None:  # at its first failure: not after its retries fail too
+            self._refuse_branch_point(trial, _error_reason(trial))
 
     def _forget_after(self, trial: Any, kept: int) -> None:
         """A retry keeps `kept` of the trial's own evals: the branch points after them go."""
@@ -113,7 +117,16 @@ class Recorder(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         number = int(trial.config[msg.TRIAL])
         why = time_limit.reason(self.search_id, number) or _error_reason(trial)
+        self._refuse_branch_point(trial, why)
         self._write(trial, TrialStatus.FAILED, why)
+
+    def _refuse_branch_point(self, trial: Any, why: str) -> None:
+        """A branch failed because its branch point would not load (`why`, its error, says
+        so): no other trial is handed that point, which would fail the same way."""
+        branch = _branch(trial)
+        if self.population is not None and branch is not None and \
+                why.startswith(msg.BRANCH_POINT_FAILED):
+            self.population.refuse(self.store.resolve(branch.checkpoint))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         # Ray stops the running trials without completing them when the budget is spent;

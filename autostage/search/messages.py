@@ -43,6 +43,10 @@ NO_MODEL = "no_model"
 # compare a trial still in its prerequisite stage with one already training on the target,
 # and stop every plan with a prefix (ASHA's short-horizon bias, made worse by stages).
 TIME_ATTR = "final_evals"
+#: how the error of a branched trial whose branch point would not load (damaged, missing)
+#: begins, and so its record's reason: the driver marks that point, now and on --resume, and
+#: no other trial is handed it
+BRANCH_POINT_FAILED = "cannot branch from trial "
 
 
 def trial_seed(study_seed: int, number: int) -> int:

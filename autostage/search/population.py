@@ -30,7 +30,8 @@ from autostage.components import Branching
 from autostage.decisions import Advance, Eval
 from autostage.keys import PLAN_KEY, key_kind, parse_mix_key
 from autostage.ranking import better, finite
-from autostage.records import Branch, TrialRecord, lineage_evals
+from autostage.records import Branch, TrialRecord, TrialStatus, lineage_evals
+from autostage.search.messages import BRANCH_POINT_FAILED
 from autostage.space import continuations
 
 #: kinds whose choice and settings act from a branch point on: a branch may change them
@@ -47,7 +48,7 @@ class BranchPoint:
     ev: Eval  # the eval the checkpoint was reported with
     evals: int  # the lineage's evals up to it
     final_evals: int  # final-stage evals up to it (0: a boundary before the final stage)
-    checkpoint: str  # as a user names it (the record's)
+    checkpoint: str  # as the records name it (relative to the checkpoint store)
     path: str  # in the checkpoint store
     visited: tuple[str, ...] = ()  # stages whose mixtures took effect before this point
     done: tuple[str, ...] = ()  # at a stage boundary: the stage visits run, in order
@@ -100,6 +101,7 @@ class Population:
         self.rng = random.Random(seed)
         self.points: list[BranchPoint] = []  # every one, for ranking: deleted ones too
         self.gone: set[str] = set()  # paths of points whose checkpoint was deleted
+        self.refused: set[str] = set()  # paths of points a branch failed to load (damaged)
         self.trails: dict[int, list[tuple[str, int]]] = {}  # trial -> its lineage's evals
         self._top_cache: list[BranchPoint] | None = None
 
@@ -148,8 +150,9 @@ class Population:
     def note_records(self, records: list[TrialRecord], final: str | None, path_of: Any,
                      missing: Any) -> None:
         """The points of an earlier session's trials (a resumed search): each eval its
-        records hold a checkpoint of, unless that checkpoint is gone. `path_of(checkpoint)`:
-        its path in the store; `missing(paths)`: those of `paths` not in it."""
+        records hold a checkpoint of, unless that checkpoint is gone or a branch failed to
+        load it. `path_of(checkpoint)`: its path in the store (`CheckpointStore.resolve`);
+        `missing(paths)`: those of `paths` not in it."""
         by_number = {r.number: r for r in records}
         for record in records:
             lineage = lineage_evals(record, by_number)
@@ -162,7 +165,14 @@ class Population:
                 self.saw(record.number, e.eval, params=dict(record.config),
                          seed=record.seed or 0, final_evals=finals, checkpoint=e.checkpoint,
                          path=path_of(e.checkpoint) if e.checkpoint else None)
+            if _failed_to_load(record):
+                self.refused.add(path_of(record.branch.checkpoint))
         self.gone |= missing([p.path for p in self.points])
+
+    def refuse(self, path: str) -> None:
+        """A branch could not load the point at `path` (its checkpoint is damaged or
+        missing): it is never handed out again."""
+        self.refused.add(path)
 
     # --- what the searcher and the retention ask -------------------------------------------
 
@@ -170,7 +180,8 @@ class Population:
         """The point a new trial branches from; None: it is fresh."""
         if self.rng.random() < self.rule.fresh:
             return None
-        candidates = [p for p in self._top() if p.path not in self.gone]
+        candidates = [p for p in self._top()
+                      if p.path not in self.gone and p.path not in self.refused]
         return self.rng.choice(candidates) if candidates else None
 
     def wanted(self) -> set[str]:
@@ -196,6 +207,12 @@ class Population:
         for p in self.points:
             places[p.place].append(p)
         return places
+
+
+def _failed_to_load(record: TrialRecord) -> bool:
+    """An earlier session's branch that failed because its branch point would not load."""
+    return record.branch is not None and record.status == TrialStatus.FAILED and \
+        record.reason.startswith(BRANCH_POINT_FAILED)
 
 
 def _ranked(points: list[BranchPoint], metric: str, mode: str) -> list[BranchPoint]:

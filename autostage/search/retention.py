@@ -9,7 +9,8 @@ default) they are deleted unless
     loaded it (ray#38736) cannot open here; or
   - a new trial may still branch from it: in the top quantile at its place, or at a place with
     nothing to compare it with yet (`Population.wanted`).
-A deleted point is never branched from again. "all" keeps every checkpoint.
+A deleted point is never branched from again. "all" keeps every checkpoint. Nothing outside
+the search's own store (its run directory, or `study.checkpoints`' prefix) is ever deleted.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class Retention:
 
     def pin(self, number: int, branch: Branch) -> None:
         """Trial `number` will start from `branch`'s checkpoint: keep it until it ended."""
-        self.pins[number] = self.store.path_of(branch.checkpoint)
+        self.pins[number] = self.store.resolve(branch.checkpoint)
 
     def ended(self, number: int) -> None:
         """Trial `number` has its record: its checkpoints are branch points only now."""
@@ -48,11 +49,11 @@ class Retention:
         for record in records:
             for e in record.evals:
                 if e.checkpoint:
-                    self.held[record.number].append(self.store.path_of(e.checkpoint))
+                    self.held[record.number].append(self.store.resolve(e.checkpoint))
             if record.status.finished or record.status == TrialStatus.INTERRUPTED:
                 self.ended_trials.add(record.number)
         for i, branch in enumerate(waiting):
-            self.pins[-1 - i] = self.store.path_of(branch.checkpoint)  # until this session ends
+            self.pins[-1 - i] = self.store.resolve(branch.checkpoint)  # until this session ends
         self.sweep()
 
     def sweep(self) -> None:
@@ -74,6 +75,10 @@ class Retention:
                 self.population.gone.update(gone)
 
     def _delete(self, path: str) -> None:
+        if not self.store.holds(path):
+            # a record naming another run's checkpoint (an old run directory copied here
+            # names the original's) must never cost that run its files
+            return
         try:
             self.store.filesystem.delete_dir(path)
             self.deleted += 1

@@ -134,12 +134,17 @@ def _branch_from(trainer: Any, branch: Branch, store: CheckpointStore | None) ->
     if store is None:
         raise AutostageError(f"trial branches from trial {branch.parent}, but this search has "
                              "no checkpoint store")
-    path = store.path_of(branch.checkpoint)
+    path = store.resolve(branch.checkpoint)
+    where = store.uri(path)  # one line naming the checkpoint where a user finds it
+    if store.missing([path]):  # (not "cut short": nothing is there at all)
+        raise AutostageError(f"{msg.BRANCH_POINT_FAILED}{branch.parent}: checkpoint {where} "
+                             "is missing (deleted outside this search); no other trial is "
+                             "handed this branch point")
     opened = tune.Checkpoint(path, filesystem=store.filesystem).as_directory()
-    state, refused = restore(trainer, [(branch.checkpoint, opened)])
-    if state is None:
-        raise AutostageError(f"cannot branch from trial {branch.parent}'s checkpoint "
-                             f"{branch.checkpoint}: {'; '.join(refused)}")
+    state, refused = restore(trainer, [(where, opened)])
+    if state is None:  # the refusal names the checkpoint already: once is enough
+        raise AutostageError(f"{msg.BRANCH_POINT_FAILED}{branch.parent}: {refused[0]}; "
+                             "no other trial is handed this branch point")
     return state
 
 

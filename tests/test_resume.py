@@ -180,3 +180,26 @@ def test_a_resume_killed_while_re_queueing_never_queues_a_trial_twice(registry, 
     assert running.params.items() <= waiting[0].system_attrs["fixed_params"].items()
     assert ot.get_trials()[0].state.name == "FAIL"
     assert run.result(0).status == TrialStatus.INTERRUPTED
+
+
+@pytest.mark.slow
+def test_a_killed_driver_takes_its_ray_processes_with_it(tmp_path):
+    """SIGKILL reaches the driver alone (an OOM killer): Ray's agents used to outlive it by a
+    minute, trying to tell the dead GCS why their raylet went."""
+    import psutil
+
+    out = tmp_path / "run"
+    driver = subprocess.Popen(command(out, "--set", "study.trials=40"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        run, deadline = RunDir(out), time.time() + 120
+        while not run.results() and time.time() < deadline:
+            time.sleep(0.1)
+        below = psutil.Process(driver.pid).children(recursive=True)
+        assert any("raylet" in p.name() for p in below)
+    finally:
+        driver.kill()
+    driver.wait(timeout=30)
+    _, alive = psutil.wait_procs(below, timeout=15)
+    assert not alive, [p.name() for p in alive]

@@ -63,6 +63,7 @@ from autostage.search.storage import (  # noqa: E402
 from autostage.search.warm import seed_sampler  # noqa: E402
 from autostage.search.worker import SearchJob, run_one  # noqa: E402
 from autostage.spec import Study  # noqa: E402
+from autostage.watchdog import guard, release  # noqa: E402
 
 
 @dataclass
@@ -102,6 +103,8 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
     if remaining <= 0:
         return SearchOutcome(run.path, study.study.trials, run.results(), False)
     owns_ray = not ray.is_initialized()  # a caller (a test, a notebook) may have started it
+    # a Ray of our own goes with this process, even a killed one (a cluster's is not ours)
+    watchdog = guard() if owns_ray and address is None else None
     if owns_ray:
         _start_ray(address, verbose)
     try:
@@ -132,6 +135,7 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
     finally:
         if owns_ray:
             ray.shutdown()
+        release(watchdog)
     records = run.results()
     finished = sum(r.status.finished for r in records)
     budget_spent = (study.study.token_budget is not None

@@ -11,6 +11,7 @@ Run as `python -m autostage.watchdog DRIVER_PID` with the pipe on its stdin (`gu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import subprocess
@@ -54,10 +55,8 @@ def watch(driver_pid: int) -> None:
         except psutil.NoSuchProcess:
             break
     for process in seen.values():
-        try:
-            process.kill()  # psutil refuses a pid reused by a process started since
-        except psutil.Error:
-            pass
+        with contextlib.suppress(psutil.Error):  # gone already
+            process.kill()  # (psutil refuses a pid reused by a process started since)
 
 
 def _closed(fd: int) -> bool:

@@ -19,6 +19,7 @@ from autostage.fields import LocalPath, PathOrName  # noqa: F401  (for plugins' 
 from autostage.kinds import TABLE
 
 if TYPE_CHECKING:  # heavy imports only for type checkers
+    from autostage.branching import Brancher
     from autostage.decisions import Decision, History
 
 
@@ -228,25 +229,16 @@ class Sampler(Component):
         """Return an `optuna.samplers.BaseSampler` seeded with `seed`."""
 
 
-@dataclass(frozen=True)
-class Branching:
-    """How a trial scheduler wants new trials started (`TrialScheduler.branching`): each new
-    trial is fresh with probability `fresh`; otherwise it branches from a checkpoint of a
-    trial in the top `quantile` of those compared at the same point, and the study's sampler
-    proposes its continuation."""
-
-    quantile: float  # in (0, 1): the share of trials at a point that may be branched from
-    fresh: float  # in [0, 1]: the share of new trials sampled whole, never branched
-
-
 class TrialScheduler(Component):
     """Builds a Ray Tune trial scheduler: decides across trials whom to stop early."""
 
     kind: ClassVar[str] = "trial_scheduler"
 
-    def branching(self) -> Branching | None:
-        """None (the default): every trial starts from scratch. A `Branching`: trials take
-        checkpoints at every eval of the final stage, and new trials branch from them."""
+    def branching(self, metric: str, mode: str) -> Brancher | None:
+        """None (the default): every trial starts from scratch. An
+        `autostage.branching.Brancher` (ranking by `metric`, better by `mode`): trials take
+        checkpoints at every eval of the final stage too, and it decides which one each new
+        trial branches from. Called once per search session."""
         return None
 
     @abstractmethod

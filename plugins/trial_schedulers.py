@@ -5,13 +5,19 @@ Time is counted in evals (or tokens), so rungs fall at stage evaluations.
 
 from __future__ import annotations
 
+import functools
 import math
+import random
+from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import Field
 
-from autostage.components import Branching, TrialScheduler
+from autostage.branching import Brancher, BranchPoint
+from autostage.components import TrialScheduler
 from autostage.hookspecs import hookimpl
+from autostage.ranking import better
 
 
 class FIFO(TrialScheduler):
@@ -107,8 +113,59 @@ class Population(TrialScheduler):
             grace_period=self.grace_period, reduction_factor=1 / (1 - self.quantile),
             stop_last_trials=False)
 
-    def branching(self) -> Branching:
-        return Branching(self.quantile, self.fresh)
+    def branching(self, metric: str, mode: str) -> Brancher:
+        return TopQuantile(self.quantile, self.fresh, metric, mode)
+
+
+class TopQuantile(Brancher):
+    """The population trial scheduler's brancher: each new trial is fresh with probability
+    `fresh`; otherwise it branches from a point drawn uniformly from the top `quantile` of a
+    place holding at least two points (a point alone at its place has nothing to be compared
+    with: it is kept, not proposed)."""
+
+    def __init__(self, quantile: float, fresh: float, metric: str, mode: str) -> None:
+        self.quantile, self.fresh, self.metric, self.mode = quantile, fresh, metric, mode
+        self.places: dict[tuple[str, int], list[BranchPoint]] = defaultdict(list)
+        self._top: list[BranchPoint] | None = None  # ranking is costly: once per change
+
+    def see(self, point: BranchPoint) -> None:
+        self.places[point.place].append(point)
+        self._top = None
+
+    def forget(self, points: list[BranchPoint]) -> None:
+        for p in points:
+            self.places[p.place] = [q for q in self.places[p.place] if q is not p]
+        self._top = None
+
+    def propose(self, usable: Callable[[BranchPoint], bool],
+                rng: random.Random) -> BranchPoint | None:
+        if rng.random() < self.fresh:
+            return None
+        candidates = [p for p in self.top() if usable(p)]
+        return rng.choice(candidates) if candidates else None
+
+    def wanted(self) -> list[BranchPoint]:
+        """The top quantile at each place, and every point of a place with nothing to compare
+        it with yet."""
+        return [*self.top(), *(p for group in self.places.values() if len(group) < 2
+                               for p in group)]
+
+    def top(self) -> list[BranchPoint]:
+        """The top quantile of every place holding at least two points."""
+        if self._top is None:
+            self._top = [p for group in self.places.values() if len(group) >= 2
+                         for p in _ranked(group, self.metric, self.mode)[
+                             :max(1, int(self.quantile * len(group)))]]
+        return self._top
+
+
+def _ranked(points: list[BranchPoint], metric: str, mode: str) -> list[BranchPoint]:
+    """Best first by `metric`; ties keep the order the points came in."""
+    def order(a: BranchPoint, b: BranchPoint) -> int:
+        x, y = a.ev.current[metric], b.ev.current[metric]
+        return -1 if better(x, y, mode) else (1 if better(y, x, mode) else 0)
+
+    return sorted(points, key=functools.cmp_to_key(order))
 
 
 @hookimpl

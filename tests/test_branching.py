@@ -250,16 +250,16 @@ def test_a_branch_point_that_fails_to_load_is_handed_out_once_and_named_in_one_l
     hand-out)."""
     from collections import Counter
 
+    from autostage.branching import BranchPoints
     from autostage.checkpoints import LOOP
-    from autostage.search.population import Population
 
-    noted = Population.note
+    noted = BranchPoints.note
 
     def damaged(self, point):
         (Path(point.path) / LOOP).write_text("{}")  # no longer what its manifest sealed
         noted(self, point)
 
-    monkeypatch.setattr(Population, "note", damaged)
+    monkeypatch.setattr(BranchPoints, "note", damaged)
     out = tmp_path / "run"
     assert search(out, "study.trials=12", "study.parallel=1") == 0
     run = RunDir(out)

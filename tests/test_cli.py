@@ -57,6 +57,18 @@ def test_help_and_version_start_without_heavy_imports():
     assert version.startswith("autostage ")
 
 
+def test_the_branching_protocol_and_its_built_in_rule_load_neither_ray_nor_optuna():
+    # a brancher plugin, and the tests of one, run without a search's heavy imports
+    code = (
+        "import sys\n"
+        "import autostage.branching, autostage.testing.brancher_contract\n"
+        "import autostage_plugins.trial_schedulers\n"
+        "print('HEAVY', [m for m in ('torch', 'ray', 'optuna') if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert "HEAVY []" in out
+
+
 def test_validate_and_trial_do_not_import_torch_or_ray():
     code = (
         "import sys\n"

@@ -24,6 +24,7 @@ from autostage.components import (
 from autostage.errors import AutostageError
 from autostage.host import load_registry
 from autostage.testing import (
+    BrancherContract,
     DatasetContract,
     InitContract,
     LRScheduleContract,
@@ -122,6 +123,16 @@ class TestSamplers(SamplerContract):
 
 class TestTrialSchedulers(TrialSchedulerContract):
     component = every_builtin("trial_scheduler")
+
+
+BRANCHING = [n for n in builtins("trial_scheduler")
+             if REGISTRY.create("trial_scheduler", n, {}).branching("m", "min") is not None]
+
+
+class TestBranchers(BrancherContract):
+    @pytest.fixture(params=BRANCHING)
+    def component(self, request):
+        return REGISTRY.create("trial_scheduler", request.param, {})
 
 
 # --- datasets -------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ and run here, and its study runs a trial through `autostage trial`."""
 
 from __future__ import annotations
 
+import random
 import re
 import sys
 import textwrap
@@ -16,6 +17,7 @@ from autostage.cli import main
 from autostage.components import TextDataset, check_split
 from autostage.hookspecs import hookimpl
 from autostage.host import load_registry
+from autostage.testing import BrancherContract, made_up_points
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 
@@ -151,3 +153,25 @@ def test_a_dataset_returning_strings_is_one_line_naming_it_not_an_attribute_erro
     assert "Traceback" not in err and "AttributeError" not in err
     assert err.startswith("error: data source 'words' (dataset Strings, train split): "
                           "examples() item 0 is a str ('plain text 0'), not an Example")
+
+
+# The guide's brancher: it holds the protocol, and registers as a trial scheduler.
+BRANCHERS = guide_module("my_branchers.plugin", "src/my_branchers/plugin.py")
+
+
+class TestTheGuidesBrancher(BrancherContract):
+    @pytest.fixture
+    def component(self):
+        return BRANCHERS.Leader()
+
+
+def test_the_guides_brancher_registers_as_a_trial_scheduler():
+    registry = load_registry(plugins=[BRANCHERS])
+    leader = registry.create("trial_scheduler", "leader", {"fresh": 0.0})
+    brancher = leader.branching("eval.target.loss", "min")
+    points = made_up_points()
+    for p in points:
+        brancher.see(p)
+    best = brancher.propose(lambda p: True, random.Random(0))
+    furthest = [p for p in points if p.final_evals == 3]
+    assert best is min(furthest, key=lambda p: p.ev.current["eval.target.loss"])

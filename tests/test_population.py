@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from autostage.components import Branching
+from autostage.branching import BranchPoint, BranchPoints
 from autostage.decisions import Continue, Eval
 from autostage.records import Branch, EvalRecord, TrialRecord, TrialStatus, lineage_evals
-from autostage.search.population import BranchPoint, Population
+from autostage_plugins.trial_schedulers import TopQuantile
 
 STUDIES = Path(__file__).parent.parent / "studies"
 PARAMS = {"plan.order": "general>prereq>target", "init": "default", "optimizer": "adamw",
@@ -25,6 +25,12 @@ def ev(stage, tokens, stage_tokens, budget, loss):
                 watch="eval.target.loss", watch_mode="min", decision=Continue())
 
 
+def branch_points(quantile, fresh, mode, seed, plans=()):
+    """The search's bookkeeping around the population trial scheduler's brancher."""
+    brancher = TopQuantile(quantile, fresh, "eval.target.loss", mode)
+    return BranchPoints(brancher, "eval.target.loss", seed, plans)
+
+
 def point(trial, e, final_evals=0, evals=1, params=PARAMS):
     return BranchPoint(trial, dict(params), trial, e, evals, final_evals, f"/ck/{trial}/{evals}",
                        f"/ck/{trial}/{evals}")
@@ -32,7 +38,7 @@ def point(trial, e, final_evals=0, evals=1, params=PARAMS):
 
 def lineage_points(*evals):
     """The points of one trial that reported `evals`, each with a checkpoint."""
-    population = Population(Branching(quantile=0.25, fresh=0.0), "eval.target.loss", "min", 0)
+    population = branch_points(0.25, 0.0, "min", 0)
     population.started(0, None)
     for i, e in enumerate(evals, start=1):
         population.saw(0, e, index=i, params=PARAMS, checkpoint=f"/ck/{i}", path=f"/ck/{i}")
@@ -65,7 +71,7 @@ def test_what_a_branch_inherits_follows_the_stages_its_lineage_really_visited():
 
 
 def test_a_retry_drops_the_points_after_where_it_resumed():
-    population = Population(Branching(quantile=0.5, fresh=0.0), "eval.target.loss", "min", 0)
+    population = branch_points(0.5, 0.0, "min", 0)
     population.started(0, None)
     for i in range(1, 4):
         population.saw(0, ev("target", 100 * i, 100 * i, 400, 1.0), index=i, params=PARAMS,
@@ -78,7 +84,7 @@ def test_a_retry_drops_the_points_after_where_it_resumed():
 
 
 def test_a_branch_trail_starts_with_its_parents_evals_up_to_the_branch_point():
-    population = Population(Branching(quantile=0.5, fresh=0.0), "eval.target.loss", "min", 0)
+    population = branch_points(0.5, 0.0, "min", 0)
     population.started(0, None)
     population.saw(0, ev("prereq", 100, 100, 100, 2.0), index=1, params=PARAMS,
                    checkpoint="/ck/a", path="/ck/a")
@@ -92,7 +98,7 @@ def test_a_branch_trail_starts_with_its_parents_evals_up_to_the_branch_point():
 
 
 def test_branches_come_from_the_top_quantile_of_their_place_and_never_from_a_lone_point():
-    population = Population(Branching(quantile=0.25, fresh=0.0), "eval.target.loss", "min", 0)
+    population = branch_points(0.25, 0.0, "min", 0)
     for trial, loss in enumerate([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]):  # rung 1
         population.note(point(trial, ev("target", 100, 100, 800, loss), final_evals=1))
     population.note(point(9, ev("target", 200, 200, 800, 0.1), final_evals=2))  # alone there
@@ -103,23 +109,23 @@ def test_branches_come_from_the_top_quantile_of_their_place_and_never_from_a_lon
 
 @pytest.mark.parametrize("mode, best", [("min", 0), ("max", 3)])
 def test_the_top_quantile_follows_the_study_mode(mode, best):
-    population = Population(Branching(quantile=0.25, fresh=0.0), "eval.target.loss", mode, 1)
+    population = branch_points(0.25, 0.0, mode, 1)
     for trial, loss in enumerate([1.0, 2.0, 3.0, 4.0]):
         population.note(point(trial, ev("target", 100, 100, 800, loss), final_evals=1))
     assert {population.propose().trial for _ in range(50)} == {best}
 
 
 def test_the_fresh_share_of_new_trials_never_branches():
-    population = Population(Branching(quantile=0.5, fresh=0.3), "eval.target.loss", "min", 2)
+    population = branch_points(0.5, 0.3, "min", 2)
     for trial in range(4):
         population.note(point(trial, ev("target", 100, 100, 800, float(trial)), final_evals=1))
     fresh = sum(population.propose() is None for _ in range(2000))
     assert 0.25 < fresh / 2000 < 0.35
-    assert Population(Branching(0.5, 1.0), "eval.target.loss", "min", 0).propose() is None
+    assert branch_points(0.5, 1.0, "min", 0).propose() is None
 
 
 def test_a_point_without_a_finite_metric_is_never_branched_from():
-    population = Population(Branching(quantile=0.5, fresh=0.0), "eval.target.loss", "min", 0)
+    population = branch_points(0.5, 0.0, "min", 0)
     for trial, loss in enumerate([float("nan"), float("nan"), 1.0]):
         population.note(point(trial, ev("target", 100, 100, 800, loss), final_evals=1))
     assert population.propose() is None  # one finite point: nothing to compare it with
@@ -205,7 +211,7 @@ def test_checkpoints_of_an_ended_trial_go_unless_a_branch_may_start_there(tmp_pa
     from autostage.checkpoint_store import CheckpointStore
     from autostage.search.retention import Retention
 
-    population = Population(Branching(quantile=0.5, fresh=0.0), "eval.target.loss", "min", 0)
+    population = branch_points(0.5, 0.0, "min", 0)
     retention = Retention(CheckpointStore(fs.LocalFileSystem(), str(tmp_path)), "needed",
                           population)
     good = stored_points(tmp_path, population, 0, [1.0, 0.5])
@@ -254,7 +260,7 @@ def test_a_resumed_search_never_branches_from_a_checkpoint_deleted_before(tmp_pa
                                    evals=(EvalRecord(ev("target", 100, 100, 800, loss),
                                                      checkpoint=str(folder)),)))
     (tmp_path / "t0").rmdir()  # the best: deleted by an earlier session's retention
-    population = Population(Branching(quantile=0.5, fresh=0.0), "eval.target.loss", "min", 0)
+    population = branch_points(0.5, 0.0, "min", 0)
     population.note_records(records, "target", store.path_of, store.missing)
     assert population.gone == {str(tmp_path / "t0")}
     assert {population.propose().trial for _ in range(50)} == {1}
@@ -263,7 +269,7 @@ def test_a_resumed_search_never_branches_from_a_checkpoint_deleted_before(tmp_pa
 
 def test_a_branch_at_a_stage_boundary_may_choose_the_rest_of_the_plan():
     plans = ("general>prereq>target", "general>target", "prereq>general>target", "target")
-    population = Population(Branching(quantile=0.25, fresh=0.0), "eval.target.loss", "min", 0,
+    population = branch_points(0.25, 0.0, "min", 0,
                             plans)
     population.started(0, None)
     population.saw(0, ev("general", 50, 50, 50, 3.0), index=1, params=PARAMS,
@@ -361,7 +367,7 @@ def test_retention_never_deletes_outside_its_own_store(tmp_path):
 def test_a_branch_point_that_failed_to_load_is_never_handed_out_again(tmp_path):
     from autostage.search.messages import BRANCH_POINT_FAILED
 
-    population = Population(Branching(quantile=0.5, fresh=0.0), "eval.target.loss", "min", 0)
+    population = branch_points(0.5, 0.0, "min", 0)
     for trial, loss in enumerate([1.0, 2.0, 3.0, 4.0]):
         population.note(point(trial, ev("target", 100, 100, 800, loss), final_evals=1))
     population.refuse("/ck/0/1")
@@ -370,6 +376,6 @@ def test_a_branch_point_that_failed_to_load_is_never_handed_out_again(tmp_path):
     failed = TrialRecord(4, TrialStatus.FAILED, f"{BRANCH_POINT_FAILED}1: checkpoint /ck/1/1: "
                          "loop.json does not match its manifest",
                          branch=Branch(1, "target", 100, 1, "/ck/1/1", PARAMS, 1))
-    resumed = Population(Branching(quantile=0.5, fresh=0.0), "eval.target.loss", "min", 0)
+    resumed = branch_points(0.5, 0.0, "min", 0)
     resumed.note_records([failed], "target", str, lambda paths: set())
     assert resumed.refused == {"/ck/1/1"}

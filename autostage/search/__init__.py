@@ -43,6 +43,7 @@ import optuna  # noqa: E402
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
+from autostage.branching import BranchPoints  # noqa: E402
 from autostage.checkpoint_store import CheckpointStore, open_store  # noqa: E402
 from autostage.errors import AutostageError  # noqa: E402
 from autostage.models import ModelKeeper  # noqa: E402
@@ -52,7 +53,6 @@ from autostage.search import cluster  # noqa: E402
 from autostage.search.bridge import EarlyStops, EvalsOnly, StudySearch  # noqa: E402
 from autostage.search.driver import Recorder, TokenBudget  # noqa: E402
 from autostage.search.messages import TIME_ATTR, TRIAL  # noqa: E402
-from autostage.search.population import Population  # noqa: E402
 from autostage.search.retention import Retention  # noqa: E402
 from autostage.search.storage import (  # noqa: E402
     open_storage,
@@ -145,19 +145,18 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
 
 
 def _population(study: Study, registry: Any, run: RunDir, store: CheckpointStore,
-                storage: Any, resume: bool) -> Population | None:
+                storage: Any, resume: bool) -> BranchPoints | None:
     """The branch points of a study whose trial scheduler branches (None: it does not);
     a resumed search starts with those its records hold."""
     s = study.study
-    rule = registry.create("trial_scheduler", s.trial_scheduler,
-                           s.trial_scheduler_settings).branching()
-    if rule is None:
+    brancher = registry.create("trial_scheduler", s.trial_scheduler,
+                               s.trial_scheduler_settings).branching(s.metrics[0], s.modes[0])
+    if brancher is None:
         return None
     from autostage.space import compile_space
 
-    population = Population(rule, s.metrics[0], s.modes[0],
-                            sampler_seed(s.seed, storage, s.name),
-                            compile_space(study, registry).plans)
+    population = BranchPoints(brancher, s.metrics[0], sampler_seed(s.seed, storage, s.name),
+                              compile_space(study, registry).plans)
     if resume:
         population.note_records(run.trials(), study.final.name if study.final else None,
                                 store.resolve, store.missing)
@@ -283,7 +282,7 @@ def local_resources() -> tuple[float, Any]:
 
 def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
            trials: int, spent: int, view: Any, models: ModelKeeper, store: CheckpointStore,
-           on_cluster: bool, name: str, population: Population | None = None,
+           on_cluster: bool, name: str, population: BranchPoints | None = None,
            retention: Retention | None = None) -> tuple[tune.Tuner, EarlyStops]:
     from autostage.space import suggest
 

@@ -41,11 +41,11 @@ class StudySearch(OptunaSearch):
     intermediate eval) COMPLETE."""
 
     stops: EarlyStops | None = None  # set once the trial scheduler exists
-    population: Any = None  # a `population.Population` when trials branch
+    population: Any = None  # an `autostage.branching.BranchPoints` when trials branch
     retention: Any = None  # a `retention.Retention`: pins the checkpoint a branch starts from
 
     def suggest(self, trial_id: str) -> dict | None:
-        point = self.population.propose() if self.population and not self._queued() else None
+        point = self._branch_point()
         if point is not None:
             # the sampler proposes the continuation only: the inherited parameters are fixed,
             # and the trial's Optuna record says where it branched from
@@ -69,6 +69,17 @@ class StudySearch(OptunaSearch):
             super().save(checkpoint_path)
         finally:
             self.population, self.retention, self.stops = kept
+
+    def _branch_point(self) -> Any:
+        """Where the next trial branches from (None: it is fresh), the brancher asked."""
+        if self.population is None or self._queued():
+            return None
+        try:
+            return self.population.propose()
+        except AutostageError as e:  # a brancher plugin broke its protocol: one line
+            if self.stops is not None:
+                self.stops.refused = e  # (Ray wraps a searcher's error: `_fit` says this)
+            raise
 
     def _queued(self) -> bool:
         """Trials re-queued by --resume wait: they go first, and may be branches themselves."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from autostage.branching import BRANCH_POINT_FAILED  # noqa: F401  (the worker's, the driver's)
 from autostage.decisions import Eval
 from autostage.keys import TOKENS  # the tokens a trial was charged, as the metric `tokens`
 from autostage.records import TrialStatus
@@ -43,10 +44,6 @@ NO_MODEL = "no_model"
 # compare a trial still in its prerequisite stage with one already training on the target,
 # and stop every plan with a prefix (ASHA's short-horizon bias, made worse by stages).
 TIME_ATTR = "final_evals"
-#: how the error of a branched trial whose branch point would not load (damaged, missing)
-#: begins, and so its record's reason: the driver marks that point, now and on --resume, and
-#: no other trial is handed it
-BRANCH_POINT_FAILED = "cannot branch from trial "
 
 
 def trial_seed(study_seed: int, number: int) -> int:

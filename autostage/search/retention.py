@@ -8,7 +8,7 @@ default) they are deleted unless
     starts from its branch point again) — Ray PBT's hole of a donor deleted before the clone
     loaded it (ray#38736) cannot open here; or
   - a new trial may still branch from it: in the top quantile at its place, or at a place with
-    nothing to compare it with yet (`Population.wanted`).
+    nothing to compare it with yet (the brancher's `wanted`, `BranchPoints.wanted`).
 A deleted point is never branched from again. "all" keeps every checkpoint. Nothing outside
 the search's own store (its run directory, or `study.checkpoints`' prefix) is ever deleted.
 """

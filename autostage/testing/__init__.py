@@ -12,7 +12,8 @@ trials on it, a trainer run with scripted curves, and scripted histories for sta
 
 Contract suites (pytest classes; fixtures in parentheses, optional ones after a `;`):
 `OptimizerContract`, `LRScheduleContract`, `StagePolicyContract`, `SamplerContract`,
-`TrialSchedulerContract` (component); `InitContract` (component; model_factory,
+`TrialSchedulerContract` (component); `BrancherContract` (component: a trial scheduler
+whose `branching()` gives a brancher; others skip it); `InitContract` (component; model_factory,
 changes_parameters); `TrainerContract` (component, setup; train_tokens); `DatasetContract`
 (component; preflight_context) for any data source and `TextDatasetContract` (component;
 preflight_context, disjoint_splits) for a `TextDataset`; all include `ComponentContract`.
@@ -43,6 +44,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     raise ImportError("autostage.testing needs pytest: pip install 'autostage[testing]'") \
         from None
 
+from autostage.testing.brancher_contract import BrancherContract, made_up_points
 from autostage.testing.contracts import (
     ComponentContract,
     InitContract,
@@ -70,10 +72,10 @@ from autostage.testing.trainer_contract import TrainerContract
 from autostage.toy import Toy, ToyRun, ToyTask
 
 __all__ = [
-    "TOY_DATA", "TOY_STAGES", "ComponentContract", "CurveRun", "DatasetContract",
-    "InitContract", "LRScheduleContract", "OptimizerContract", "SamplerContract",
-    "SearchableContract", "StagePolicyContract", "TextDatasetContract", "Toy", "ToyRun",
-    "ToyTask", "TrainerContract", "TrialSchedulerContract", "builtin", "decision_problem",
-    "decisions", "replay", "run_toy_trial", "script", "stage_plan", "tiny_model", "toy_setup",
-    "trial_plan",
+    "TOY_DATA", "TOY_STAGES", "BrancherContract", "ComponentContract", "CurveRun",
+    "DatasetContract", "InitContract", "LRScheduleContract", "OptimizerContract",
+    "SamplerContract", "SearchableContract", "StagePolicyContract", "TextDatasetContract", "Toy",
+    "ToyRun", "ToyTask", "TrainerContract", "TrialSchedulerContract", "builtin",
+    "decision_problem", "decisions", "made_up_points", "replay", "run_toy_trial", "script",
+    "stage_plan", "tiny_model", "toy_setup", "trial_plan",
 ]

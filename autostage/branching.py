@@ -1,12 +1,12 @@
-"""Branching trials, in the driver: the checkpoints a new trial may branch from, which one it
-branches from, and what it inherits there.
+"""Branching trials: the checkpoints a new trial may branch from (`BranchPoint`), the
+protocol of the rule that picks one (`Brancher`: what a branching trial scheduler's
+`branching()` returns, a plugin's to write), and `BranchPoints`, the search's bookkeeping
+that feeds a brancher what the trials report. Pure: it imports neither Ray nor Optuna, nor
+anything of `autostage.search` (which drives it, in the driver).
 
-A trial scheduler whose `branching()` gives a `Branching` turns this on. Every checkpoint a
-trial reports (each stage boundary, each eval of the final stage) becomes a `BranchPoint`.
-Points are compared with the others at the same place — the same stage boundary, or the same
-count of final-stage evals, as ASHA's rungs — by the study's (first) metric there. A new
-trial is fresh with probability `fresh`; otherwise it branches from a point drawn uniformly
-from the top `quantile` of a place holding at least two points.
+Every checkpoint a trial reports (each stage boundary, each eval of the final stage) becomes a
+`BranchPoint`. A point's place is the same stage boundary, or the same count of final-stage
+evals (as ASHA's rungs): a brancher compares points at one place.
 
 What a branch inherits is what already took effect at the point: the model and trainer, the
 init, the stages run so far, the data mixtures of the stages its lineage has visited. What it
@@ -20,22 +20,25 @@ proposes only the continuation, and its record holds both.
 
 from __future__ import annotations
 
-import functools
 import random
-from collections import defaultdict
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from autostage.components import Branching
 from autostage.decisions import Advance, Eval
+from autostage.errors import AutostageError
 from autostage.keys import PLAN_KEY, key_kind, parse_mix_key
-from autostage.ranking import better, finite
+from autostage.ranking import finite
 from autostage.records import Branch, TrialRecord, TrialStatus, lineage_evals
-from autostage.search.messages import BRANCH_POINT_FAILED
 from autostage.space import continuations
 
 #: kinds whose choice and settings act from a branch point on: a branch may change them
 CONTINUES = ("optimizer", "lr_schedule", "stage_policy")
+#: how the error of a branched trial whose branch point would not load (damaged, missing)
+#: begins, and so its record's reason: the driver marks that point, now and on --resume, and
+#: no other trial is handed it
+BRANCH_POINT_FAILED = "cannot branch from trial "
 
 
 @dataclass(frozen=True)
@@ -92,18 +95,54 @@ def _done(trail: list[tuple[str, int]], ev: Eval) -> tuple[str, ...]:
     return tuple(s for s, _ in dict.fromkeys(trail)) if _ends_visit(ev) else ()
 
 
-class Population:
-    """The branch points of one search, and the draw of a new trial's parent."""
+class Brancher(ABC):
+    """Decides which checkpoint a new trial starts from, if any: the rule of a branching
+    trial scheduler (`TrialScheduler.branching(metric, mode)` returns one), in the driver.
 
-    def __init__(self, rule: Branching, metric: str, mode: str, seed: int,
+    It owns its rule and what it keeps of the points it saw. The search keeps the rest — the
+    lineages, which checkpoints were deleted or failed to load — and asks through `usable`.
+    """
+
+    @abstractmethod
+    def see(self, point: BranchPoint) -> None:
+        """Called when a trial reports a checkpoint whose study metric is a number (every
+        stage boundary, every final-stage eval), as the reports arrive; on --resume, first
+        for every point the run's records hold. Returns nothing."""
+
+    @abstractmethod
+    def propose(self, usable: Callable[[BranchPoint], bool],
+                rng: random.Random) -> BranchPoint | None:
+        """Called before each new trial is sampled: the point it branches from — one this
+        brancher saw, for which `usable(point)` holds (its checkpoint is there, no branch
+        failed to load it, no retry of its trial went back before it) — or None: the trial
+        is fresh, sampled whole. Draw any randomness from `rng` (the search seeds it)."""
+
+    @abstractmethod
+    def wanted(self) -> Iterable[BranchPoint]:
+        """Called when an ended trial's checkpoints may be deleted (`study.keep_checkpoints =
+        "needed"`): the points it may still propose. The others' checkpoints are deleted, and
+        are never usable again."""
+
+    def forget(self, points: list[BranchPoint]) -> None:  # noqa: B027 (optional hook)
+        """Called when `points` are no longer their trial's: a retry went back before them
+        (they are unusable from now on). Default: nothing (`usable` filters them out)."""
+
+
+class BranchPoints:
+    """The branch points of one search, fed to its brancher: what the driver hears of the
+    trials becomes points, and the brancher's proposals are only ever usable ones."""
+
+    def __init__(self, brancher: Brancher, metric: str, seed: int,
                  plans: tuple[str, ...] = ()) -> None:
-        self.rule, self.metric, self.mode, self.plans = rule, metric, mode, plans
+        self.brancher, self.metric, self.plans = brancher, metric, plans
         self.rng = random.Random(seed)
-        self.points: list[BranchPoint] = []  # every one, for ranking: deleted ones too
+        self.points: list[BranchPoint] = []  # every one the brancher saw: deleted ones too
         self.gone: set[str] = set()  # paths of points whose checkpoint was deleted
         self.refused: set[str] = set()  # paths of points a branch failed to load (damaged)
+        # points no longer their trial's (a retry went back before them; it reports new ones
+        # at the same evals): by identity, each kept so its id stays its own
+        self.forgotten: dict[int, BranchPoint] = {}
         self.trails: dict[int, list[tuple[str, int]]] = {}  # trial -> its lineage's evals
-        self._top_cache: list[BranchPoint] | None = None
 
     # --- what the driver hears -------------------------------------------------------------
 
@@ -137,15 +176,18 @@ class Population:
         """A point to branch from, unless its metric is not a number."""
         if finite(point.ev.current.get(self.metric)) is not None:
             self.points.append(point)
-            self._top_cache = None
+            self.brancher.see(point)
 
     def forget_after(self, number: int, evals: int) -> None:
         """A retry of trial `number` goes on from its lineage's eval `evals`: what came
         after it (the replayed evals, a checkpoint the retry refused) is not its any more."""
         if number in self.trails:
             del self.trails[number][evals:]
-        self.points = [p for p in self.points if p.trial != number or p.evals <= evals]
-        self._top_cache = None
+        dropped = [p for p in self.points if p.trial == number and p.evals > evals]
+        if dropped:
+            self.points = [p for p in self.points if p not in dropped]
+            self.forgotten.update((id(p), p) for p in dropped)
+            self.brancher.forget(dropped)
 
     def note_records(self, records: list[TrialRecord], final: str | None, path_of: Any,
                      missing: Any) -> None:
@@ -176,48 +218,29 @@ class Population:
 
     # --- what the searcher and the retention ask -------------------------------------------
 
+    def usable(self, point: BranchPoint) -> bool:
+        """Whether a branch may start at `point`: its checkpoint is there, none failed to
+        load it, and it is still its trial's."""
+        return point.path not in self.gone and point.path not in self.refused and \
+            self.forgotten.get(id(point)) is not point
+
     def propose(self) -> BranchPoint | None:
         """The point a new trial branches from; None: it is fresh."""
-        if self.rng.random() < self.rule.fresh:
-            return None
-        candidates = [p for p in self._top()
-                      if p.path not in self.gone and p.path not in self.refused]
-        return self.rng.choice(candidates) if candidates else None
+        point = self.brancher.propose(self.usable, self.rng)
+        if point is not None and not self.usable(point):
+            raise AutostageError(
+                f"brancher {type(self.brancher).__name__} proposed trial {point.trial}'s "
+                f"checkpoint {point.checkpoint}, which usable() refused (deleted, damaged, or "
+                "no longer its trial's); a brancher proposes only points it saw that usable() "
+                "accepts (autostage.testing.BrancherContract checks it)")
+        return point
 
     def wanted(self) -> set[str]:
-        """Paths of the points a new trial may still branch from: the top quantile at each
-        place, and every point of a place with nothing to compare it with yet."""
-        alone = [p for group in self._places().values() if len(group) < 2 for p in group]
-        return {p.path for p in [*self._top(), *alone]}
-
-    def _top(self) -> list[BranchPoint]:
-        """The top quantile of every place holding at least two points."""
-        if self._top_cache is None:
-            top = []
-            for group in self._places().values():
-                if len(group) < 2:
-                    continue  # nothing to compare it with
-                ranked = _ranked(group, self.metric, self.mode)
-                top += ranked[:max(1, int(self.rule.quantile * len(ranked)))]
-            self._top_cache = top
-        return self._top_cache
-
-    def _places(self) -> dict[tuple[str, int], list[BranchPoint]]:
-        places: dict[tuple[str, int], list[BranchPoint]] = defaultdict(list)
-        for p in self.points:
-            places[p.place].append(p)
-        return places
+        """Paths of the points the brancher may still propose: their checkpoints stay."""
+        return {p.path for p in self.brancher.wanted()}
 
 
 def _failed_to_load(record: TrialRecord) -> bool:
     """An earlier session's branch that failed because its branch point would not load."""
     return record.branch is not None and record.status == TrialStatus.FAILED and \
         record.reason.startswith(BRANCH_POINT_FAILED)
-
-
-def _ranked(points: list[BranchPoint], metric: str, mode: str) -> list[BranchPoint]:
-    def order(a: BranchPoint, b: BranchPoint) -> int:
-        x, y = a.ev.current[metric], b.ev.current[metric]
-        return -1 if better(x, y, mode) else (1 if better(y, x, mode) else 0)
-
-    return sorted(points, key=functools.cmp_to_key(order))

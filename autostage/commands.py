@@ -123,7 +123,7 @@ def show_best(path: Path, trial: int | None = None, export: str | None = None,
     from rich.console import Console
 
     from autostage.live import print_front, print_trial
-    from autostage.report.records import read_study
+    from autostage.report.study_run import read_study
 
     run = RunDir(path)
     study = read_study(run)["study"]

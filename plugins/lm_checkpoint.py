@@ -1,7 +1,7 @@
 """Stage-boundary checkpoints of the transformers trainer, in safe formats only: weights as
 safetensors, optimizer and RNG state loadable with `torch.load(weights_only=True)`, the rest
 JSON. (The search seals every checkpoint with a manifest and verifies it before `load`:
-`autostage.checkpoints`.)"""
+`autostage.checkpoint_seal`.)"""
 
 from __future__ import annotations
 

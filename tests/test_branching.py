@@ -251,7 +251,7 @@ def test_a_branch_point_that_fails_to_load_is_handed_out_once_and_named_in_one_l
     from collections import Counter
 
     from autostage.branching import BranchPoints
-    from autostage.checkpoints import LOOP
+    from autostage.checkpoint_seal import LOOP
 
     noted = BranchPoints.note
 

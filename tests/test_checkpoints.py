@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from autostage.checkpoints import (
+from autostage.checkpoint_seal import (
     LOOP,
     TornCheckpoint,
     on_disk,

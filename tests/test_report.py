@@ -28,8 +28,8 @@ from autostage.report.params import (
 from autostage.report.plans import _plans_info
 from autostage.report.plugins import plugin_figures
 from autostage.report.progress import _best_so_far_info, _compute_info
-from autostage.report.records import load_run
 from autostage.report.sections import sections
+from autostage.report.study_run import load_run
 from autostage.report.style import STATUS_COLOURS, decision_kind
 from autostage.report.tables import _failed_info, _top_trials_info
 from autostage.report.timeline import _timeline_info

@@ -31,8 +31,8 @@ from autostage.report.curves import _curves_info, path_traces
 from autostage.report.lineage import _lineage_info, _saved_info, plot_lineage
 from autostage.report.metrics import _metrics_info, plot_metrics
 from autostage.report.progress import _compute_info
-from autostage.report.records import load_run
 from autostage.report.sections import sections
+from autostage.report.study_run import load_run
 from autostage.report.summary import _summary_info, summary_html
 from autostage.report.tables import _failed_info, _top_trials_info, failed_table
 from autostage.report.timeline import _timeline_info

@@ -280,7 +280,7 @@ def test_mlm_pretraining_hands_its_encoder_to_the_classifier(tmp_path, registry)
 
 @pytest.mark.slow
 def test_a_torn_checkpoint_is_detected_and_the_previous_one_used(tmp_path, registry):
-    from autostage.checkpoints import (
+    from autostage.checkpoint_seal import (
         TornCheckpoint,
         on_disk,
         restore,

@@ -40,8 +40,8 @@ def build_report(run_dir: Path, *, cdn: bool = False, host: Any = None,
                  now: float | None = None) -> str:
     """The report page of `run_dir`, as HTML."""
     from autostage.report.page import render
-    from autostage.report.records import load_run
     from autostage.report.sections import sections
+    from autostage.report.study_run import load_run
     from autostage.report.summary import _summary_info, summary_html
 
     run = load_run(Path(run_dir))

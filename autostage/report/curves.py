@@ -10,7 +10,7 @@ from typing import Any
 from autostage.keys import train_metric
 from autostage.ranking import finite
 from autostage.records import EvalRecord, TrialRecord, best_trial, lineage_evals
-from autostage.report.records import stage_label, stage_visits
+from autostage.report.study_run import stage_label, stage_visits
 from autostage.report.style import (
     BEST_COLOUR,
     DECISION_SYMBOLS,

@@ -9,7 +9,7 @@ from typing import Any
 
 from autostage.keys import PLAN_KEY
 from autostage.records import TrialRecord
-from autostage.report.records import searched_params
+from autostage.report.study_run import searched_params
 from autostage.report.style import esc, short
 
 UNUSED = "unused"  # a conditional parameter the trial did not have (sgd's momentum for adamw)

@@ -10,7 +10,7 @@ from typing import Any
 from autostage.keys import PLAN_KEY, TOKENS
 from autostage.ranking import finite
 from autostage.records import TrialRecord, pareto_front
-from autostage.report.records import executed_plan, searched_params
+from autostage.report.study_run import executed_plan, searched_params
 from autostage.report.style import BEST_COLOUR, esc, short, tokens
 from autostage.report.tables import _table, branched, parent, parent_cell, parent_head
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from autostage.ranking import better
 from autostage.records import TrialRecord, TrialStatus
-from autostage.report.records import executed_plan
+from autostage.report.study_run import executed_plan
 from autostage.report.style import BEST_COLOUR, esc
 
 

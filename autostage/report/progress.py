@@ -7,7 +7,7 @@ from typing import Any
 
 from autostage.ranking import better
 from autostage.records import TrialRecord, TrialStatus
-from autostage.report.records import stage_label, stage_order
+from autostage.report.study_run import stage_label, stage_order
 from autostage.report.style import BEST_COLOUR, STATUS_ORDER, esc, status_colour
 
 

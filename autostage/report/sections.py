@@ -25,7 +25,7 @@ from autostage.report.progress import (
     plot_best_so_far,
     plot_compute,
 )
-from autostage.report.records import StudyRun
+from autostage.report.study_run import StudyRun
 from autostage.report.tables import (
     _failed_info,
     _top_trials_info,

@@ -9,7 +9,7 @@ from typing import Any
 
 from autostage.records import TrialRecord, TrialStatus, best_trial
 from autostage.report.lineage import _saved_info, saved_text
-from autostage.report.records import StudyRun, executed_plan, stage_label
+from autostage.report.study_run import StudyRun, executed_plan, stage_label
 from autostage.report.style import STATUS_ORDER, short, status_colour, tokens
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from autostage.keys import PLAN_KEY
 from autostage.records import TrialRecord, TrialStatus
-from autostage.report.records import (
+from autostage.report.study_run import (
     executed_plan,
     searched_params,
     stage_label,

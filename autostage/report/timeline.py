@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from autostage.records import TrialRecord, TrialStatus
-from autostage.report.records import executed_plan
+from autostage.report.study_run import executed_plan
 from autostage.report.style import STATUS_ORDER, esc, short, status_colour
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from ray import tune
 
+from autostage.checkpoint_seal import LOOP, restore, seal
 from autostage.checkpoint_store import CheckpointStore, newest_first
-from autostage.checkpoints import LOOP, restore, seal
 from autostage.errors import AutostageError
 from autostage.ranking import finite
 from autostage.records import Branch, TrialStatus

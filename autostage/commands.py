@@ -15,7 +15,7 @@ from autostage.checkpoint_store import open_store
 from autostage.errors import AutostageError
 from autostage.keys import mix_key, parse_component_key
 from autostage.models import disk_size, human_size, keeping_order, why_not_kept
-from autostage.records import TrialRecord, best_trial, lineage
+from autostage.records import TrialRecord, best_trial, lineage, prefix_tokens
 from autostage.rundir import RunDir
 from autostage.search_start import (
     check_local_resources,
@@ -334,7 +334,7 @@ def export_study(run: RunDir, best: TrialRecord, records: list[TrialRecord] | No
               "# search gives each trial cores / study.parallel): other counts sum floats in\n"
               "# another order, and a run near a breakthrough may then end elsewhere.\n")
     if len(chain) > 1:
-        raw["lineage"] = [{"trial": r.number, "after_tokens": r.branch.tokens if r.branch else 0,
+        raw["lineage"] = [{"trial": r.number, "after_tokens": prefix_tokens(r.branch),
                            "params": dict(r.config)} for r in chain]
         path = " > ".join(f"trial {r.number}" + (f" from {r.branch.tokens:,} tokens"
                                                   if r.branch else "") for r in chain)

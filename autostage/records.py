@@ -108,6 +108,18 @@ class Branch:
                    data.get("seed"), tuple(data.get("done") or ()))
 
 
+def prefix_tokens(branch: Branch | None) -> int:
+    """Tokens a trial's lineage trained before it started: a branch's parent's up to its
+    branch point, never charged to it (0 for a fresh trial)."""
+    return branch.tokens if branch is not None else 0
+
+
+def charged_tokens(lineage_tokens: int, branch: Branch | None) -> int:
+    """The tokens a trial is charged when its lineage has trained `lineage_tokens`: what it
+    trained itself (the one rule: records, budgets and reports count these)."""
+    return lineage_tokens - prefix_tokens(branch)
+
+
 @dataclass(frozen=True)
 class TrialRecord:
     """A trial as its run directory records it: outcome and evals."""
@@ -127,7 +139,7 @@ class TrialRecord:
     @property
     def lineage_tokens(self) -> int:
         """Tokens its model was trained on: its own, and its prefix's when it branched."""
-        return self.tokens + (self.branch.tokens if self.branch else 0)
+        return self.tokens + prefix_tokens(self.branch)
 
     @property
     def continuation(self) -> dict[str, Any]:

@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from autostage.errors import AutostageError
-from autostage.records import Branch, EvalRecord, TrialRecord, TrialStatus, without_replays
+from autostage.records import (
+    Branch,
+    EvalRecord,
+    TrialRecord,
+    TrialStatus,
+    charged_tokens,
+    without_replays,
+)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -204,7 +211,7 @@ class RunDir:
         started = min(times) if times else source.stat().st_mtime
         branch = self.branch(number)
         return TrialRecord(number, TrialStatus.RUNNING, "running: no result yet",
-                           tokens=events[-1].eval.tokens - (branch.tokens if branch else 0),
+                           tokens=charged_tokens(events[-1].eval.tokens, branch),
                            started=started, branch=branch)
 
     @property

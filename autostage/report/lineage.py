@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from autostage.records import TrialRecord, best_trial, lineage
+from autostage.records import TrialRecord, best_trial, lineage, prefix_tokens
 from autostage.report.page import Section
 from autostage.report.style import BEST_COLOUR, STATUS_ORDER, esc, short, status_colour, tokens
 
@@ -57,7 +57,7 @@ def _segment(record: TrialRecord, depth: int, best: TrialRecord | None) -> dict[
     branch = record.branch
     return {
         "number": record.number, "status": record.status, "depth": depth,
-        "start": branch.tokens if branch else 0, "end": record.lineage_tokens,
+        "start": prefix_tokens(branch), "end": record.lineage_tokens,
         "tokens": record.tokens, "value": record.ranked_value,
         "best": best is not None and record.number == best.number,
         "parent": branch.parent if branch else None, "stage": branch.stage if branch else None,
@@ -72,7 +72,7 @@ def _tree_order(records: list[TrialRecord]) -> list[tuple[int, int]]:
     depth-first order (a parent's path is a prefix of its branches'); the paths come from
     the one lineage walk, which refuses a missing parent or a cycle."""
     by_number = {r.number: r for r in records}
-    paths = sorted([(r.branch.tokens if r.branch else 0, r.number)
+    paths = sorted([(prefix_tokens(r.branch), r.number)
                     for r in lineage(record, by_number)] for record in records)
     return [(path[-1][1], len(path) - 1) for path in paths]
 
@@ -83,7 +83,7 @@ def _best_path(best: TrialRecord, by_number: Mapping[int, TrialRecord]
     ancestor's up to the branch point its descendant took."""
     path, end = [], best.lineage_tokens
     for record in reversed(lineage(best, by_number)):
-        start = record.branch.tokens if record.branch else 0
+        start = prefix_tokens(record.branch)
         path.append({"number": record.number, "start": start, "end": end})
         end = start
     return path

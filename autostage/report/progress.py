@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from autostage.ranking import better
-from autostage.records import TrialRecord, TrialStatus
+from autostage.records import TrialRecord, TrialStatus, prefix_tokens
 from autostage.report.study_run import stage_label, stage_order
 from autostage.report.style import BEST_COLOUR, STATUS_ORDER, esc, status_colour
 
@@ -105,7 +105,7 @@ def _tokens_by_stage(record: TrialRecord) -> dict[str, int]:
     its lineage's tokens: it is charged from its branch point on (its prefix was trained
     once, by its parent)."""
     out: dict[str, int] = {}
-    start = record.branch.tokens if record.branch is not None else 0
+    start = prefix_tokens(record.branch)
     before, stage = start, None
     for ev in record.evals:
         stage = stage_label(ev)

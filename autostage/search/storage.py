@@ -10,12 +10,12 @@ import optuna
 from autostage.errors import AutostageError
 from autostage.keys import BRANCH_ATTR, REQUEUED_ATTR
 from autostage.ranking import finite
-from autostage.records import Branch, TrialRecord, TrialStatus, without_replays
+from autostage.records import TrialRecord, TrialStatus, without_replays
 from autostage.rundir import RunDir
-from autostage.search.messages import trial_seed
 from autostage.search.warm import WARM_START, full_config
 from autostage.space import SearchSpace
 from autostage.spec import Study
+from autostage.trial_identity import TrialIdentity
 
 
 def open_storage(url: str) -> Any:
@@ -103,19 +103,18 @@ def reconcile(study: Study, space: SearchSpace, run: RunDir, storage: Any) -> tu
                 # cut while Optuna sampled it holds some: the fixed ones (a branch's inherited
                 # parameters) are kept with them, or its re-run would sample those anew
                 params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
-                branch = trial.user_attrs.get(BRANCH_ATTR)  # a branch stays one
+                who = TrialIdentity.from_optuna(trial, study.study.seed, params)
                 if params and trial.number not in requeued:
                     # (no params: cut before its sampling; a fresh trial takes its place)
-                    attrs = {REQUEUED_ATTR: trial.number, **({BRANCH_ATTR: branch} if branch
-                                                             else {})}
+                    attrs = {REQUEUED_ATTR: trial.number}
+                    if who.branch is not None:  # a branch stays one
+                        attrs[BRANCH_ATTR] = who.branch.to_json()
                     ot_study.enqueue_trial(params, skip_if_exists=False, user_attrs=attrs)
                 run.write_result(TrialRecord(
                     trial.number, TrialStatus.INTERRUPTED,
                     "the search was interrupted; " + ("re-queued with the same parameters"
                                                       if params else "it had no parameters yet"),
-                    seed=branch["seed"] if branch else trial_seed(study.study.seed, trial.number),
-                    config=full_config(space, params),
-                    branch=Branch.from_json(branch) if branch else None))
+                    seed=who.seed, config=full_config(space, params), branch=who.branch))
             storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
     records = run.results()
     finished = sum(r.status.finished for r in records)
@@ -134,16 +133,13 @@ def _recovered(trial: Any, study: Study, space: SearchSpace, run: RunDir) -> Tri
     """The record of a trial Optuna holds as finished: its state and values from Optuna, its
     evals and tokens from its events.jsonl."""
     evals = without_replays(run.events(trial.number))
-    branch = trial.user_attrs.get(BRANCH_ATTR)
-    branch = Branch.from_json(branch) if branch else None
+    who = TrialIdentity.from_optuna(trial, study.study.seed)
     return TrialRecord(
         trial.number, _RECOVERED[trial.state],
         "recovered from the Optuna storage: the search stopped before writing this result",
         values=tuple(trial.values) if trial.values else None,
-        tokens=evals[-1].eval.tokens - (branch.tokens if branch else 0) if evals else 0,
-        branch=branch,
-        seed=branch.seed if branch else trial_seed(study.study.seed, trial.number),
-        config=full_config(space, trial.params),
+        tokens=who.charged(evals[-1].eval.tokens) if evals else 0, branch=who.branch,
+        seed=who.seed, config=full_config(space, trial.params),
         started=trial.datetime_start.timestamp() if trial.datetime_start else None,
         ended=trial.datetime_complete.timestamp() if trial.datetime_complete else None,
         evals=tuple(evals))

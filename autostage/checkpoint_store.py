@@ -108,11 +108,15 @@ class CheckpointStore:
     def probe(self, what: str) -> None:
         """Write and delete one small object, or raise one line naming `what` (the field)."""
         probe = posixpath.join(self.path, f".autostage-probe-{uuid.uuid4().hex}")
+        # S3 with short timeouts and no retries: an endpoint that accepts connections and
+        # never answers is refused in ~2 * PROBE_TIMEOUT_S (create_dir asks twice), where the
+        # search's own client would wait 2 requests x S3_ATTEMPTS x S3_REQUEST_TIMEOUT_S
+        filesystem = quick(self.filesystem)
         try:
-            self.filesystem.create_dir(self.path, recursive=True)
-            with self.filesystem.open_output_stream(probe) as f:
+            filesystem.create_dir(self.path, recursive=True)
+            with filesystem.open_output_stream(probe) as f:
                 f.write(b"autostage")
-            self.filesystem.delete_file(probe)
+            filesystem.delete_file(probe)
         except Exception as e:  # OSError, ArrowInvalid, ... whatever the filesystem raises
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             hint = _S3_HINT if isinstance(self.filesystem, _s3_class()) else \
@@ -188,15 +192,27 @@ def open_store(checkpoints: str | None, run_path: Path) -> CheckpointStore:
     return CheckpointStore(filesystem, path.rstrip("/"), parts.scheme)
 
 
-def s3_filesystem() -> Any:
+#: the S3 client's timeouts (seconds; the request timeout is an idle one: no byte for that
+#: long) and attempts per request. An operation that fails after them is retried with
+#: back-off by the search (autostage.search.outage) for minutes, so each try stays short:
+#: a store that accepts connections and never answers costs at most ~1 minute a try
+S3_CONNECT_TIMEOUT_S, S3_REQUEST_TIMEOUT_S, S3_ATTEMPTS = 5, 10, 3
+#: the probe before a search starts: one attempt, a short wait
+PROBE_TIMEOUT_S = 5
+
+
+def s3_filesystem(probe: bool = False) -> Any:
     """pyarrow's S3 filesystem, set from the usual AWS variables, with timeouts: a store that
-    does not answer is an error in seconds, not a search that hangs."""
+    does not answer is an error in seconds, not a search that hangs (`probe`: a client for
+    the one write before a search, which gives up soonest)."""
     from pyarrow import fs
 
     env = os.environ
     options: dict[str, Any] = {
-        "connect_timeout": 10, "request_timeout": 60,
-        "retry_strategy": fs.AwsStandardS3RetryStrategy(max_attempts=3),
+        "connect_timeout": PROBE_TIMEOUT_S if probe else S3_CONNECT_TIMEOUT_S,
+        "request_timeout": PROBE_TIMEOUT_S if probe else S3_REQUEST_TIMEOUT_S,
+        "retry_strategy": fs.AwsStandardS3RetryStrategy(max_attempts=1 if probe
+                                                        else S3_ATTEMPTS),
     }
     endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
     if endpoint:
@@ -211,6 +227,12 @@ def s3_filesystem() -> Any:
                        secret_key=env["AWS_SECRET_ACCESS_KEY"],
                        session_token=env.get("AWS_SESSION_TOKEN"))
     return fs.S3FileSystem(**options)
+
+
+def quick(filesystem: Any) -> Any:
+    """`filesystem`, or for S3 a client of the same store that gives up soonest (one try,
+    PROBE_TIMEOUT_S): for asking whether the store answers at all."""
+    return s3_filesystem(probe=True) if isinstance(filesystem, _s3_class()) else filesystem
 
 
 def _s3_class() -> type:

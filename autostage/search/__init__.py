@@ -49,7 +49,7 @@ from autostage.errors import AutostageError  # noqa: E402
 from autostage.models import ModelKeeper  # noqa: E402
 from autostage.records import Branch, TrialRecord  # noqa: E402
 from autostage.rundir import RunDir  # noqa: E402
-from autostage.search import cluster  # noqa: E402
+from autostage.search import cluster, outage  # noqa: E402
 from autostage.search.bridge import EarlyStops, EvalsOnly, StudySearch  # noqa: E402
 from autostage.search.driver import Recorder, TokenBudget  # noqa: E402
 from autostage.search.messages import TIME_ATTR, TRIAL  # noqa: E402
@@ -122,14 +122,18 @@ def run_search(study: Study, registry: Any, run: RunDir, *, resume: bool, addres
             # driver's memory stays bounded however many trials a study has
             batch = min(remaining, TRIALS_PER_TUNER)
             experiment = f"ray-{time.strftime('%Y%m%d-%H%M%S')}" + (f"-{part}" if part else "")
-            tuner, stops = _tuner(study, registry, space, run, storage, batch, spent, view,
-                                  models, store, on_cluster=address is not None, name=experiment,
-                                  population=population, retention=retention)
-            _fit(tuner, stops, storage, study, run)
+            # (a Tuner writes to the store as it starts: retried while the store is away)
+            tuner, stops = _patiently(store, "starting Ray Tune", functools.partial(
+                _tuner, study, registry, space, run, storage, batch, spent, view, models,
+                store, on_cluster=address is not None, name=experiment, population=population,
+                retention=retention))
+            _fit(tuner, stops, storage, study, run, store)
             store.drop_ray_state(experiment)
             records = run.results()
             left = study.study.trials - sum(r.status.finished for r in records)
-            if left > remaining - batch or stops.budget.spent_out():
+            # trials the checkpoint store cut were queued again: the next Tuner runs them
+            if left > remaining - batch + stops.budget.store.requeued or \
+                    stops.budget.spent_out():
                 break  # interrupted (Ctrl-C), or the budget is spent
             remaining, spent, part = left, sum(r.tokens for r in records), part + 1
     finally:
@@ -173,7 +177,8 @@ def _waiting_branches(storage: Any, name: str) -> list[Branch]:
             if BRANCH_ATTR in t.user_attrs]
 
 
-def _fit(tuner: tune.Tuner, stops: EarlyStops, storage: Any, study: Study, run: RunDir) -> None:
+def _fit(tuner: tune.Tuner, stops: EarlyStops, storage: Any, study: Study, run: RunDir,
+         store: CheckpointStore | None = None) -> None:
     try:
         tuner.fit()
         settle(storage, study.study.name, run)
@@ -185,7 +190,25 @@ def _fit(tuner: tune.Tuner, stops: EarlyStops, storage: Any, study: Study, run: 
                 f"the disk holding {run.path} is full (no space left on device): free "
                 "some space, then continue the search with --resume (every trial "
                 "recorded so far is kept)") from None
+        if stops.budget.store.down is not None:  # (Ray then fails to list what it wrote)
+            raise stops.budget.store.down from None
+        if store is not None and store.remote and outage.store_error_in(e) is not None:
+            # Ray reads back what the trials wrote as fit() ends (its ResultGrid, unused
+            # here): the store failing then costs nothing once it answers again; the loop
+            # counts the trials recorded, and a resume runs any that are not
+            outage.wait_for(store, outage.patience(), "Ray Tune ending")
+            settle(storage, study.study.name, run)
+            return
         raise
+    if stops.budget.store.down is not None:  # the store stayed away: Ray stopped the trials
+        raise stops.budget.store.down from None
+
+
+def _patiently(store: CheckpointStore, what: str, operation: Any) -> Any:
+    """`operation()`, retried while object storage fails (see `outage`)."""
+    if not store.remote:
+        return operation()
+    return outage.patiently(operation, store.uri(store.path), outage.patience(), what)
 
 
 def _disk_full(error: BaseException | None) -> bool:
@@ -210,6 +233,8 @@ def _start_ray(address: str | None, verbose: bool) -> None:
     # A trial that raises is recorded with its reason; Ray's traceback is for -v only.
     for name in ("ray", "ray.tune", "ray.train", "ray.data"):
         logging.getLogger(name).setLevel(level if verbose else logging.CRITICAL)
+    if not verbose:  # nor that of a trial raising as Ray stops the search (no one reads it)
+        os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     try:
         # No --address: a Ray of our own, as promised — not the cluster RAY_ADDRESS or a
         # running `ray start` names (Ray's own default); `--address auto` joins those.
@@ -308,7 +333,9 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
                     search_id, threads=_threads(s, on_cluster),
                     load_plugins=os.environ.get("AUTOSTAGE_LOAD_PLUGINS"),
                     every_eval=s.trial_scheduler != "fifo", store=store,
-                    within_final=population is not None)
+                    within_final=population is not None, store_patience=outage.patience())
+    recorder = Recorder(run, stops, view, models, s, store, search_id, population, retention)
+    recorder.requeue, recorder.patience = searcher.requeue, job.store_patience
     trainable = tune.with_resources(tune.with_parameters(run_one, job=job),
                                     {"cpu": s.resources.cpus, "gpu": s.resources.gpus})
     tuner = tune.Tuner(
@@ -320,8 +347,7 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
         run_config=tune.RunConfig(
             name=name, storage_path=store.path,
             storage_filesystem=store.filesystem, verbose=0, stop=budget,
-            callbacks=[Recorder(run, stops, view, models, s, store, search_id, population,
-                                retention)],
+            callbacks=[recorder],
             failure_config=tune.FailureConfig(max_failures=s.retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         ),

@@ -86,6 +86,18 @@ class StudySearch(OptunaSearch):
         return bool(self._ot_study.get_trials(deepcopy=False,
                                               states=(optuna.trial.TrialState.WAITING,)))
 
+    def requeue(self, number: int) -> None:
+        """Queue Optuna trial `number`'s parameters again (a branch: from the same point): it
+        was cut short by the checkpoint store, not by anything of its own."""
+        trial = next(t for t in self._ot_study.get_trials(deepcopy=False) if t.number == number)
+        params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+        branch = trial.user_attrs.get(BRANCH_ATTR)
+        self._ot_study.enqueue_trial(params, skip_if_exists=False,
+                                     user_attrs={BRANCH_ATTR: branch} if branch else None)
+        if branch is not None and self.retention is not None:
+            # its branch point is kept until the copy is handed out (and pinned as its own)
+            self.retention.pin(_REQUEUED - number, Branch.from_json(branch))
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # Optuna's intermediate values, stepped by the trial's own eval count (Ray's iteration
         # counter restarts when a trial is restored); a retried trial's repeats are dropped.
@@ -120,6 +132,9 @@ class StudySearch(OptunaSearch):
         # Told: Optuna's storage holds the trial now. Ray's OptunaSearch keeps every trial
         # it asked for, and pickles them all into its searcher state at every save.
         del self._ot_trials[trial_id]
+
+
+_REQUEUED = -10**9  # retention pins of re-queued branches: keys no trial number has
 
 
 class PausedTrial(AutostageError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,15 @@ from autostage.models import ModelKeeper
 from autostage.records import Branch, EvalRecord, TrialRecord, TrialStatus, without_replays
 from autostage.rundir import RunDir
 from autostage.search import messages as msg
-from autostage.search import time_limit
+from autostage.search import outage, time_limit
 from autostage.spec import StudySection
 
 
 class Recorder(tune.Callback):
     """Writes each trial's events and outcome into the run directory as they happen."""
+
+    requeue: Any = None  # queues Optuna trial n's parameters again (StudySearch.requeue)
+    patience: float = outage.PATIENCE_S  # how long the checkpoint store's operations are tried
 
     def __init__(self, run: RunDir, stops: Any, view: Any, models: ModelKeeper,
                  study: StudySection, store: CheckpointStore, search_id: str,
@@ -35,7 +39,8 @@ class Recorder(tune.Callback):
         # Ray pickles its run config for Tuner.restore, which autostage does not use; the
         # live view (locks, a terminal) stays in this process, and so do the branch points
         # (a resumed search rebuilds them from the records)
-        return {**self.__dict__, "view": None, "population": None, "retention": None}
+        return {**self.__dict__, "view": None, "population": None, "retention": None,
+                "requeue": None}
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.started.setdefault(trial.trial_id, time.time())
@@ -92,9 +97,25 @@ class Recorder(tune.Callback):
         store) into the run's models/ (so it is kept once), or record why the trial's trainer
         exported none."""
         if checkpoint := result.get("checkpoint_dir_name"):
-            self.models.take(number, posixpath.join(trial.path, checkpoint), self.store.take)
+            try:
+                self.models.take(number, posixpath.join(trial.path, checkpoint), self._take)
+            except outage.StoreUnavailable as e:  # the trial's outcome stands: its model
+                # is lost; the next trial the store cuts ends the search
+                self.run.note_no_model(number, f"its model stayed in the store: {e.error}")
         elif (why := result.get(msg.NO_MODEL)) is not None:
             self.run.note_no_model(number, why)
+
+    def _take(self, path: str, target: Path) -> None:
+        """Move a model out of the store; from object storage retried while it fails."""
+        def attempt() -> None:
+            shutil.rmtree(target, ignore_errors=True)  # (a try cut short left part of it)
+            self.store.take(path, target)
+
+        if not self.store.remote:
+            self.store.take(path, target)
+            return
+        outage.patiently(attempt, self.store.uri(self.store.path), self.patience,
+                         "moving a model into the run directory")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # Ray retries a crashed trial from its last checkpoint; with none it starts over, and
@@ -116,9 +137,49 @@ class Recorder(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         number = int(trial.config[msg.TRIAL])
-        why = time_limit.reason(self.search_id, number) or _error_reason(trial)
+        limit = time_limit.reason(self.search_id, number)
+        if limit is None and (cut := self._cut_by_store(trial)) is not None:
+            self._requeue_cut(trial, number, cut)
+            return
+        why = limit or _error_reason(trial)
         self._refuse_branch_point(trial, why)
         self._write(trial, TrialStatus.FAILED, why)
+
+    def _cut_by_store(self, trial: Any) -> str | None:
+        """The checkpoint store's failure that ended `trial` (None: it failed on its own)."""
+        if not self.store.remote:
+            return None  # a folder's errors are the disk's (full: see search._disk_full)
+        try:
+            return outage.cut_by_store(Path(trial.error_file).read_text())
+        except (OSError, TypeError):
+            return None
+
+    def _requeue_cut(self, trial: Any, number: int, cut: str) -> None:
+        """A trial the store cut is not finished: recorded as interrupted (not counted), its
+        parameters (and branch point) queued again, so the search still runs its trials.
+        Then the store must answer — at once if the worker already waited its patience for
+        it, else within that patience — or the search ends in one line (raised here: Ray
+        ends at once, where stopping its trials gracefully would write its own state to the
+        store first, minutes against an endpoint that never answers), and --resume re-runs
+        what it cut."""
+        if self.requeue is not None:
+            self.requeue(number)
+        self._write(trial, TrialStatus.INTERRUPTED,
+                    f"cut short by the checkpoint store: {cut}; re-queued with the same "
+                    "parameters")
+        watch = self.stops.budget.store
+        watch.requeued += 1
+        if watch.down is not None:
+            return
+        waited = cut.startswith("the checkpoint store ")  # (StoreUnavailable's own words)
+        try:
+            outage.wait_for(self.store, 0 if waited else self.patience,
+                            f"trial {number} was cut short")
+        except outage.StoreUnavailable as e:
+            # (waited: the worker's patience is the time it has been away)
+            watch.down = outage.StoreUnavailable(e.where, self.patience, e.error) if waited \
+                else e
+            raise watch.down from None
 
     def _refuse_branch_point(self, trial: Any, why: str) -> None:
         """A branch failed because its branch point would not load (`why`, its error, says
@@ -205,6 +266,7 @@ class TokenBudget(tune.Stopper):
 
     def __init__(self, budget: int | None, already: int) -> None:
         self.budget, self.already = budget, already
+        self.store = outage.StoreWatch()  # the checkpoint store gone for good ends it too
         self.tokens: dict[str, int] = {}
 
     def __call__(self, trial_id: str, result: dict) -> bool:
@@ -219,4 +281,4 @@ class TokenBudget(tune.Stopper):
         return self.budget is not None and self.spent() >= self.budget
 
     def stop_all(self) -> bool:
-        return self.spent_out()
+        return self.spent_out() or self.store.down is not None

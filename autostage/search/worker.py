@@ -19,7 +19,7 @@ from autostage.errors import AutostageError
 from autostage.ranking import finite
 from autostage.records import Branch, TrialStatus
 from autostage.search import messages as msg
-from autostage.search import time_limit
+from autostage.search import outage, time_limit
 from autostage.spec import Study
 
 
@@ -37,6 +37,7 @@ class SearchJob:
     every_eval: bool  # a trial scheduler reads every final-stage eval as it happens
     store: CheckpointStore | None = None  # where checkpoints are (a branch loads its parent's)
     within_final: bool = False  # checkpoint every final-stage eval: branches may start there
+    store_patience: float = outage.PATIENCE_S  # how long the store's operations are retried
 
     def local_dirs(self, number: int) -> tuple[Path, Path]:
         """The trial's own folder and the study's cache (a trained tokenizer) on the node
@@ -87,7 +88,8 @@ def _run(config: dict[str, Any], job: SearchJob, number: int,
     prefix_evals = branch.evals if branch else 0  # the lineage's evals its parent recorded
     resume = None
     if (checkpoint := tune.get_checkpoint()) is not None:
-        resume, refused = restore(trial.trainer, _newest_first(checkpoint))
+        resume, refused = _patiently(job, f"trial {number}: reading its checkpoint",
+                                     lambda: restore(trial.trainer, _newest_first(checkpoint)))
         for why in refused:  # (shown with -v: Ray forwards worker output then)
             print(f"autostage: trial {number}: {why}; resumed from the one before", file=sys.stderr)
         # a retry (a branched trial's: from its own checkpoint): the evals after this
@@ -95,11 +97,12 @@ def _run(config: dict[str, Any], job: SearchJob, number: int,
         tune.report({msg.RESUMED_AT: len(resume.evals) - prefix_evals if resume else 0,
                      msg.TRIAL: number})
     if resume is None and branch is not None:
-        resume = _go_on(_branch_from(trial.trainer, branch, job.store), branch,
-                        config[msg.PARAMS])
+        state = _patiently(job, f"trial {number}: reading its branch point",
+                           lambda: _branch_from(trial.trainer, branch, job.store))
+        resume = _go_on(state, branch, config[msg.PARAMS])
     final = job.study.final.name if job.study.final else None
     reporter = _Reporter(trial.trainer, number, final, resume.evals if resume else (),
-                         job.every_eval, branch.tokens if branch else 0)
+                         job.every_eval, branch.tokens if branch else 0, job)
     if watcher is not None:
         watcher.planned = sum(trial.plan.stages[s].tokens for s in trial.plan.order)
         before = resume.tokens if resume else 0
@@ -117,7 +120,7 @@ def _run(config: dict[str, Any], job: SearchJob, number: int,
     outcome = msg.outcome_report(number, result.status, result.reason, values,
                                  result.tokens - reporter.before, seed, reporter.take_held())
     if job.study.study.keep_models and _has_value(result.status, values):
-        _report_with_model(outcome, trial.trainer)
+        _report_with_model(outcome, trial.trainer, job)
     else:
         tune.report(outcome)  # no model is wanted: exporting would only cost disk and time
 
@@ -168,7 +171,7 @@ def _has_value(status: TrialStatus, values: list | None) -> bool:
     return status.ranked and values is not None and all(finite(v) is not None for v in values)
 
 
-def _report_with_model(outcome: dict[str, Any], trainer: Any) -> None:
+def _report_with_model(outcome: dict[str, Any], trainer: Any, job: SearchJob) -> None:
     """Send the trial's outcome with its exported model as a Ray checkpoint: Ray moves it
     into the run's storage, whichever machine this worker runs on, and the driver keeps it
     or not. A trainer without export says so instead."""
@@ -180,7 +183,8 @@ def _report_with_model(outcome: dict[str, Any], trainer: Any) -> None:
     directory = Path(tempfile.mkdtemp(prefix="autostage-model-"))
     try:
         export(str(directory))
-        tune.report(outcome, checkpoint=tune.Checkpoint.from_directory(str(directory)))
+        _report_checkpoint(job, outcome, directory,
+                           f"trial {outcome[msg.TRIAL]}: uploading its model")
     finally:
         _remove_tree(directory)
 
@@ -194,8 +198,8 @@ class _Reporter:
     """
 
     def __init__(self, trainer: Any, number: int, final: str | None, done: tuple,
-                 every_eval: bool, before: int = 0) -> None:
-        self.trainer, self.number, self.final = trainer, number, final
+                 every_eval: bool, before: int = 0, job: SearchJob | None = None) -> None:
+        self.trainer, self.number, self.final, self.job = trainer, number, final, job
         self.every_eval = every_eval
         self.before = before  # tokens of a branched trial's prefix: not charged to it
         self.final_evals = sum(final is None or e.stage == final for e in done)
@@ -236,10 +240,41 @@ class _Reporter:
             tune.report(report)
             return
         try:
-            tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(self.pending)))
+            _report_checkpoint(self.job, report, self.pending,
+                               f"trial {self.number}: uploading a checkpoint")
         finally:
             _remove_tree(self.pending)
             self.pending = None
+
+
+def _patiently(job: SearchJob | None, what: str, operation: Any) -> Any:
+    """`operation()`, retried while object storage fails (see `outage`); a local store's
+    errors are the disk's, raised at once."""
+    store = job.store if job is not None else None
+    if store is None or not store.remote:
+        return operation()
+    return outage.patiently(operation, store.uri(store.path), job.store_patience, what)
+
+
+def _report_checkpoint(job: SearchJob | None, report: dict[str, Any], directory: Path,
+                       what: str) -> None:
+    """tune.report with a checkpoint, its upload retried while the store fails. Ray counts a
+    report and numbers its checkpoint folder before uploading: every try starts from the same
+    counts, so a retried upload writes the same folder again, whole (no gap in the numbers,
+    no half checkpoint left behind)."""
+    from ray.train._internal.session import get_session
+
+    session = get_session()
+    storage = getattr(session, "storage", None)
+    counts = getattr(session, "iteration", None), getattr(storage, "current_checkpoint_index",
+                                                          None)
+
+    def attempt() -> None:
+        if None not in counts:  # (a Ray without them: a retry takes the next folder's number)
+            session.iteration, storage.current_checkpoint_index = counts
+        tune.report(dict(report), checkpoint=tune.Checkpoint.from_directory(str(directory)))
+
+    _patiently(job, what, attempt)
 
 
 def _remove_tree(path: Path) -> None:

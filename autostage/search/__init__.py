@@ -63,6 +63,7 @@ from autostage.search.storage import (  # noqa: E402
 from autostage.search.warm import seed_sampler  # noqa: E402
 from autostage.search.worker import SearchJob, run_one  # noqa: E402
 from autostage.spec import Study  # noqa: E402
+from autostage.trial_identity import TrialIdentity  # noqa: E402
 from autostage.watchdog import guard, release  # noqa: E402
 
 
@@ -169,12 +170,9 @@ def _population(study: Study, registry: Any, run: RunDir, store: CheckpointStore
 
 def _waiting_branches(storage: Any, name: str) -> list[Branch]:
     """The branched trials a resume re-queued: their checkpoints must wait for them."""
-    from autostage.keys import BRANCH_ATTR
-
     waiting = optuna.load_study(study_name=name, storage=storage).get_trials(
         deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-    return [Branch.from_json(t.user_attrs[BRANCH_ATTR]) for t in waiting
-            if BRANCH_ATTR in t.user_attrs]
+    return [b for t in waiting if (b := TrialIdentity.from_optuna(t, 0).branch) is not None]
 
 
 def _fit(tuner: tune.Tuner, stops: EarlyStops, storage: Any, study: Study, run: RunDir,
@@ -322,6 +320,7 @@ def _tuner(study: Study, registry: Any, space: Any, run: RunDir, storage: Any,
         study_name=s.name, storage=storage,
     )
     searcher.population, searcher.retention = population, retention
+    searcher.study_seed = s.seed
     max_t = _max_final_evals(study)
     scheduler = registry.create("trial_scheduler", s.trial_scheduler,
                                 s.trial_scheduler_settings).build(

@@ -11,9 +11,10 @@ from ray.tune.search.optuna import OptunaSearch
 
 from autostage import ranking
 from autostage.errors import AutostageError
-from autostage.keys import BRANCH_ATTR
-from autostage.records import Branch, TrialStatus
+from autostage.keys import BRANCH_ATTR, REQUEUED_ATTR
+from autostage.records import TrialStatus
 from autostage.search import messages as msg
+from autostage.trial_identity import TrialIdentity
 
 
 class EarlyStops:
@@ -41,6 +42,7 @@ class StudySearch(OptunaSearch):
     intermediate eval) COMPLETE."""
 
     stops: EarlyStops | None = None  # set once the trial scheduler exists
+    study_seed: int = 0  # `study.seed`: a trial's own seed follows from it
     population: Any = None  # an `autostage.branching.BranchPoints` when trials branch
     retention: Any = None  # a `retention.Retention`: pins the checkpoint a branch starts from
 
@@ -54,11 +56,10 @@ class StudySearch(OptunaSearch):
         params = super().suggest(trial_id)
         if params is None:
             return None
-        trial = self._ot_trials[trial_id]
-        branch = trial.user_attrs.get(BRANCH_ATTR)
-        if branch is not None and self.retention is not None:
-            self.retention.pin(trial.number, Branch.from_json(branch))
-        return msg.trial_config(trial.number, params, branch)
+        who = TrialIdentity.from_optuna(self._ot_trials[trial_id], self.study_seed, params)
+        if who.branch is not None and self.retention is not None:
+            self.retention.pin(who.number, who.branch)
+        return who.to_config()
 
     def save(self, checkpoint_path: str) -> None:
         # Ray saves the searcher with its experiment state, which autostage never restores
@@ -91,12 +92,14 @@ class StudySearch(OptunaSearch):
         was cut short by the checkpoint store, not by anything of its own."""
         trial = next(t for t in self._ot_study.get_trials(deepcopy=False) if t.number == number)
         params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
-        branch = trial.user_attrs.get(BRANCH_ATTR)
-        self._ot_study.enqueue_trial(params, skip_if_exists=False,
-                                     user_attrs={BRANCH_ATTR: branch} if branch else None)
-        if branch is not None and self.retention is not None:
+        who = TrialIdentity.from_optuna(trial, self.study_seed, params)
+        attrs = {REQUEUED_ATTR: number}  # a resume then re-queues it no second time
+        if who.branch is not None:
+            attrs[BRANCH_ATTR] = who.branch.to_json()
+        self._ot_study.enqueue_trial(params, skip_if_exists=False, user_attrs=attrs)
+        if who.branch is not None and self.retention is not None:
             # its branch point is kept until the copy is handed out (and pinned as its own)
-            self.retention.pin(_REQUEUED - number, Branch.from_json(branch))
+            self.retention.pin(_REQUEUED - number, who.branch)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # Optuna's intermediate values, stepped by the trial's own eval count (Ray's iteration

@@ -13,11 +13,12 @@ from ray import tune
 from autostage.checkpoint_store import CheckpointStore
 from autostage.decisions import Eval
 from autostage.models import ModelKeeper
-from autostage.records import Branch, EvalRecord, TrialRecord, TrialStatus, without_replays
+from autostage.records import EvalRecord, TrialRecord, TrialStatus, without_replays
 from autostage.rundir import RunDir
 from autostage.search import messages as msg
 from autostage.search import outage, time_limit
 from autostage.spec import StudySection
+from autostage.trial_identity import TrialIdentity
 
 
 class Recorder(tune.Callback):
@@ -42,13 +43,17 @@ class Recorder(tune.Callback):
         return {**self.__dict__, "view": None, "population": None, "retention": None,
                 "requeue": None}
 
+    def _who(self, trial: Any) -> TrialIdentity:
+        """The trial a Ray trial is (its config is `TrialIdentity.to_config`)."""
+        return TrialIdentity.from_config(trial.config, self.study_seed)
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.started.setdefault(trial.trial_id, time.time())
-        branch = _branch(trial)
-        if branch is not None:  # the live view and report see it at once
-            self.run.write_branch(int(trial.config[msg.TRIAL]), branch)
+        who = self._who(trial)
+        if who.branch is not None:  # the live view and report see it at once
+            self.run.write_branch(who.number, who.branch)
         if self.population is not None:
-            self.population.started(int(trial.config[msg.TRIAL]), branch)
+            self.population.started(who.number, who.branch)
         self.view.trial_started()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
@@ -75,10 +80,10 @@ class Recorder(tune.Callback):
         if path and self.retention is not None:
             self.retention.saw(number, path)
         if self.population is not None:
+            who = self._who(trial)
             self.population.saw(
                 number, record.eval, index=int(result[msg.EVAL_INDEX]),
-                params=dict(trial.config[msg.PARAMS]),
-                seed=msg.config_seed(self.study_seed, trial.config),
+                params=dict(who.params), seed=who.seed,
                 final_evals=int(result.get(msg.TIME_ATTR, 0)), checkpoint=record.checkpoint,
                 path=path)
         self.view.trial_result(number, int(result[msg.TOKENS]))
@@ -131,12 +136,11 @@ class Recorder(tune.Callback):
     def _forget_after(self, trial: Any, kept: int) -> None:
         """A retry keeps `kept` of the trial's own evals: the branch points after them go."""
         if self.population is not None:
-            branch = _branch(trial)
-            self.population.forget_after(int(trial.config[msg.TRIAL]),
-                                         kept + (branch.evals if branch else 0))
+            who = self._who(trial)
+            self.population.forget_after(who.number, kept + who.prefix_evals)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        number = int(trial.config[msg.TRIAL])
+        number = self._who(trial).number
         limit = time_limit.reason(self.search_id, number)
         if limit is None and (cut := self._cut_by_store(trial)) is not None:
             self._requeue_cut(trial, number, cut)
@@ -184,7 +188,7 @@ class Recorder(tune.Callback):
     def _refuse_branch_point(self, trial: Any, why: str) -> None:
         """A branch failed because its branch point would not load (`why`, its error, says
         so): no other trial is handed that point, which would fail the same way."""
-        branch = _branch(trial)
+        branch = self._who(trial).branch
         if self.population is not None and branch is not None and \
                 why.startswith(msg.BRANCH_POINT_FAILED):
             self.population.refuse(self.store.resolve(branch.checkpoint))
@@ -208,7 +212,8 @@ class Recorder(tune.Callback):
 
     def _write(self, trial: Any, status: TrialStatus, reason: str) -> None:
         last = trial.last_result or {}
-        number = int(trial.config[msg.TRIAL])
+        who = self._who(trial)
+        number = who.number
         evals = self.run.events(number)
         values = last.get(msg.VALUES) if msg.is_outcome(last) else None
         if status == TrialStatus.PRUNED and values is None and evals and len(self.metrics) == 1:
@@ -216,26 +221,19 @@ class Recorder(tune.Callback):
             # metric at its last eval (with several metrics Optuna stores none)
             value = evals[-1].eval.current.get(self.metrics[0])
             values = [value] if value is not None else None
-        branch = _branch(trial)
-        trained = evals[-1].eval.tokens - (branch.tokens if branch else 0) if evals else 0
+        trained = who.charged(evals[-1].eval.tokens) if evals else 0
         record = TrialRecord(
             number=number, status=status, reason=reason,
             values=tuple(values) if values else None,
-            tokens=int(last.get(msg.TOKENS, trained)),
-            seed=msg.config_seed(self.study_seed, trial.config),
-            config=dict(trial.config[msg.PARAMS]),
-            started=self.started.pop(trial.trial_id, None), ended=time.time(), branch=branch,
+            tokens=int(last.get(msg.TOKENS, trained)), seed=who.seed, config=dict(who.params),
+            started=self.started.pop(trial.trial_id, None), ended=time.time(),
+            branch=who.branch,
         )
         self.run.write_result(record.with_evals(without_replays(evals)))
         self.models.note(record)
         self.view.trial_ended(record)
         if self.retention is not None:
             self.retention.ended(number)
-
-
-def _branch(trial: Any) -> Branch | None:
-    data = (trial.config or {}).get(msg.BRANCH)
-    return Branch.from_json(data) if data else None
 
 
 def _eval_record(report: dict[str, Any], received: float | None = None,

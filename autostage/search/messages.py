@@ -1,10 +1,10 @@
 """What a trial in a Ray worker tells the driver: the keys of its reports, in one place.
 
-A Ray trial's config is `{TRIAL: <Optuna trial number>, PARAMS: <the sampled parameters>}`,
-and for a branched trial BRANCH (`records.Branch.to_json()`): the number and the branch point
-travel beside the parameters, never among them.
+A Ray trial's config is its `TrialIdentity.to_config()` (its number, parameters and branch
+point: `autostage.trial_identity` owns those keys).
 
-Every report carries TRIAL. Besides that, a report is one of:
+Every report carries TRIAL (the trial's number, under the config's own key). Besides that,
+a report is one of:
   - an eval: EVAL (the `Eval`, whole), EVAL_INDEX, `tokens` (charged: a branched trial's
     count from its branch point), the metrics of the trial's
     weights after the eval (`Eval.current`) as top-level keys (what Ray's trial schedulers and
@@ -25,10 +25,9 @@ from autostage.branching import BRANCH_POINT_FAILED  # noqa: F401  (the worker's
 from autostage.decisions import Eval
 from autostage.keys import TOKENS  # the tokens a trial was charged, as the metric `tokens`
 from autostage.records import TrialStatus
+from autostage.trial_identity import NUMBER
 
-TRIAL = "trial_number"
-PARAMS = "params"
-BRANCH = "branch"
+TRIAL = NUMBER
 EVAL = "autostage_eval"
 EVAL_INDEX = "eval_index"
 EARLIER = "earlier_evals"
@@ -44,26 +43,6 @@ NO_MODEL = "no_model"
 # compare a trial still in its prerequisite stage with one already training on the target,
 # and stop every plan with a prefix (ASHA's short-horizon bias, made worse by stages).
 TIME_ATTR = "final_evals"
-
-
-def trial_seed(study_seed: int, number: int) -> int:
-    """Trial `number`'s seed: its trainer's, and the one its record gives."""
-    return study_seed + number
-
-
-def config_seed(study_seed: int, config: dict[str, Any]) -> int:
-    """The seed a trial trains with: its own (`trial_seed`), or a branched trial's lineage
-    root's — its data goes on where its parent's would have, and a replay of the lineage
-    (`autostage best --export`) draws the same batches."""
-    branch = config.get(BRANCH) or {}
-    if branch.get("seed") is not None:
-        return int(branch["seed"])
-    return trial_seed(study_seed, int(config[TRIAL]))
-
-
-def trial_config(number: int, params: dict[str, Any],
-                 branch: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {TRIAL: number, PARAMS: params, **({BRANCH: branch} if branch else {})}
 
 
 def eval_report(number: int, ev: Eval, index: int, final_evals: int | None,

@@ -21,6 +21,7 @@ from autostage.records import Branch, TrialStatus
 from autostage.search import messages as msg
 from autostage.search import outage, time_limit
 from autostage.spec import Study
+from autostage.trial_identity import TrialIdentity
 
 
 @dataclass(frozen=True)
@@ -65,44 +66,30 @@ def _registry(load_plugins: str | None) -> Any:
 
 def run_one(config: dict[str, Any], job: SearchJob) -> None:
     """The Ray trainable: build the trial from its config, run it, report every eval."""
-
-    number = int(config[msg.TRIAL])
-    watcher = time_limit.watch(job.search_id, number, job.study.study.trial_time_limit)
+    who = TrialIdentity.from_config(config, job.study.study.seed)
+    watcher = time_limit.watch(job.search_id, who.number, job.study.study.trial_time_limit)
     try:
-        _run(config, job, number, watcher)
+        _run(who, job, watcher)
     finally:
         if watcher is not None:
             watcher.stop()
 
 
-def _run(config: dict[str, Any], job: SearchJob, number: int,
-         watcher: time_limit.TimeLimit | None) -> None:
+def _run(who: TrialIdentity, job: SearchJob, watcher: time_limit.TimeLimit | None) -> None:
     from autostage.build import prepare_trial
 
-    seed = msg.config_seed(job.study.study.seed, config)
-    workdir, cache_dir = job.local_dirs(number)
-    trial = prepare_trial(job.study, _registry(job.load_plugins), config[msg.PARAMS], seed,
+    workdir, cache_dir = job.local_dirs(who.number)
+    trial = prepare_trial(job.study, _registry(job.load_plugins), dict(who.params), who.seed,
                           space=job.space, threads=job.threads, workdir=str(workdir),
                           cache_dir=str(cache_dir))
-    branch = Branch.from_json(config[msg.BRANCH]) if msg.BRANCH in config else None
-    prefix_evals = branch.evals if branch else 0  # the lineage's evals its parent recorded
-    resume = None
-    if (checkpoint := tune.get_checkpoint()) is not None:
-        resume, refused = _patiently(job, f"trial {number}: reading its checkpoint",
-                                     lambda: restore(trial.trainer, _newest_first(checkpoint)))
-        for why in refused:  # (shown with -v: Ray forwards worker output then)
-            print(f"autostage: trial {number}: {why}; resumed from the one before", file=sys.stderr)
-        # a retry (a branched trial's: from its own checkpoint): the evals after this
-        # checkpoint were recorded once already, and will be again
-        tune.report({msg.RESUMED_AT: len(resume.evals) - prefix_evals if resume else 0,
-                     msg.TRIAL: number})
-    if resume is None and branch is not None:
-        state = _patiently(job, f"trial {number}: reading its branch point",
-                           lambda: _branch_from(trial.trainer, branch, job.store))
-        resume = _go_on(state, branch, config[msg.PARAMS])
+    resume = _retried(who, job, trial.trainer)
+    if resume is None and who.branch is not None:
+        state = _patiently(job, f"trial {who.number}: reading its branch point",
+                           lambda: _branch_from(trial.trainer, who.branch, job.store))
+        resume = _go_on(state, who.branch, who.params)
     final = job.study.final.name if job.study.final else None
-    reporter = _Reporter(trial.trainer, number, final, resume.evals if resume else (),
-                         job.every_eval, branch.tokens if branch else 0, job)
+    reporter = _Reporter(trial.trainer, who, final, resume.evals if resume else (),
+                         job.every_eval, job)
     if watcher is not None:
         watcher.planned = sum(trial.plan.stages[s].tokens for s in trial.plan.order)
         before = resume.tokens if resume else 0
@@ -113,14 +100,36 @@ def _run(config: dict[str, Any], job: SearchJob, number: int,
     except Exception:
         # the trial crashed (Ray records the error, and may retry): keep its evals so far
         if held := reporter.take_held():
-            tune.report({msg.EARLIER: held, msg.TRIAL: number})
+            tune.report({msg.EARLIER: held, msg.TRIAL: who.number})
         raise
+    _report_outcome(who, job, trial.trainer, result, reporter.take_held())
+
+
+def _retried(who: TrialIdentity, job: SearchJob, trainer: Any) -> Any:
+    """A retry's loop state, from the trial's own newest intact checkpoint (None: the trial
+    has none, it starts anew or from its branch point)."""
+    if (checkpoint := tune.get_checkpoint()) is None:
+        return None
+    resume, refused = _patiently(job, f"trial {who.number}: reading its checkpoint",
+                                 lambda: restore(trainer, _newest_first(checkpoint)))
+    for why in refused:  # (shown with -v: Ray forwards worker output then)
+        print(f"autostage: trial {who.number}: {why}; resumed from the one before",
+              file=sys.stderr)
+    # the evals after this checkpoint were recorded once already, and will be again
+    tune.report({msg.RESUMED_AT: len(resume.evals) - who.prefix_evals if resume else 0,
+                 msg.TRIAL: who.number})
+    return resume
+
+
+def _report_outcome(who: TrialIdentity, job: SearchJob, trainer: Any, result: Any,
+                    held: list[dict[str, Any]]) -> None:
+    """The trial's last report: its outcome (with its exported model when one is kept)."""
     values = None if result.status == TrialStatus.FAILED else result.values(
         job.study.study.metrics)
-    outcome = msg.outcome_report(number, result.status, result.reason, values,
-                                 result.tokens - reporter.before, seed, reporter.take_held())
+    outcome = msg.outcome_report(who.number, result.status, result.reason, values,
+                                 who.charged(result.tokens), who.seed, held)
     if job.study.study.keep_models and _has_value(result.status, values):
-        _report_with_model(outcome, trial.trainer, job)
+        _report_with_model(outcome, trainer, job)
     else:
         tune.report(outcome)  # no model is wanted: exporting would only cost disk and time
 
@@ -197,11 +206,11 @@ class _Reporter:
     checkpoint), outcomes and, when a scheduler stops trials early, final-stage evals.
     """
 
-    def __init__(self, trainer: Any, number: int, final: str | None, done: tuple,
-                 every_eval: bool, before: int = 0, job: SearchJob | None = None) -> None:
-        self.trainer, self.number, self.final, self.job = trainer, number, final, job
+    def __init__(self, trainer: Any, who: TrialIdentity, final: str | None, done: tuple,
+                 every_eval: bool, job: SearchJob | None = None) -> None:
+        self.trainer, self.number, self.final, self.job = trainer, who.number, final, job
         self.every_eval = every_eval
-        self.before = before  # tokens of a branched trial's prefix: not charged to it
+        self.before = who.prefix_tokens  # a branched trial's prefix: not charged to it
         self.final_evals = sum(final is None or e.stage == final for e in done)
         self.seen = len(done)
         self.pending: Path | None = None

@@ -12,6 +12,7 @@ from autostage.keys import BRANCH_ATTR, REQUEUED_ATTR
 from autostage.ranking import finite
 from autostage.records import TrialRecord, TrialStatus, without_replays
 from autostage.rundir import RunDir
+from autostage.search.optuna_internals import fixed_params
 from autostage.search.warm import WARM_START, full_config
 from autostage.space import SearchSpace
 from autostage.spec import Study
@@ -59,7 +60,9 @@ def settle(storage: Any, name: str, run: RunDir) -> None:
     the budget finished; a pruned one gets the value its record gives (Optuna's own rule for
     a pruned trial: its last intermediate value)."""
     recorded = {r.number: r for r in run.results() if r.status.finished}
-    for trial in optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False):
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    study_id = storage.get_study_id_from_name(name)
+    for trial in trials:
         record = recorded.get(trial.number)
         if trial.state != optuna.trial.TrialState.RUNNING or record is None:
             continue
@@ -70,7 +73,7 @@ def settle(storage: Any, name: str, run: RunDir) -> None:
             state = optuna.trial.TrialState.PRUNED
         else:
             state, values = optuna.trial.TrialState.FAIL, None
-        storage.set_trial_state_values(trial._trial_id, state, values)
+        _set_state(storage, study_id, trial.number, state, values)
 
 
 def reconcile(study: Study, space: SearchSpace, run: RunDir, storage: Any) -> tuple[int, int]:
@@ -84,6 +87,7 @@ def reconcile(study: Study, space: SearchSpace, run: RunDir, storage: Any) -> tu
         return study.study.trials, 0  # killed before the first trial was asked for
     recorded = {r.number: r for r in run.results()}
     trials = ot_study.get_trials(deepcopy=False)
+    study_id = storage.get_study_id_from_name(study.study.name)
     # re-queued already: a resume killed between a re-queue and its record must not queue
     # the same parameters twice (the copy carries the number it re-runs, in one commit)
     requeued = {t.user_attrs[REQUEUED_ATTR] for t in trials if REQUEUED_ATTR in t.user_attrs}
@@ -102,7 +106,7 @@ def reconcile(study: Study, space: SearchSpace, run: RunDir, storage: Any) -> tu
                 # a queued trial that never started holds its parameters as fixed_params; one
                 # cut while Optuna sampled it holds some: the fixed ones (a branch's inherited
                 # parameters) are kept with them, or its re-run would sample those anew
-                params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+                params = {**fixed_params(trial), **trial.params}
                 who = TrialIdentity.from_optuna(trial, study.study.seed, params)
                 if params and trial.number not in requeued:
                     # (no params: cut before its sampling; a fresh trial takes its place)
@@ -115,13 +119,25 @@ def reconcile(study: Study, space: SearchSpace, run: RunDir, storage: Any) -> tu
                     "the search was interrupted; " + ("re-queued with the same parameters"
                                                       if params else "it had no parameters yet"),
                     seed=who.seed, config=full_config(space, params), branch=who.branch))
-            storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+            _set_state(storage, study_id, trial.number, optuna.trial.TrialState.FAIL)
     records = run.results()
     finished = sum(r.status.finished for r in records)
     spent = sum(r.tokens for r in records)
     if study.study.token_budget is not None and spent >= study.study.token_budget:
         return 0, spent  # the budget is spent: nothing more to run
     return study.study.trials - finished, spent
+
+
+def _set_state(storage: Any, study_id: int, number: int, state: Any,
+               values: list[float] | None = None) -> None:
+    """Set trial `number`'s state and values in the storage itself. `study.tell` serves
+    neither caller: it refuses a WAITING trial (a queued one `reconcile` fails), gives a
+    PRUNED trial Optuna's last intermediate value, not the one its record holds (`settle`:
+    the searcher never heard that eval), and runs the sampler's `after_trial` with whatever
+    sampler `load_study` made. Both storage methods are public: every Optuna storage has
+    them."""
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+    storage.set_trial_state_values(trial_id, state, values)
 
 
 _RECOVERED = {optuna.trial.TrialState.COMPLETE: TrialStatus.COMPLETED,

@@ -17,7 +17,8 @@ import os
 import sys
 import threading
 import time
-from typing import Any
+
+from autostage.search import ray_internals
 
 FIRST = 3600.0
 FLOOR = 600.0
@@ -55,7 +56,7 @@ class TimeLimit(threading.Thread):
                f"the automatic limit: {SLACK:g}x its projected duration, at least "
                f"{FLOOR:,.0f} s; set study.trial_time_limit to change it, 0 for none")
         reason = f"the trial ran past its time limit of {limit:,.0f} s ({how})"
-        _kv()._internal_kv_put(self.key, reason.encode())
+        ray_internals.kv_put(self.key, reason.encode())
         print(f"autostage: {reason}", file=sys.stderr, flush=True)
         os._exit(3)  # a hung trial cannot be interrupted from here; Ray sees its worker end
 
@@ -63,7 +64,7 @@ class TimeLimit(threading.Thread):
 def watch(search_id: str, number: int, limit: float | None) -> TimeLimit | None:
     """Start watching an attempt of trial `number` (None: `limit` is 0, no limit)."""
     key = _key(search_id, number)
-    _kv()._internal_kv_del(key)  # an earlier attempt's
+    ray_internals.kv_del(key)  # an earlier attempt's
     if limit == 0:
         return None
     watcher = TimeLimit(key, limit, planned_tokens=0)
@@ -74,7 +75,7 @@ def watch(search_id: str, number: int, limit: float | None) -> TimeLimit | None:
 def reason(search_id: str, number: int) -> str | None:
     """Why trial `number`'s worker exited, when it was its time limit (in the driver)."""
     try:
-        text = _kv()._internal_kv_get(_key(search_id, number))
+        text = ray_internals.kv_get(_key(search_id, number))
     except Exception:  # a Ray whose key-value store moved: the error Ray recorded says more
         return None
     return text.decode() if text else None
@@ -82,9 +83,3 @@ def reason(search_id: str, number: int) -> str | None:
 
 def _key(search_id: str, number: int) -> str:
     return f"autostage/{search_id}/time-limit/{number}"
-
-
-def _kv() -> Any:
-    from ray.experimental import internal_kv  # Ray's GCS store: the whole cluster's
-
-    return internal_kv

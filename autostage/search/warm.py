@@ -125,10 +125,14 @@ def _effective(config: dict[str, Any], registry: Any) -> dict[str, Any]:
 
 
 def _contains(distribution: Any, value: Any) -> bool:
+    """Whether `value` lies in `distribution`: Optuna's own check of a trial's parameters,
+    through its public face (a distribution's own `_contains` is private)."""
     try:
-        return distribution._contains(distribution.to_internal_repr(value))
+        optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params={"p": value},
+                                  distributions={"p": distribution})
     except (ValueError, TypeError):  # e.g. a choice the new categorical does not have
         return False
+    return True
 
 
 def full_config(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:

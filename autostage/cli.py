@@ -221,8 +221,8 @@ def _search(args: argparse.Namespace) -> int:
         overrides.append(f"study.checkpoints={json.dumps(args.checkpoints)}")
     registry = load_registry()
     study = load_study(args.study, registry, overrides)  # every problem before any compute
-    from autostage.commands import start_search
     from autostage.rundir import RunDir
+    from autostage.search_start import start_search
 
     run = RunDir(Path(args.out) if args.out else Path("runs") / study.study.name)
     return start_search(args.study, study, registry, overrides, run, resume=args.resume,

@@ -1,117 +1,21 @@
-"""What the `search` and `best` commands do beyond parsing their arguments: start or resume
-a search into a run directory, show its best trial, export that trial as a study file. Ray is
-imported only once a search really starts."""
+"""What the `best` command does beyond parsing its arguments: show a run's best trial (or
+Pareto front), export that trial as a study file and copy its kept model. (A search starts in
+`autostage.search_start`.)"""
 
 from __future__ import annotations
 
 import os
-import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from autostage.checkpoint_store import open_store
 from autostage.errors import AutostageError
 from autostage.keys import mix_key, parse_component_key
 from autostage.models import disk_size, human_size, keeping_order, why_not_kept
-from autostage.records import TrialRecord, best_trial, lineage, prefix_tokens
+from autostage.records import TrialRecord, lineage, prefix_tokens
 from autostage.rundir import RunDir
-from autostage.search_start import (
-    check_local_resources,
-    check_resume,
-    check_run_dir,
-    forget,
-    probe_storage,
-    write_study,
-)
-from autostage.spec import SEARCHABLE_KINDS, Study, apply_overrides
-
-
-def start_search(study_path: str, study: Study, registry: Any, overrides: list[str],
-                 run: RunDir, *, resume: bool, address: str | None, verbose: bool) -> int:
-
-    # Everything that can be known before a search starts is checked before anything is
-    # written: the run directory, the storage, the resources a local Ray would have.
-    if study.lineage:
-        raise AutostageError(f"{study_path} replays one trial's lineage ([[lineage]], written "
-                             "by `autostage best --export`): run it with `autostage trial "
-                             f"{study_path}`; a search would sample over it")
-    run.check_free()
-    if resume:
-        check_resume(study, run)
-    else:
-        check_run_dir(run, Path(study_path))
-        if (run.path / "optuna.db").exists() or (run.path / "trials").exists():
-            raise AutostageError(f"{run.path} already holds a search: continue it with "
-                                 "--resume, or write this one elsewhere with --out DIR")
-    if study.study.storage is not None:
-        probe_storage(study.study.storage)
-    if study.study.checkpoints is not None:
-        open_store(study.study.checkpoints, run.path).probe("study.checkpoints")
-    if address is None:
-        check_local_resources(study.study.resources)
-    made, created, lock = write_study(run, study, Path(study_path), overrides)
-    try:
-        outcome = _search(study, registry, run, resume, address, verbose, made, created)
-    finally:
-        os.close(lock)
-    if outcome.interrupted:
-        return 130
-    return 0 if best_trial(outcome.records, study.study.modes[0]) is not None \
-        else _no_value(outcome.records)
-
-
-def _search(study: Study, registry: Any, run: RunDir, resume: bool, address: str | None,
-            verbose: bool, made: list[str], created: list[Path]) -> Any:
-    """Run the search with its live view; then its summary and report."""
-    from rich.console import Console
-
-    from autostage.live import SearchView, print_summary
-    from autostage.search import run_search
-
-    console = Console(highlight=False)
-    view = SearchView(console)
-    try:
-        outcome = run_search(study, registry, run, resume=resume, address=address, view=view,
-                             verbose=verbose)
-    except AutostageError:
-        if not resume and not (run.path / "trials").exists():
-            forget(run, made, created)  # nothing ran: leave no half-made run directory
-        raise
-    finally:
-        view.stop()
-    print_summary(console, outcome, study.study)
-    _write_report(console, run, registry.host)
-    return outcome
-
-
-def _no_value(records: list[TrialRecord]) -> int:
-    """A search none of whose trials produced a value failed, whatever ran: say why in one
-    line (the commonest reason) and exit 1."""
-    from collections import Counter
-
-    reasons = Counter(r.reason for r in records if r.reason)
-    why = (f"; most common reason ({reasons.most_common(1)[0][1]} of {len(records)} "
-           f"trials): {reasons.most_common(1)[0][0]}" if reasons else "")
-    print(f"error: no trial produced a value{why}", file=sys.stderr)
-    return 1
-
-
-def _write_report(console: Any, run: RunDir, host: Any) -> None:
-    """The study report, with figures from the plugins this search loaded."""
-    from rich.markup import escape
-
-    from autostage.report import write_report
-
-    try:
-        path = write_report(run.path, host=host)
-    except Exception as e:  # the search's results are on disk: a report can be made later
-        console.print(f"[yellow]could not write the report[/]: {escape(type(e).__name__)}: "
-                      f"{escape(str(e))} (try `autostage report {escape(str(run.path))}`)",
-                      highlight=False, soft_wrap=True)
-        return
-    console.print(f"report: {escape(str(path))}", highlight=False, soft_wrap=True)
+from autostage.spec import SEARCHABLE_KINDS, apply_overrides
 
 
 def show_best(path: Path, trial: int | None = None, export: str | None = None,

@@ -2,7 +2,8 @@
 
 import subprocess
 import sys
-from pathlib import Path
+
+from support import FIXTURES
 
 from autostage.cli import main
 
@@ -57,12 +58,14 @@ def test_help_and_version_start_without_heavy_imports():
     assert version.startswith("autostage ")
 
 
-def test_the_branching_protocol_and_its_built_in_rule_load_neither_ray_nor_optuna():
+def test_the_branching_protocol_and_the_search_packages_pure_modules_load_no_ray_or_optuna():
     # a brancher plugin, and the tests of one, run without a search's heavy imports
     code = (
         "import sys\n"
         "import autostage.branching, autostage.testing.brancher_contract\n"
         "import autostage_plugins.trial_schedulers\n"
+        "import autostage.search, autostage.search.messages, autostage.search.retention\n"
+        "import autostage.search.outage\n"
         "print('HEAVY', [m for m in ('torch', 'ray', 'optuna') if m in sys.modules])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
@@ -83,7 +86,7 @@ def test_validate_and_trial_do_not_import_torch_or_ray():
 def test_report_and_export_never_write_over_the_run_directorys_files(tmp_path, capsys):
     import shutil
 
-    fixture = Path(__file__).parent / "fixtures" / "run-b659e5d"
+    fixture = FIXTURES / "run-b659e5d"
     run = tmp_path / "run"
     shutil.copytree(fixture, run)
     study_json = (run / "study.json").read_text()

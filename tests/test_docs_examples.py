@@ -7,11 +7,11 @@ from __future__ import annotations
 import random
 import re
 import sys
-import textwrap
 import types
 from pathlib import Path
 
 import pytest
+from support.studies import tiny_lm_study
 
 from autostage.cli import main
 from autostage.components import TextDataset, check_split
@@ -129,25 +129,12 @@ def test_a_dataset_returning_strings_is_one_line_naming_it_not_an_attribute_erro
     registry = load_registry(plugins=[sys.modules[__name__]])
     monkeypatch.setattr("autostage.load_registry", lambda: registry, raising=False)
     monkeypatch.setattr("autostage.host.load_registry", lambda *a, **k: registry)
-    (tmp_path / "study.toml").write_text(textwrap.dedent("""
-        [study]
-        name = "strings"
-        metric = "eval.words.loss"
-        [model]
-        trainer = "transformers"
-        n_layer = 1
-        n_embd = 16
-        n_head = 2
-        context = 16
-        batch_size = 2
-        [data.words]
-        dataset = "strings"
-        [[stage]]
-        name = "words"
-        data = "words"
-        tokens = 64
-        final = true
-    """))
+    (tmp_path / "study.toml").write_text(tiny_lm_study(
+        "study.name=strings", "study.metric=eval.words.loss",
+        "model.n_embd=16", "model.context=16", "model.batch_size=2",
+        "data.words.dataset=strings",
+        "stage.words.data=words", "stage.words.tokens=64", "stage.words.final=true",
+        data=("words",), stages=("words",), drop=("model.eval_batches", "search")))
     assert main(["trial", str(tmp_path / "study.toml")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "AttributeError" not in err

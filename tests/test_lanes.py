@@ -1,7 +1,8 @@
 """The fast lane (`python -m pytest -m "not slow"`) stays fast: every test that starts Ray
-(through the session fixture in conftest.py, directly or through a fixture of its own module)
-or imports torch or transformers is marked slow — by a decorator, its class or its module's
-`pytestmark`. Read from the test files' syntax (ast), so nothing here imports or runs them."""
+(through the session fixture in conftest.py, directly or through a fixture of its own module
+or of a folder's conftest.py) or imports torch or transformers is marked slow — by a decorator,
+its class or its module's `pytestmark`. Every test file under tests/ is read, each folder's
+too, from its syntax (ast), so nothing here imports or runs them."""
 
 from __future__ import annotations
 
@@ -21,11 +22,15 @@ def imports_ray(function: ast.AST) -> bool:
     )
 
 
+def conftest_fixtures() -> dict[str, ast.FunctionDef]:
+    """The functions of every conftest.py under tests/ (tests/conftest.py and any folder's)."""
+    return {node.name: node for path in sorted(TESTS.rglob("conftest.py"))
+            for node in ast.parse(path.read_text()).body if isinstance(node, ast.FunctionDef)}
+
+
 def ray_fixtures() -> set[str]:
     """The conftest fixtures that start Ray."""
-    tree = ast.parse((TESTS / "conftest.py").read_text())
-    return {node.name for node in tree.body
-            if isinstance(node, ast.FunctionDef) and imports_ray(node)}
+    return {name for name, node in conftest_fixtures().items() if imports_ray(node)}
 
 
 def heavy_imports(node: ast.AST) -> list[str]:
@@ -90,11 +95,12 @@ def uses_ray(function: ast.FunctionDef, ray: set[str],
 def unmarked_heavy_tests() -> list[str]:
     ray = ray_fixtures()
     assert ray, "conftest.py should have a fixture that starts Ray"
+    shared = conftest_fixtures()
     problems = []
-    for path in sorted(TESTS.glob("test_*.py")):
+    for path in sorted(TESTS.rglob("test_*.py")):
         tree = ast.parse(path.read_text())
-        fixtures = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)
-                    and not n.name.startswith("test")}
+        fixtures = shared | {n.name: n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)
+                             and not n.name.startswith("test")}
         top = [f"imports {name} at module level" for s in tree.body
                if isinstance(s, (ast.Import, ast.ImportFrom)) for name in heavy_imports(s)]
         for function, slow in collected_tests(tree):
@@ -105,7 +111,7 @@ def unmarked_heavy_tests() -> list[str]:
                 why.append("starts Ray")
             why += [f"imports {name}" for name in heavy_imports(function)]
             if why:
-                problems.append(f"{path.name}::{function.name} ({', '.join(why)})")
+                problems.append(f"{path.relative_to(TESTS)}::{function.name} ({', '.join(why)})")
     return problems
 
 

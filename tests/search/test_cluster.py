@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.studies import tiny_lm_study, toy_study
 
 pytestmark = pytest.mark.slow
 
@@ -30,40 +31,11 @@ RAY = str(Path(sys.executable).with_name("ray"))
 AUTOSTAGE = str(Path(sys.executable).with_name("autostage"))
 BUCKET = "autostage-test"
 
-STUDY = """
-[study]
-name = "cluster"
-metric = "eval.target.loss"
-trials = 6
-parallel = 2
-sampler = "random"
-trial_scheduler = "fifo"
-retries = 1
-keep_models = 1
-
-[model]
-trainer = "toy"
-step_seconds = 0.03    # ~5 s a trial: time to kill a worker mid-stage
-
-[data.prereq]
-dataset = "toy_task"
-[data.target]
-dataset = "toy_task"
-prerequisite = "prereq"
-
-[[stage]]
-name = "prereq"
-data = "prereq"
-tokens = 60_000
-[[stage]]
-name = "target"
-data = "target"
-tokens = 120_000
-final = true
-
-[search.optimizer.adamw]
-lr = { low = 1e-3, high = 1e-2, log = true }
-"""
+STUDY = toy_study(
+    "study.name=cluster", "study.trials=6", "study.sampler=random", "study.retries=1",
+    "study.keep_models=1",
+    "model.step_seconds=0.03",  # ~5 s a trial: time to kill a worker mid-stage
+    "stage.prereq.tokens=60_000", "stage.target.tokens=120_000")
 
 
 def free_port() -> int:
@@ -333,41 +305,11 @@ def test_a_checkpoint_store_that_cannot_be_written_is_one_line_before_anything_s
 
 
 
-GPT2 = """
-[study]
-name = "gpu"
-metric = "eval.target.loss"
-trials = 2
-parallel = 2
-resources = { cpus = 1, gpus = 0.5 }   # two trials share one GPU
-
-[model]
-trainer = "transformers"
-n_layer = 1
-n_embd = 32
-n_head = 2
-context = 32
-batch_size = 8
-
-[data.general]
-dataset = "pydoc"
-[data.target]
-dataset = "arith"
-digits = 2
-
-[[stage]]
-name = "general"
-data = "general"
-tokens = 4096
-[[stage]]
-name = "target"
-data = "target"
-tokens = 4096
-final = true
-
-[search.optimizer.adamw]
-lr = { low = 1e-3, high = 1e-2, log = true }
-"""
+GPT2 = tiny_lm_study(
+    "study.name=gpu", "study.trials=2", "study.parallel=2",
+    "study.resources={ cpus = 1, gpus = 0.5 }",  # two trials share one GPU
+    "search.optimizer.adamw.lr={ low = 1e-3, high = 1e-2, log = true }",
+    drop=("model.eval_batches",))
 
 
 def test_trials_share_a_gpu_by_fractions_and_one_given_a_gpu_torch_cannot_see_fails_clearly(

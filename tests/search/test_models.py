@@ -4,55 +4,24 @@
 import json
 import random
 import tempfile
-import textwrap
 from pathlib import Path
 
 import pytest
+from support import FIXTURES
+from support.studies import tiny_lm_study, toy_study
 
 from autostage.cli import main
 from autostage.models import keeping_order
 from autostage.records import TrialRecord, TrialStatus
 from autostage.rundir import RunDir, write_json
 
-OLD_RUN = Path(__file__).parent / "fixtures" / "run-b659e5d"
-STUDY = textwrap.dedent("""
-    [study]
-    name = "models-test"
-    metric = "eval.target.loss"
-    trials = 6
-    parallel = 2
-    seed = 3
-    sampler = "random"
-    trial_scheduler = "fifo"
-    keep_models = 2
-
-    [model]
-    trainer = "toy"
-
-    [data.prereq]
-    dataset = "toy_task"
-    [data.target]
-    dataset = "toy_task"
-    difficulty = 3.0
-    prerequisite = "prereq"
-
-    [[stage]]
-    name = "prereq"
-    data = "prereq"
-    tokens = 20_000
-
-    [[stage]]
-    name = "target"
-    data = "target"
-    tokens = 40_000
-    final = true
-
-    [search.plan]
-    skip = ["prereq"]
-
-    [search.optimizer.adamw]
-    lr = { low = 3e-4, high = 2e-2, log = true }
-""")
+OLD_RUN = FIXTURES / "run-b659e5d"
+STUDY = toy_study(
+    "study.name=models-test", "study.trials=6", "study.seed=3", "study.sampler=random",
+    "study.keep_models=2",
+    "data.target.difficulty=3.0",
+    'search.plan.skip=["prereq"]',
+    "search.optimizer.adamw.lr={ low = 3e-4, high = 2e-2, log = true }")
 
 
 def searched(tmp_path, *overrides):
@@ -251,35 +220,8 @@ def test_the_keeping_order_is_best_first_and_the_front_by_its_first_metric():
 
 # --- transformers: the kept model opens with from_pretrained ------------------------------------
 
-GPT2 = textwrap.dedent("""
-    [study]
-    name = "lm"
-    metric = "eval.target.loss"
-    [model]
-    trainer = "transformers"
-    n_layer = 1
-    n_embd = 32
-    n_head = 2
-    context = 32
-    batch_size = 8
-    eval_batches = 1
-    [data.general]
-    dataset = "pydoc"
-    [data.target]
-    dataset = "arith"
-    digits = 2
-    [[stage]]
-    name = "general"
-    data = "general"
-    tokens = 2048
-    [[stage]]
-    name = "target"
-    data = "target"
-    tokens = 1024
-    final = true
-    [search.optimizer.adamw]
-    lr = 3e-3
-""")
+GPT2 = tiny_lm_study("model.eval_batches=1",
+                     "stage.general.tokens=2048", "stage.target.tokens=1024")
 TEXT = "12+34=46 — naïve café, 日本語 🎉 <pad>\n\tend"
 
 
@@ -325,28 +267,16 @@ def test_a_kept_bert_classifier_names_its_labels_and_puts_cls_first(tmp_path, re
     rows = [{"text": " ".join(rng.choices(["apple", "iron", "pear", "zinc"], k=6)),
              "label": ["fruit", "metal"][rng.randint(0, 1)]} for _ in range(200)]
     (tmp_path / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    study = GPT2.replace('trainer = "transformers"', 'trainer = "transformers"\narch = "bert"')
-    study = study.replace('metric = "eval.target.loss"',
-                          'metric = "eval.rows.accuracy"\nmode = "max"')
-    study = study.split("[data.general]")[0] + textwrap.dedent(f"""
-        [data.rows]
-        dataset = "jsonl"
-        path = "{tmp_path / 'rows.jsonl'}"
-        label_field = "label"
-        [[stage]]
-        name = "pretrain"
-        data = "rows"
-        objective = "mlm"
-        tokens = 1024
-        [[stage]]
-        name = "classify"
-        data = "rows"
-        objective = "classify"
-        tokens = 2048
-        final = true
-        [search.optimizer.adamw]
-        lr = 2e-3
-    """)
+    study = tiny_lm_study(  # GPT2's model as a BERT, pretrained on the rows, then classifying
+        "study.metric=eval.rows.accuracy", "study.mode=max", "model.arch=bert",
+        "model.eval_batches=1",
+        "data.rows.dataset=jsonl", f"data.rows.path={tmp_path / 'rows.jsonl'}",
+        "data.rows.label_field=label",
+        "stage.pretrain.data=rows", "stage.pretrain.objective=mlm", "stage.pretrain.tokens=1024",
+        "stage.classify.data=rows", "stage.classify.objective=classify",
+        "stage.classify.tokens=2048", "stage.classify.final=true",
+        "search.optimizer.adamw.lr=2e-3",
+        data=("rows",), stages=("pretrain", "classify"))
     run = trained(tmp_path, registry, study, ["search.plan={order='pretrain>classify'}"])
     assert run.labels == ["fruit", "metal"]
     run.export(str(tmp_path / "model"))

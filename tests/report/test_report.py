@@ -5,17 +5,41 @@ import math
 import re
 import shutil
 from dataclasses import replace
-from pathlib import Path
 
 import optuna
 import pytest
+from support import FIXTURES
+from support.report_runs import (
+    ACCURACY,
+    CLIPPED,
+    COMPLETED,
+    FAILED,
+    GRAD,
+    GRAD_MAX,
+    GRAD_MIN,
+    INTERRUPTED,
+    METRIC,
+    PRUNED,
+    RUNNING,
+    STAGES,
+    STOPPED,
+    T0,
+    TRAIN_LOSS,
+    GoodPlugin,
+    ev,
+    evil_run,
+    figure_divs,
+    gradient_records,
+    rec,
+    study_records,
+    write_run,
+)
 
 from autostage.cli import main
-from autostage.decisions import Advance, Continue, Eval, Rewind, ScaleLR, Stop
+from autostage.decisions import Advance, Continue, Rewind, ScaleLR, Stop
 from autostage.hookspecs import hookimpl
 from autostage.host import plugin_manager
-from autostage.keys import PLAN_KEY
-from autostage.records import EvalRecord, TrialRecord, TrialStatus, best_trial
+from autostage.records import TrialRecord, TrialStatus, best_trial
 from autostage.report import build_report, write_report
 from autostage.report.curves import _curves_info, _lr_info
 from autostage.report.metrics import _metrics_info, plot_metrics
@@ -33,81 +57,10 @@ from autostage.report.study_run import load_run
 from autostage.report.style import STATUS_COLOURS, decision_kind
 from autostage.report.tables import _failed_info, _top_trials_info
 from autostage.report.timeline import _timeline_info
-from autostage.rundir import RunDir
 
-METRIC = "eval.target.loss"
-ACCURACY = "eval.target.accuracy"
-TRAIN_LOSS, GRAD, GRAD_MIN, GRAD_MAX, CLIPPED = (
-    "train.loss", "train.grad_norm", "train.grad_norm_min", "train.grad_norm_max",
-    "train.clipped")
-STAGES = ["general", "prereq", "target"]
-T0 = 1_700_000_000.0
-COMPLETED, STOPPED, PRUNED, FAILED, INTERRUPTED, RUNNING = (
-    TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.PRUNED, TrialStatus.FAILED,
-    TrialStatus.INTERRUPTED, TrialStatus.RUNNING)
 #: a run directory written by autostage at commit b659e5d, before the typed records: flat eval
 #: lines, decisions as text labels (see tests/fixtures/README.md)
-OLD_RUN = Path(__file__).parent / "fixtures" / "run-b659e5d"
-
-
-def ev(stage, tokens, value, lr=1e-3, decision=None, visit=0, metrics=None, restored=None):
-    """An eval as the trial loop records it; every eval carries the policy's decision
-    (Continue unless given). A value of None is a non-finite loss. `metrics`: more metrics
-    than the study's; `restored`: the metrics a Rewind went back to."""
-    return EvalRecord(Eval(
-        stage=stage, visit=visit, tokens=tokens, stage_tokens=tokens, stage_budget=0, lr=lr,
-        metrics={METRIC: math.nan if value is None else value, **(metrics or {})},
-        watch=METRIC, decision=decision or Continue(), restored=restored))
-
-
-def rec(number, status, value=None, events=(), plan="", config=None, tokens=None,
-        started=None, ended=None, reason="", values=None):
-    """A trial's record; `value` is its one study metric's, `values` one per metric."""
-    config = dict(config or {})
-    if plan:
-        config.setdefault(PLAN_KEY, plan)
-    events = tuple(events)
-    return TrialRecord(
-        number, status, reason, values=values or (None if value is None else (value,)),
-        tokens=events[-1].eval.tokens if tokens is None and events else tokens or 0,
-        config=config, started=started, ended=ended, evals=events)
-
-
-def study_records():
-    """Seven trials: three results (one the best, one stopped by its policy), a pruned, a
-    failed, a trial that repeats a stage, and one still running."""
-    adamw = {"optimizer": "adamw", "optimizer.adamw.lr": 3e-3, "init": "default"}
-    sgd = {"optimizer": "sgd", "optimizer.sgd.lr": 0.02, "optimizer.sgd.momentum": 0.9,
-           "init": "default"}
-    return [
-        rec(0, COMPLETED, 1.5, plan="general>target", started=T0, ended=T0 + 10,
-            config=adamw,
-            events=[ev("general", 100, 4.0), ev("general", 200, 3.8),
-                    ev("target", 300, 2.0), ev("target", 400, 1.5)]),
-        rec(1, COMPLETED, 1.2, plan="prereq>target", started=T0 + 1, ended=T0 + 12,
-            config=sgd,
-            events=[ev("prereq", 100, 4.1, lr=2e-2), ev("prereq", 200, 4.1, lr=2e-2,
-                                                          decision=ScaleLR(0.5)),
-                    ev("target", 300, 1.9, lr=1e-2), ev("target", 400, 1.2, lr=1e-2)]),
-        rec(2, STOPPED, 2.0, plan="target", started=T0 + 10, ended=T0 + 14,
-            config={**adamw, "optimizer.adamw.lr": 1e-4},
-            events=[ev("target", 100, 2.5), ev("target", 200, 2.0,
-                                                decision=Stop("no progress"))]),
-        rec(3, PRUNED, None, plan="general>target", started=T0 + 12, ended=T0 + 15,
-            config={**adamw, "optimizer.adamw.lr": 1e-3},
-            reason="stopped early by the asha trial scheduler",
-            events=[ev("general", 100, 4.2), ev("general", 200, 4.0), ev("target", 300, 3.0)]),
-        rec(4, FAILED, None, plan="prereq>target", started=T0 + 14, ended=T0 + 16,
-            config={**sgd, "optimizer.sgd.lr": 0.5},
-            reason="non-finite loss at stage prereq, step 3", tokens=150,
-            events=[ev("prereq", 100, None)]),
-        rec(5, COMPLETED, 1.3, plan="prereq>prereq>target", started=T0 + 15, ended=T0 + 30,
-            config={**adamw, "optimizer.adamw.lr": 2e-3},
-            events=[ev("prereq", 100, 4.0), ev("prereq", 200, 4.3, decision=Rewind(0.5)),
-                    ev("prereq", 300, 3.9, decision=Advance("target")),
-                    ev("prereq", 400, 3.7, visit=1), ev("target", 500, 1.3)]),
-        rec(6, RUNNING, None, started=T0 + 16, events=[ev("general", 100, 4.4)]),
-    ]
+OLD_RUN = FIXTURES / "run-b659e5d"
 
 
 def test_every_status_has_its_colour_and_a_decision_kind_comes_from_its_type():
@@ -169,32 +122,6 @@ def test_lr_paths_show_the_learning_rate_and_where_the_policy_scaled_it():
 
 def test_learning_curves_without_evals_say_so():
     assert "missing" in _curves_info([rec(0, FAILED)], METRIC, "min")
-
-
-def trained(loss, grad, clipped=0.0, **more):
-    """What a trainer records at an eval besides the held-out metrics: the training loss,
-    the segment's gradient norms (mean, min, max) and the share of its steps clipped."""
-    return {TRAIN_LOSS: loss, GRAD: grad, GRAD_MIN: grad / 4, GRAD_MAX: grad * 4,
-            CLIPPED: clipped, **more}
-
-
-def gradient_records():
-    """Two trials with training statistics (and a second metric, accuracy): trial 0 clipped
-    at its second eval; trial 1 clipped at its first, then regressed (4.3) and its stage
-    policy rewound to the weights of its first eval (3.9); only it measured accuracy."""
-    return [
-        rec(0, COMPLETED, values=(1.5, 0.8), plan="general>target", started=T0,
-            ended=T0 + 10, config={"optimizer.adamw.lr": 1e-3}, events=[
-                ev("general", 100, 4.0, metrics=trained(4.1, 2.0)),
-                ev("general", 200, 3.8, metrics=trained(3.9, 30.0, clipped=0.25)),
-                ev("target", 300, 1.5, metrics=trained(1.6, 0.5))]),
-        rec(1, COMPLETED, values=(1.2, 0.7), plan="prereq>target", started=T0 + 1,
-            ended=T0 + 12, config={"optimizer.adamw.lr": 3e-3}, events=[
-                ev("prereq", 100, 3.9, metrics=trained(4.0, 1.0, clipped=0.5)),
-                ev("prereq", 200, 4.3, metrics=trained(3.7, 0.8), decision=Rewind(0.5),
-                   restored={METRIC: 3.9, **trained(4.0, 1.0, clipped=0.5)}),
-                ev("target", 300, 1.2, metrics=trained(1.3, 1e-4, **{ACCURACY: 0.7}))]),
-    ]
 
 
 def menu(fig):
@@ -412,42 +339,6 @@ def test_failed_trials_with_where_and_why():
 # --- reading a run directory ---------------------------------------------------------------
 
 
-def write_run(path, records, name="toy-study", stages=STAGES, trials=None, optuna_db=True,
-              metric=METRIC, mode="min"):
-    """A run directory as `autostage search` leaves it, from hand-made records."""
-    path.mkdir(parents=True, exist_ok=True)
-    study = {"study": {"name": name, "metric": metric, "mode": mode,
-                       "trials": trials or len(records), "storage": None},
-             "stage": [{"name": s} for s in stages]}
-    (path / "study.json").write_text(json.dumps({"study": study, "overrides": []}))
-    run = RunDir(path)
-    for r in records:
-        run.trial_dir(r.number).mkdir(parents=True)
-        for e in r.evals:
-            run.append_event(r.number, replace(e, time=r.started))
-        if r.status is not RUNNING:
-            run.write_result(r)
-    if optuna_db:
-        _write_optuna(path, name, records)
-    return path
-
-
-def _write_optuna(path, name, records):
-    storage = f"sqlite:///{path / 'optuna.db'}"
-    study = optuna.create_study(study_name=name, storage=storage)
-    choices: dict[str, set] = {}
-    for r in records:
-        for k, v in r.config.items():
-            choices.setdefault(k, set()).add(v)
-    for r in records:
-        if not r.status.ranked:
-            continue
-        dists = {k: optuna.distributions.CategoricalDistribution(sorted(choices[k], key=str))
-                 for k in r.config}
-        study.add_trial(optuna.trial.create_trial(params=dict(r.config), distributions=dists,
-                                                  value=r.value))
-
-
 def test_a_run_directory_reads_back_as_the_records_written(tmp_path):
     records = study_records()
     run = load_run(write_run(tmp_path / "run", records, trials=10))
@@ -548,15 +439,6 @@ def test_one_mode_for_two_metrics_is_each_ones(tmp_path):
 # --- the page ------------------------------------------------------------------------------
 
 
-class GoodPlugin:
-    @hookimpl
-    def report_figures(self, records):
-        import plotly.graph_objects as go
-
-        return [go.Figure(go.Bar(x=[r.number for r in records],
-                                 y=[r.tokens for r in records]))]
-
-
 class DictPlugin:
     """A plugin that prefers plain dicts: `to_json()` of a record and of its evals."""
 
@@ -610,10 +492,6 @@ def test_a_plugin_gets_typed_records_and_plain_dicts_when_it_asks():
     assert list(data.y)[:3] == [1.5, 1.2, 2.0]
 
 
-def figure_divs(page):
-    return len(re.findall(r'class="plotly-graph-div"', page))
-
-
 def test_the_report_has_every_figure_and_table(tmp_path):
     run = write_run(tmp_path / "run", study_records(), trials=10)
     host = plugin_manager(entry_points=False, plugins=[GoodPlugin(), BrokenPlugin()])
@@ -640,34 +518,6 @@ def test_too_few_trials_for_a_figure_is_a_note_not_a_failure(tmp_path):
            "this study has 1" in page
     assert "not enough trials: 1 with a result, the plot needs 2" in page
     assert "Partial results" not in page
-
-
-EVIL_NAME = "<script>alert(1)</script>"
-EVIL_VALUE = "</script><script>document.body.dataset.pwned = 1</script>"
-EVIL_STAGE = "<img src=x onerror=\"document.body.dataset.pwned = 1\">"
-EVIL_METRIC = f"eval.{EVIL_STAGE}.accuracy"  # a data source named like the stage
-
-
-def evil_records():
-    def evil(record):
-        config = {**record.config, "init": EVIL_VALUE}
-        if record.plan:
-            config[PLAN_KEY] = record.plan.replace("target", EVIL_STAGE)
-        evals = [replace(e, eval=replace(
-            e.eval, stage=e.eval.stage.replace("target", EVIL_STAGE),
-            metrics={**e.eval.metrics, EVIL_METRIC: 0.5})) for e in record.evals]
-        return replace(record, config=config, evals=tuple(evals))
-
-    records = [evil(r) for r in study_records()]
-    records[4] = replace(records[4], reason=f"<b>crashed</b> {EVIL_VALUE}")
-    # so it varies: a searched parameter
-    records[1] = replace(records[1], config={**records[1].config, "init": "<i>other</i>"})
-    return records
-
-
-def evil_run(path):
-    return write_run(path, evil_records(), name=EVIL_NAME,
-                     stages=["general", "prereq", EVIL_STAGE], trials=10)
 
 
 def test_names_and_values_cannot_inject_markup_or_script(tmp_path):

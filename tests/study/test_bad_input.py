@@ -10,57 +10,27 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from support import STUDIES
+from support.studies import toy_study
 
 from autostage.cli import main
 from autostage.keys import eval_metric, mix_key, parse_metric, parse_mix_key
 
-QUICKSTART = str(Path(__file__).resolve().parents[1] / "studies" / "quickstart-toy.toml")
+QUICKSTART = str(STUDIES / "quickstart-toy.toml")
 
 # A small valid toy study (the FAKE trainer: milliseconds); each case below edits it.
-STUDY = textwrap.dedent("""\
-    [study]
-    name = "bad-input"
-    metric = "eval.target.loss"
-    trials = 2
-    parallel = 1
-    trial_scheduler = "fifo"
-
-    [model]
-    trainer = "toy"
-
-    [data.prereq]
-    dataset = "toy_task"
-    [data.target]
-    dataset = "toy_task"
-    prerequisite = "prereq"
-
-    [[stage]]
-    name = "general"
-    data = "prereq"
-    tokens = 8_192
-
-    [[stage]]
-    name = "prereq"
-    data = "prereq"
-    tokens = 8_192
-
-    [[stage]]
-    name = "target"
-    data = { target = 1.0, prereq = { low = 0.0, high = 0.5 } }
-    tokens = 16_384
-    final = true
-
-    [search.plan]
-    skip = ["prereq"]
-
-    [search.optimizer.adamw]
-    lr = { low = 1e-3, high = 1e-2, log = true }
-""")
+STUDY = toy_study(
+    "study.name=bad-input", "study.parallel=1",
+    "stage.general.data=prereq", "stage.general.tokens=8_192",
+    "stage.prereq.tokens=8_192",
+    "stage.target.data={ target = 1.0, prereq = { low = 0.0, high = 0.5 } }",
+    "stage.target.tokens=16_384",
+    'search.plan.skip=["prereq"]',
+    stages=("general", "prereq", "target"))
 
 MIX = "data = { target = 1.0, prereq = { low = 0.0, high = 0.5 } }"
 LONG = "n" * 300

@@ -12,48 +12,19 @@ from pathlib import Path
 
 import optuna
 import pytest
+from support.studies import toy_study
 
 from autostage.cli import main
 from autostage.records import TrialRecord, TrialStatus, best_trial
 from autostage.rundir import RunDir
 
-STUDY = textwrap.dedent("""
-    [study]
-    name = "search-test"
-    metric = "eval.target.loss"
-    trials = 8
-    parallel = 2
-    seed = 1
-    sampler = "tpe"
-    trial_scheduler = "asha"
-
-    [model]
-    trainer = "toy"
-
-    [data.prereq]
-    dataset = "toy_task"
-    [data.target]
-    dataset = "toy_task"
-    difficulty = 3.0
-    prerequisite = "prereq"
-
-    [[stage]]
-    name = "prereq"
-    data = "prereq"
-    tokens = 40_000
-
-    [[stage]]
-    name = "target"
-    data = "target"
-    tokens = 80_000
-    final = true
-
-    [search.plan]
-    skip = ["prereq"]
-
-    [search.optimizer.adamw]
-    lr = { low = 3e-4, high = 2e-2, log = true }
-""")
+SEARCH = ("study.name=search-test", "study.trials=8", "study.seed=1", "study.sampler=tpe",
+          "study.trial_scheduler=asha",
+          "data.target.difficulty=3.0",
+          "stage.prereq.tokens=40_000", "stage.target.tokens=80_000",
+          'search.plan.skip=["prereq"]',
+          "search.optimizer.adamw.lr={ low = 3e-4, high = 2e-2, log = true }")
+STUDY = toy_study(*SEARCH)
 
 
 def write_study(tmp_path, text=STUDY, name="study.toml"):
@@ -185,9 +156,9 @@ def test_set_overrides_reach_the_trials_and_export_reruns_the_best(ray_session, 
 @pytest.mark.slow
 def test_a_search_longer_than_one_tuner_runs_every_trial_once_in_tuners_of_bounded_size(
         ray_session, tmp_path, monkeypatch):
-    import autostage.search
+    import autostage.search.lifecycle
 
-    monkeypatch.setattr(autostage.search, "TRIALS_PER_TUNER", 3)  # (500 in use)
+    monkeypatch.setattr(autostage.search.lifecycle, "TRIALS_PER_TUNER", 3)  # (500 in use)
     code, run = search(tmp_path, "--trials", "7")
     assert code == 0
     records = run.results()
@@ -204,9 +175,9 @@ def test_a_search_longer_than_one_tuner_runs_every_trial_once_in_tuners_of_bound
 @pytest.mark.slow
 def test_a_token_budget_spent_in_an_early_tuner_starts_no_other(ray_session, tmp_path,
                                                                 monkeypatch):
-    import autostage.search
+    import autostage.search.lifecycle
 
-    monkeypatch.setattr(autostage.search, "TRIALS_PER_TUNER", 4)
+    monkeypatch.setattr(autostage.search.lifecycle, "TRIALS_PER_TUNER", 4)
     code, run = search(tmp_path, "--trials", "40", "--parallel", "1", "--set",
                        "study.token_budget=200000", "--set", "study.trial_scheduler=fifo")
     assert code == 0
@@ -238,9 +209,7 @@ def test_resume_refuses_an_edited_study(ray_session, tmp_path):
 
 @pytest.mark.slow
 def test_driver_killed_mid_study_then_resume_finishes_exactly(ray_session, tmp_path):
-    slow = STUDY.replace("[model]\ntrainer = \"toy\"",
-                         "[model]\ntrainer = \"toy\"\nstep_seconds = 0.01")
-    slow = slow.replace("trials = 8", "trials = 12")
+    slow = toy_study(*SEARCH, "model.step_seconds=0.01", "study.trials=12")
     path = write_study(tmp_path, slow)
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -319,9 +288,8 @@ def test_an_unreachable_cluster_is_one_clear_error_and_writes_nothing(tmp_path, 
 
 @pytest.mark.slow
 def test_ctrl_c_then_resume_finishes_the_study(ray_session, tmp_path):
-    slow = STUDY.replace("[model]\ntrainer = \"toy\"",
-                         "[model]\ntrainer = \"toy\"\nstep_seconds = 0.01")
-    slow = slow.replace("trials = 8", "trials = 6").replace('"asha"', '"fifo"')
+    slow = toy_study(*SEARCH, "model.step_seconds=0.01", "study.trials=6",
+                     "study.trial_scheduler=fifo")
     path = write_study(tmp_path, slow)
     out = tmp_path / "run"
     driver = subprocess.Popen(

@@ -9,50 +9,23 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from support import REPO
+from support.studies import toy_study
 
 from autostage.check import load_study, resolve_paths
 from autostage.cli import main
 from autostage.errors import StudyError
 from autostage.host import load_registry
 
-REPO = Path(__file__).resolve().parents[1]
-
 # A valid minimal study; each case below edits it.
-TOY_STUDY = """\
-[study]
-name = "mini"
-metric = "eval.target.loss"
-trials = 4
-parallel = 1
-sampler = "tpe"
-
-[model]
-trainer = "toy"
-
-[data.general]
-dataset = "toy_task"
-
-[data.target]
-dataset = "toy_task"
-difficulty = 2.0
-
-[[stage]]
-name = "general"
-data = "general"
-tokens = 10_000
-
-[[stage]]
-name = "target"
-data = "target"
-tokens = 20_000
-final = true
-
-[search.optimizer.adamw]
-lr = { low = 1e-4, high = 1e-2, log = true }
-
-[search.stage_policy.plateau]
-patience = { low = 1, high = 3 }
-"""
+TOY_STUDY = toy_study(
+    "study.name=mini", "study.trials=4", "study.parallel=1", "study.sampler=tpe",
+    "data.general.dataset=toy_task", "data.target.difficulty=2.0",
+    "stage.general.data=general", "stage.general.tokens=10_000", "stage.target.tokens=20_000",
+    "search.optimizer.adamw.lr={ low = 1e-4, high = 1e-2, log = true }",
+    "search.stage_policy.plateau.patience={ low = 1, high = 3 }",
+    data=("general", "target"), stages=("general", "target"),
+    drop=("study.trial_scheduler", "data.target.prerequisite"))
 
 LR = "lr = { low = 1e-4, high = 1e-2, log = true }"
 SYNTAX_LINE = TOY_STUDY.splitlines().index("trials = 4") + 1

@@ -1,44 +1,19 @@
 """What an eval of the transformers trainer measures: a fixed seeded sample of the held-out
 split (the same for every trial of a study), its size reported, macro-F1 over the label set."""
 
-import textwrap
 
 import pytest
+from support.studies import tiny_classifier_study
 
 from autostage.build import build_trial
 from autostage.check import load_study
 from autostage.space import compile_space, decode, sample
 from autostage.trial import run_trial
 
-PLAYS = textwrap.dedent("""
-    [study]
-    name = "plays"
-    metric = "eval.plays.accuracy"
-    mode = "max"
 
-    [model]
-    trainer = "transformers"
-    arch = "bert"
-    n_layer = 1
-    n_embd = 32
-    n_head = 2
-    context = 32
-    batch_size = 16
-    eval_batches = 2
-
-    [data.plays]
-    dataset = "csv"
-    path = "{path}"
-    label_field = "label"
-""")
-CLASSIFY = textwrap.dedent("""
-    [[stage]]
-    name = "classify"
-    data = "plays"
-    objective = "classify"
-    tokens = 512
-    final = true
-""")
+def plays_study(path, *sets, stages=None) -> str:
+    """The plays classifier (a one-layer BERT, evals of 2 batches of 16) on the CSV `path`."""
+    return tiny_classifier_study(f"data.plays.path={path}", *sets, stages=stages)
 
 
 def start(tmp_path, registry, text, overrides=(), seed=0):
@@ -52,7 +27,7 @@ def start(tmp_path, registry, text, overrides=(), seed=0):
 
 def classifier(tmp_path, registry, rows, overrides=(), seed=0):
     """A started trial of the plays study, in its classify stage, untrained."""
-    text = PLAYS.format(path=sorted_by_label(tmp_path, rows)) + CLASSIFY
+    text = plays_study(sorted_by_label(tmp_path, rows))
     plan, run = start(tmp_path, registry, text, overrides, seed)
     run.begin_stage(plan.stages["classify"])
     return run
@@ -123,15 +98,10 @@ def test_language_model_windows_are_spread_over_the_whole_val_stream():
 
 @pytest.mark.slow
 def test_every_eval_reports_how_many_examples_or_windows_it_scored(tmp_path, registry):
-    text = PLAYS.format(path=sorted_by_label(tmp_path, rows=2000)) + textwrap.dedent("""
-        [data.docs]
-        dataset = "pydoc"
-        [[stage]]
-        name = "pretrain"
-        data = "docs"
-        objective = "mlm"
-        tokens = 512
-    """) + CLASSIFY
+    text = plays_study(sorted_by_label(tmp_path, rows=2000),
+                       "data.docs.dataset=pydoc", "stage.pretrain.data=docs",
+                       "stage.pretrain.objective=mlm", "stage.pretrain.tokens=512",
+                       stages=("pretrain", "classify"))
     plan, run = start(tmp_path, registry, text)
     result = run_trial(plan, run)
     assert {ev.stage for ev in result.evals} == {"pretrain", "classify"}

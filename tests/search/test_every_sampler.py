@@ -6,60 +6,32 @@ Every sampler, and every trial scheduler, runs once the way a user runs it: the 
 search` command in a process of its own, which starts a Ray of its own. The rest of the
 product runs in this process on the suite's shared Ray: a search through the command costs
 ~10 s, mostly Ray starting and stopping (the whole product that way took 9 minutes on 2
-cores). The population trial scheduler with every sampler is tests/test_branching.py's
+cores). The population trial scheduler with every sampler is tests/search/test_branching.py's
 (12 trials, so that trials branch).
 """
 
 import os
 import subprocess
 import sys
-import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from support.studies import toy_study
 
 from autostage.cli import main
 from autostage.host import load_registry
 from autostage.rundir import RunDir
 
-STUDY = textwrap.dedent("""
-    [study]
-    name = "every-sampler"
-    metric = {metric}
-    trials = 3
-    parallel = 2
-    seed = 0
-    sampler = "{sampler}"
-    trial_scheduler = "{trial_scheduler}"
 
-    [model]
-    trainer = "toy"
+def study(sampler: str, trial_scheduler: str, metric: str) -> str:
+    """Three trials of the toy study (`metric`: TOML) with this sampler and trial scheduler."""
+    return toy_study(
+        "study.name=every-sampler", f"study.metric={metric}", "study.trials=3", "study.seed=0",
+        f"study.sampler={sampler}", f"study.trial_scheduler={trial_scheduler}",
+        'search.plan.skip=["prereq"]',
+        "search.optimizer.adamw.lr={ low = 1e-4, high = 3e-2, log = true }",
+        "search.optimizer.sgd.momentum=[0.0, 0.9]")
 
-    [data.prereq]
-    dataset = "toy_task"
-    [data.target]
-    dataset = "toy_task"
-    prerequisite = "prereq"
-
-    [[stage]]
-    name = "prereq"
-    data = "prereq"
-    tokens = 20_000
-
-    [[stage]]
-    name = "target"
-    data = "target"
-    tokens = 40_000
-    final = true
-
-    [search.plan]
-    skip = ["prereq"]
-
-    [search.optimizer.adamw]
-    lr = {{ low = 1e-4, high = 3e-2, log = true }}
-    [search.optimizer.sgd]
-    momentum = [0.0, 0.9]
-""")
 
 ONE_METRIC = '"eval.target.loss"'
 TWO_METRICS = '["eval.target.loss", "tokens"]'
@@ -87,8 +59,7 @@ def from_the_command() -> list[tuple[str, str, str]]:
 def write_study(tmp_path, sampler: str, trial_scheduler: str, metric: str):
     folder = tmp_path / f"{sampler}-{trial_scheduler}-{len(metric)}"
     folder.mkdir()
-    (folder / "study.toml").write_text(STUDY.format(sampler=sampler, metric=metric,
-                                                    trial_scheduler=trial_scheduler))
+    (folder / "study.toml").write_text(study(sampler, trial_scheduler, metric))
     return folder
 
 

@@ -4,11 +4,11 @@ traceback from deep inside pluggy), and a broken third-party plugin can be switc
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from support import REPO
 
 import autostage
 from autostage import hookspecs
@@ -18,7 +18,6 @@ from autostage.errors import PluginError
 from autostage.hookspecs import hookimpl
 from autostage.host import load_registry, metadata
 
-REPO = Path(__file__).resolve().parents[1]
 BUILTINS = {"optimizers": "adamw", "lr_schedules": "cosine", "stage_policies": "plateau",
             "inits": "default", "samplers": "tpe", "trial_schedulers": "asha", "toy": "toy"}
 INSTALLED = {ep.name for ep in metadata.entry_points(group="autostage")

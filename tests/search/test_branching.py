@@ -12,13 +12,14 @@ from pathlib import Path
 
 import optuna
 import pytest
+from support import STUDIES
 
 from autostage.cli import main
 from autostage.keys import BRANCH_ATTR
 from autostage.records import TrialStatus, lineage_evals
 from autostage.rundir import RunDir
 
-STUDY = Path(__file__).parent.parent / "studies" / "quickstart-toy.toml"
+STUDY = STUDIES / "quickstart-toy.toml"
 POPULATION = ["study.trial_scheduler=population",
               "study.trial_scheduler_settings={quantile = 0.25, fresh = 0.2}"]
 

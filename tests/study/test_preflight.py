@@ -9,11 +9,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from support import STUDIES
+from support.studies import tiny_lm_study
 
 from autostage.check import load_study
 from autostage.cli import main
@@ -23,47 +24,17 @@ from autostage.hookspecs import hookimpl
 from autostage.host import load_registry
 from autostage.spec import DataSection
 
-REPO = Path(__file__).resolve().parents[1]
-TOY = str(REPO / "studies" / "quickstart-toy.toml")
+TOY = str(STUDIES / "quickstart-toy.toml")
 TOY_GENERAL = '[data.general]\ndataset = "toy_task"\ndifficulty = 0.5'
 
 # A small transformers study (never trained here: validate builds no model). `general` reads
 # corpus.txt and `rows` rows.csv, both written in the test's folder (its working directory).
-LM = textwrap.dedent("""\
-    [study]
-    name = "lm"
-    metric = "eval.target.loss"
-
-    [model]
-    trainer = "transformers"
-    n_layer = 1
-    n_embd = 32
-    n_head = 2
-    context = 32
-
-    [data.general]
-    dataset = "text"
-    path = "corpus.txt"
-    [data.rows]
-    dataset = "csv"
-    path = "rows.csv"
-    label_field = "label"
-    [data.target]
-    dataset = "arith"
-    digits = 2
-
-    [[stage]]
-    name = "general"
-    data = "general"
-    tokens = 4096
-
-    [[stage]]
-    name = "target"
-    data = "target"
-    evals = ["rows"]
-    tokens = 4096
-    final = true
-""")
+LM = tiny_lm_study(
+    "data.general.dataset=text", "data.general.path=corpus.txt",
+    "data.rows.dataset=csv", "data.rows.path=rows.csv", "data.rows.label_field=label",
+    'stage.target.evals=["rows"]',
+    data=("general", "rows", "target"),
+    drop=("model.batch_size", "model.eval_batches", "search"))
 CORPUS = "The quick brown fox jumps over the lazy dog. " * 60  # 2,700 characters
 
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 from types import SimpleNamespace
 
 from rich.console import Console
-from test_report import (
+from support.report_runs import (
     COMPLETED,
     FAILED,
     METRIC,

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support import DOCS
+
 import autostage.testing
 
 
@@ -61,7 +63,7 @@ def test_the_toy_plugin_registers_the_core_classes(registry):
 
 # --- the kit documents itself -------------------------------------------------------------
 
-GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
+GUIDE = DOCS / "plugins.md"
 
 
 def guide_testing_section() -> str:

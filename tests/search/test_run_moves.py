@@ -12,12 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from support import STUDIES
 
 from autostage.cli import main
 from autostage.records import TrialStatus
 from autostage.rundir import RunDir
 
-STUDY = Path(__file__).parent.parent / "studies" / "quickstart-toy.toml"
+STUDY = STUDIES / "quickstart-toy.toml"
 SETS = ["study.trial_scheduler=population",
         "study.trial_scheduler_settings={quantile = 0.25, fresh = 0.2}",
         "study.trials=12", "model.step_seconds=0.003"]

@@ -166,7 +166,7 @@ def test_the_browser_check_sees_errors_and_figures_that_did_not_draw(browser, tm
 @needs_chromium
 def test_a_report_with_hostile_names_renders_every_figure_and_runs_no_injected_script(
         browser, tmp_path):
-    from test_report import GoodPlugin, evil_run
+    from support.report_runs import GoodPlugin, evil_run
 
     run = evil_run(tmp_path / "run")
     page = write_report(run, host=plugin_manager(entry_points=False, plugins=[GoodPlugin()]))
@@ -201,7 +201,7 @@ def click(selector: str, text: str | None = None) -> str:
 @needs_chromium
 def test_recorded_metrics_and_the_pareto_front_render_and_the_menu_switches_metric(
         browser, tmp_path):
-    from test_report import ACCURACY, METRIC, gradient_records, write_run
+    from support.report_runs import ACCURACY, METRIC, gradient_records, write_run
 
     run = write_run(tmp_path / "run", gradient_records(), metric=[METRIC, ACCURACY],
                     mode=["min", "max"], optuna_db=False)

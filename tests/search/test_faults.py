@@ -1,49 +1,19 @@
 """Faults inside a search (real Ray, real Optuna, the toy FAKE trainer with injected crashes):
 retries, torn checkpoints, a stuck trial."""
 
-import textwrap
-from pathlib import Path
 
 import pytest
+from support import STUDIES
+from support.studies import toy_study
 
 from autostage.cli import main
 from autostage.records import TrialStatus
 from autostage.rundir import RunDir
 
-STUDY = textwrap.dedent("""
-    [study]
-    name = "faults"
-    metric = "eval.target.loss"
-    trials = 2
-    parallel = 2
-    trial_scheduler = "fifo"
-    retries = 1
-
-    [model]
-    trainer = "toy"
-    crash_at_tokens = 20_000
-    crash_once = true
-
-    [data.prereq]
-    dataset = "toy_task"
-    [data.target]
-    dataset = "toy_task"
-    prerequisite = "prereq"
-
-    [[stage]]
-    name = "prereq"
-    data = "prereq"
-    tokens = 40_000
-
-    [[stage]]
-    name = "target"
-    data = "target"
-    tokens = 80_000
-    final = true
-
-    [search.optimizer.adamw]
-    lr = { low = 1e-3, high = 1e-2, log = true }
-""")
+STUDY = toy_study(
+    "study.name=faults", "study.retries=1",
+    "model.crash_at_tokens=20_000", "model.crash_once=true",
+    "stage.prereq.tokens=40_000", "stage.target.tokens=80_000")
 
 
 def search(tmp_path, study=STUDY, *overrides):
@@ -106,7 +76,7 @@ def test_a_trial_that_hangs_is_failed_at_its_time_limit_and_the_search_goes_on(r
 @pytest.mark.slow
 def test_a_full_disk_is_one_line_and_resume_finishes_once_there_is_space(private_mounts,
                                                                         tmp_path):
-    study = Path(__file__).parent.parent / "studies" / "quickstart-toy.toml"
+    study = STUDIES / "quickstart-toy.toml"
     search = f'"$PY" -m autostage.cli search {study} --out "$TMP/disk/run" --set study.trials=30'
     done = private_mounts(f"""
         mkdir -p "$TMP/disk" && mount -t tmpfs -o size=600k tmpfs "$TMP/disk" || exit 99
@@ -133,27 +103,11 @@ def test_relative_data_paths_mean_in_a_search_what_they_mean_to_validate(tmp_pat
     import sys
 
     (tmp_path / "corpus.txt").write_text("Some text to learn from, over and over. " * 200)
-    (tmp_path / "study.toml").write_text(textwrap.dedent("""
-        [study]
-        name = "relative"
-        metric = "eval.general.loss"
-        trials = 2
-        parallel = 2
-        trial_scheduler = "fifo"
-
-        [model]
-        trainer = "toy"
-
-        [data.general]
-        dataset = "text"
-        path = "corpus.txt"
-
-        [[stage]]
-        name = "general"
-        data = "general"
-        tokens = 20_000
-        final = true
-    """))
+    (tmp_path / "study.toml").write_text(toy_study(
+        "study.name=relative", "study.metric=eval.general.loss",
+        "data.general.dataset=text", "data.general.path=corpus.txt",  # relative, as written
+        "stage.general.data=general", "stage.general.tokens=20_000", "stage.general.final=true",
+        data=("general",), stages=("general",), drop=("search",)))
     done = subprocess.run([sys.executable, "-m", "autostage.cli", "search", "study.toml"],
                           cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]

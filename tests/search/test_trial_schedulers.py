@@ -2,21 +2,19 @@
 it stops what it says it stops, and no trial trains a token its record does not charge."""
 
 import sys
-from pathlib import Path
 
 import optuna
 import pytest
+from support import STUDIES
 
 from autostage import load_registry, load_study
 from autostage.cli import main
-from autostage.commands import start_search
 from autostage.components import TrialScheduler
 from autostage.errors import AutostageError
 from autostage.hookspecs import hookimpl
 from autostage.records import TrialStatus
 from autostage.rundir import RunDir
-
-STUDIES = Path(__file__).parent.parent / "studies"
+from autostage.search_start import start_search
 
 
 def search(tmp_path, study, *overrides):

@@ -2,56 +2,31 @@
 
 import functools
 import pickle
-import textwrap
 
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution, IntDistribution
+from support.studies import toy_study
 
 from autostage.check import load_study
 from autostage.space import compile_space, decode, stage_plans, suggest
 from autostage.spec import PlanSection, StageSection
 
-STUDY = textwrap.dedent("""
-    [study]
-    name = "space"
-    metric = "eval.target.loss"
-
-    [model]
-    trainer = "toy"
-
-    [data.prereq]
-    dataset = "toy_task"
-    [data.target]
-    dataset = "toy_task"
-
-    [[stage]]
-    name = "prereq"
-    data = "prereq"
-    tokens = 1000
-    optimizer = "sgd"
-
-    [[stage]]
-    name = "target"
-    data = { target = 1.0, prereq = { low = 0.0, high = 1.0 } }
-    tokens = 1000
-    final = true
-
-    [search.plan]
-    skip = ["prereq"]
-
-    [search.optimizer.adamw]
-    lr = { low = 1e-4, high = 1e-2, log = true }
-    beta2 = [0.95, 0.98]
-    [search.optimizer.sgd]
-    lr = { low = 1, high = 3 }
-    [search.lr_schedule.constant]
-    [search.lr_schedule.wsd]
-    decay = { low = 0.1, high = 0.3 }
-    [search.stage_policy.plateau]
-    patience = { low = 1, high = 4 }
-    factor = 0.5
-""")
+STUDY = toy_study(
+    "study.name=space",
+    "stage.prereq.tokens=1000", "stage.prereq.optimizer=sgd",
+    "stage.target.data={ target = 1.0, prereq = { low = 0.0, high = 1.0 } }",
+    "stage.target.tokens=1000",
+    'search.plan.skip=["prereq"]',
+    "search.optimizer.adamw.lr={ low = 1e-4, high = 1e-2, log = true }",
+    "search.optimizer.adamw.beta2=[0.95, 0.98]",
+    "search.optimizer.sgd.lr={ low = 1, high = 3 }",
+    "search.lr_schedule.constant={}",
+    "search.lr_schedule.wsd.decay={ low = 0.1, high = 0.3 }",
+    "search.stage_policy.plateau.patience={ low = 1, high = 4 }",
+    "search.stage_policy.plateau.factor=0.5",
+    drop=("study.trials", "study.parallel", "study.trial_scheduler",
+          "data.target.prerequisite"))
 
 
 @pytest.fixture

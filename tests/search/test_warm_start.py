@@ -1,10 +1,10 @@
 """Warm start: finished trials of earlier run directories seed a new search's sampler (real
 Optuna; the end-to-end test runs real Ray on the toy FAKE trainer)."""
 
-from pathlib import Path
 
 import optuna
 import pytest
+from support import STUDIES
 
 from autostage import load_study
 from autostage.cli import main
@@ -13,7 +13,7 @@ from autostage.rundir import RunDir, write_json
 from autostage.search.warm import WARM_START, seed_sampler
 from autostage.space import compile_space, sample
 
-STUDY = Path(__file__).parent.parent / "studies" / "quickstart-toy.toml"
+STUDY = STUDIES / "quickstart-toy.toml"
 
 
 def earlier_run(tmp_path, registry, overrides=(), statuses=None):

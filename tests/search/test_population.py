@@ -1,17 +1,17 @@
 """Branching trials without Ray: which checkpoint a new trial branches from, what it inherits
-there, and how its record reads (the searches themselves: tests/test_branching.py)."""
+there, and how its record reads (the searches themselves: tests/search/test_branching.py)."""
 
 import collections
 from pathlib import Path
 
 import pytest
+from support import STUDIES
 
 from autostage.branching import BranchPoint, BranchPoints
 from autostage.decisions import Continue, Eval
 from autostage.records import Branch, EvalRecord, TrialRecord, TrialStatus, lineage_evals
 from autostage_plugins.trial_schedulers import TopQuantile
 
-STUDIES = Path(__file__).parent.parent / "studies"
 PARAMS = {"plan.order": "general>prereq>target", "init": "default", "optimizer": "adamw",
           "optimizer.adamw.lr": 3e-3, "lr_schedule": "cosine",
           "lr_schedule.cosine.min_ratio": 0.1, "stage_policy": "plateau",

@@ -2,12 +2,12 @@
 
 import json
 import random
-import textwrap
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from pydantic import PrivateAttr
+from support import STUDIES
+from support.studies import tiny_classifier_study, tiny_lm_study
 
 from autostage.build import build_trial
 from autostage.check import load_study
@@ -18,41 +18,8 @@ from autostage.records import TrialStatus
 from autostage.space import compile_space, decode, sample
 from autostage.trial import LoopState, run_trial
 
-BERT_STUDY = Path(__file__).parent.parent / "studies" / "bert-mlm-classify.toml"
-GPT2 = textwrap.dedent("""
-    [study]
-    name = "lm"
-    metric = "eval.target.loss"
-
-    [model]
-    trainer = "transformers"
-    n_layer = 1
-    n_embd = 32
-    n_head = 2
-    context = 32
-    batch_size = 8
-    eval_batches = 4
-
-    [data.general]
-    dataset = "pydoc"
-    [data.target]
-    dataset = "arith"
-    digits = 2
-
-    [[stage]]
-    name = "general"
-    data = "general"
-    tokens = 4096
-
-    [[stage]]
-    name = "target"
-    data = "target"
-    tokens = 4096
-    final = true
-
-    [search.optimizer.adamw]
-    lr = 3e-3
-""")
+BERT_STUDY = STUDIES / "bert-mlm-classify.toml"
+GPT2 = tiny_lm_study()
 
 
 def prepare(tmp_path, registry, text=GPT2, overrides=(), seed=0):
@@ -95,32 +62,13 @@ def test_a_tiny_bert_learns_a_classification_task(tmp_path, registry):
     rows = [{"text": " ".join(rng.choices(words[k], k=8)), "label": ["fruit", "metal"][k]}
             for k in (rng.randint(0, 1) for _ in range(600))]
     (tmp_path / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    study = textwrap.dedent(f"""
-        [study]
-        name = "clf"
-        metric = "eval.rows.accuracy"
-        mode = "max"
-        [model]
-        trainer = "transformers"
-        arch = "bert"
-        n_layer = 1
-        n_embd = 32
-        n_head = 2
-        context = 48
-        batch_size = 16
-        [data.rows]
-        dataset = "jsonl"
-        path = "{tmp_path / 'rows.jsonl'}"
-        label_field = "label"
-        [[stage]]
-        name = "classify"
-        data = "rows"
-        objective = "classify"
-        tokens = 40000
-        final = true
-        [search.optimizer.adamw]
-        lr = 2e-3
-    """)
+    study = tiny_classifier_study(
+        "study.name=clf", "study.metric=eval.rows.accuracy", "model.context=48",
+        "data.rows.dataset=jsonl", f"data.rows.path={tmp_path / 'rows.jsonl'}",
+        "data.rows.label_field=label",
+        "stage.classify.data=rows", "stage.classify.tokens=40000",
+        "search.optimizer.adamw.lr=2e-3",
+        data=("rows",), drop=("model.eval_batches",))
     result, _ = run(tmp_path, registry, study)
     assert result.status == TrialStatus.COMPLETED
     assert result.evals[-1].metrics["eval.rows.accuracy"] > 0.8  # chance: ~0.5
@@ -380,34 +328,13 @@ def test_a_stream_scores_answers_and_end_tokens_never_prompts():
     assert Stream.build([], tok).ids.numel() == 0
 
 
-PLAYS = textwrap.dedent("""
-    [study]
-    name = "plays"
-    metric = "eval.plays.accuracy"
-    mode = "max"
-    [model]
-    trainer = "transformers"
-    arch = "bert"
-    n_layer = 1
-    n_embd = 32
-    n_head = 2
-    context = 32
-    [data.plays]
-    dataset = "csv"
-    path = "{plays}"
-    label_field = "label"
-    [data.extra]
-    dataset = "csv"
-    path = "{extra}"
-    label_field = "label"
-    [[stage]]
-    name = "classify"
-    data = "plays"
-    objective = "classify"
-    evals = ["extra"]
-    tokens = 512
-    final = true
-""")
+def plays_study(plays, extra) -> str:
+    """The plays classifier trained on the CSV `plays`, evaluated on `extra` too."""
+    return tiny_classifier_study(
+        f"data.plays.path={plays}",
+        "data.extra.dataset=csv", f"data.extra.path={extra}", "data.extra.label_field=label",
+        'stage.classify.evals=["extra"]',
+        drop=("model.batch_size", "model.eval_batches"))
 
 
 def write_plays(path, labels):
@@ -420,8 +347,7 @@ def write_plays(path, labels):
 def test_one_label_vocabulary_numbers_every_source_alike(tmp_path, registry):
     plays = write_plays(tmp_path / "plays.csv", ["comedy", "history", "tragedy"] * 40)
     extra = write_plays(tmp_path / "extra.csv", ["tragedy", "comedy"] * 40)  # no history
-    _, trainer = start(registry, *prepare(tmp_path, registry, PLAYS.format(plays=plays,
-                                                                           extra=extra)))
+    _, trainer = start(registry, *prepare(tmp_path, registry, plays_study(plays, extra)))
     assert trainer.labels == ["comedy", "history", "tragedy"] and trainer.num_labels == 3
     for source in ("plays", "extra"):
         for examples in trainer.data.examples[source].values():
@@ -439,7 +365,7 @@ def test_a_label_the_classifier_has_no_class_for_is_one_clear_error_before_train
         labels[i] = "romance"  # only in the held-out split: no train split teaches it
     plays = write_plays(tmp_path / "plays.csv", ["comedy", "history", "tragedy"] * 40)
     extra = write_plays(tmp_path / "extra.csv", labels)
-    (tmp_path / "study.toml").write_text(PLAYS.format(plays=plays, extra=extra))
+    (tmp_path / "study.toml").write_text(plays_study(plays, extra))
     assert main(["trial", str(tmp_path / "study.toml")]) == 2
     out, err = capsys.readouterr()
     assert "data source 'extra' (val split): label 'romance' is not a class of the " \
@@ -462,7 +388,7 @@ def test_a_source_only_evaluated_brings_no_class_of_its_own(tmp_path, capsys):
     # extra's own train split has "history", which no stage trains the classifier on
     plays = write_plays(tmp_path / "plays.csv", ["comedy", "tragedy"] * 40)
     extra = write_plays(tmp_path / "extra.csv", ["tragedy", "comedy", "history"] * 40)
-    (tmp_path / "study.toml").write_text(PLAYS.format(plays=plays, extra=extra))
+    (tmp_path / "study.toml").write_text(plays_study(plays, extra))
     assert main(["trial", str(tmp_path / "study.toml")]) == 2
     err = capsys.readouterr().err
     assert "data source 'extra' (train split): label 'history' is not a class of the " \

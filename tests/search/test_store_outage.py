@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from support.studies import toy_study
 
 from autostage.errors import AutostageError
 from autostage.search import outage
@@ -23,39 +24,10 @@ from autostage.search import outage
 AUTOSTAGE = str(Path(sys.executable).with_name("autostage"))
 BUCKET = "autostage-outage"
 
-STUDY = textwrap.dedent("""
-    [study]
-    name = "outage"
-    metric = "eval.target.loss"
-    trials = 4
-    parallel = 2
-    sampler = "random"
-    trial_scheduler = "fifo"
-    keep_models = 1
-
-    [model]
-    trainer = "toy"
-    step_seconds = 0.05    # ~5 s a trial: two always running when the store goes
-
-    [data.prereq]
-    dataset = "toy_task"
-    [data.target]
-    dataset = "toy_task"
-    prerequisite = "prereq"
-
-    [[stage]]
-    name = "prereq"
-    data = "prereq"
-    tokens = 60_000
-    [[stage]]
-    name = "target"
-    data = "target"
-    tokens = 120_000
-    final = true
-
-    [search.optimizer.adamw]
-    lr = { low = 1e-3, high = 1e-2, log = true }
-""")
+STUDY = toy_study(
+    "study.name=outage", "study.trials=4", "study.sampler=random", "study.keep_models=1",
+    "model.step_seconds=0.05",  # ~5 s a trial: two always running when the store goes
+    "stage.prereq.tokens=60_000", "stage.target.tokens=120_000")
 
 # moto's server, whose objects outlive it as S3's outlive an outage: SIGTERM stops it (its
 # port refuses connections from then on) and saves its buckets; started again with the same

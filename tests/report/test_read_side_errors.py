@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from support.studies import toy_study
 
 from autostage.cli import main
 from autostage.decisions import Continue, Eval
@@ -20,25 +21,10 @@ from autostage.rundir import RunDir, write_json
 METRIC = "eval.target.loss"
 SECTION = {"name": "hand", "metric": METRIC, "mode": "min", "trials": 3, "keep_models": 1,
            "seed": 0, "storage": None}
-STUDY_TOML = """\
-[study]
-name = "hand"
-metric = "eval.target.loss"
-trials = 3
-seed = 0
-
-[model]
-trainer = "toy"
-
-[data.target]
-dataset = "toy_task"
-
-[[stage]]
-name = "target"
-data = "target"
-tokens = 1_000
-final = true
-"""
+STUDY_TOML = toy_study(
+    "study.name=hand", "study.trials=3", "study.seed=0", "stage.target.tokens=1_000",
+    data=("target",), stages=("target",),
+    drop=("study.parallel", "study.trial_scheduler", "data.target.prerequisite", "search"))
 
 
 def ev(tokens: int, value: float) -> EvalRecord:

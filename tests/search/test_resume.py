@@ -7,10 +7,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import optuna
 import pytest
+from support import STUDIES
 
 from autostage import load_study
 from autostage.records import TrialStatus
@@ -18,7 +18,7 @@ from autostage.rundir import RunDir
 from autostage.search.storage import open_storage, reconcile
 from autostage.space import compile_space, sample, suggest
 
-STUDY = Path(__file__).parent.parent / "studies" / "quickstart-toy.toml"
+STUDY = STUDIES / "quickstart-toy.toml"
 TRIALS = 8
 #: how Optuna holds each of our statuses (an interrupted trial was failed, then re-queued)
 IN_OPTUNA = {TrialStatus.COMPLETED: "COMPLETE", TrialStatus.STOPPED: "COMPLETE",

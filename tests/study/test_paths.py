@@ -10,41 +10,18 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, Field
+from support.studies import toy_study
 
 from autostage.check import load_study
 from autostage.cli import main
 from autostage.fields import LocalPath, PathOrName, StudyPath, fields_of
 
-STUDY = """
-[study]
-name = "paths"
-metric = "eval.target.loss"
-trials = 2
-parallel = 2
-warm_start = ["earlier"]
-
-[model]
-trainer = "toy"
-
-[data.general]
-dataset = "text"
-path = "data/corpus.txt"
-[data.target]
-dataset = "toy_task"
-
-[[stage]]
-name = "general"
-data = "general"
-tokens = 20_000
-[[stage]]
-name = "target"
-data = "target"
-tokens = 20_000
-final = true
-
-[search.optimizer.adamw]
-lr = { low = 1e-3, high = 1e-2, log = true }
-"""
+STUDY = toy_study(
+    "study.name=paths", 'study.warm_start=["earlier"]',
+    "data.general.dataset=text", "data.general.path=data/corpus.txt",
+    "stage.general.data=general", "stage.general.tokens=20_000", "stage.target.tokens=20_000",
+    data=("general", "target"), stages=("general", "target"),
+    drop=("study.trial_scheduler", "data.target.prerequisite"))
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from autostage.errors import AutostageError
 from autostage.keys import BRANCH_ATTR, REQUEUED_ATTR
 from autostage.records import TrialStatus
 from autostage.search import messages as msg
+from autostage.search import ray_internals
+from autostage.search.optuna_internals import fixed_params
 from autostage.trial_identity import TrialIdentity
 
 
@@ -51,12 +53,12 @@ class StudySearch(OptunaSearch):
         if point is not None:
             # the sampler proposes the continuation only: the inherited parameters are fixed,
             # and the trial's Optuna record says where it branched from
-            self._ot_study.enqueue_trial(point.inherited(), skip_if_exists=False,
+            _study(self).enqueue_trial(point.inherited(), skip_if_exists=False,
                                          user_attrs={BRANCH_ATTR: point.branch().to_json()})
         params = super().suggest(trial_id)
         if params is None:
             return None
-        who = TrialIdentity.from_optuna(self._ot_trials[trial_id], self.study_seed, params)
+        who = TrialIdentity.from_optuna(_trials(self)[trial_id], self.study_seed, params)
         if who.branch is not None and self.retention is not None:
             self.retention.pin(who.number, who.branch)
         return who.to_config()
@@ -84,19 +86,19 @@ class StudySearch(OptunaSearch):
 
     def _queued(self) -> bool:
         """Trials re-queued by --resume wait: they go first, and may be branches themselves."""
-        return bool(self._ot_study.get_trials(deepcopy=False,
+        return bool(_study(self).get_trials(deepcopy=False,
                                               states=(optuna.trial.TrialState.WAITING,)))
 
     def requeue(self, number: int) -> None:
         """Queue Optuna trial `number`'s parameters again (a branch: from the same point): it
         was cut short by the checkpoint store, not by anything of its own."""
-        trial = next(t for t in self._ot_study.get_trials(deepcopy=False) if t.number == number)
-        params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+        trial = next(t for t in _study(self).get_trials(deepcopy=False) if t.number == number)
+        params = {**fixed_params(trial), **trial.params}
         who = TrialIdentity.from_optuna(trial, self.study_seed, params)
         attrs = {REQUEUED_ATTR: number}  # a resume then re-queues it no second time
         if who.branch is not None:
             attrs[BRANCH_ATTR] = who.branch.to_json()
-        self._ot_study.enqueue_trial(params, skip_if_exists=False, user_attrs=attrs)
+        _study(self).enqueue_trial(params, skip_if_exists=False, user_attrs=attrs)
         if who.branch is not None and self.retention is not None:
             # its branch point is kept until the copy is handed out (and pinned as its own)
             self.retention.pin(_REQUEUED - number, who.branch)
@@ -106,16 +108,16 @@ class StudySearch(OptunaSearch):
         # counter restarts when a trial is restored); a retried trial's repeats are dropped.
         if not msg.is_eval(result) or isinstance(self.metric, list) or self.metric not in result:
             return
-        if trial_id in self._ot_trials and trial_id not in self._completed_trials:
+        if trial_id in _trials(self) and trial_id not in _completed(self):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                self._ot_trials[trial_id].report(result[self.metric], result[msg.EVAL_INDEX])
+                _trials(self)[trial_id].report(result[self.metric], result[msg.EVAL_INDEX])
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id in _completed(self) or trial_id not in _trials(self):
             return
-        trial = self._ot_trials[trial_id]
+        trial = _trials(self)[trial_id]
         if result is not None and msg.is_eval(result):
             # a trial stopped at this eval: Ray gives it to no searcher's on_trial_result,
             # but it is the pruned trial's last intermediate value, hence its Optuna value
@@ -126,15 +128,15 @@ class StudySearch(OptunaSearch):
         if status is None and not error and self.stops and self.stops.reason(trial_id) is None:
             pass  # interrupted: left RUNNING for --resume to re-queue
         elif status is not None and status.ranked and finite:
-            self._ot_study.tell(trial, values if len(values) > 1 else values[0])
+            _study(self).tell(trial, values if len(values) > 1 else values[0])
         elif error or status == TrialStatus.FAILED:
-            self._ot_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            _study(self).tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
-            self._ot_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        self._completed_trials.add(trial_id)
+            _study(self).tell(trial, state=optuna.trial.TrialState.PRUNED)
+        _completed(self).add(trial_id)
         # Told: Optuna's storage holds the trial now. Ray's OptunaSearch keeps every trial
         # it asked for, and pickles them all into its searcher state at every save.
-        del self._ot_trials[trial_id]
+        del _trials(self)[trial_id]
 
 
 _REQUEUED = -10**9  # retention pins of re-queued branches: keys no trial number has
@@ -217,3 +219,8 @@ class EvalsOnly(TrialScheduler):
 
     def debug_string(self) -> str:
         return self.inner.debug_string()
+
+
+# OptunaSearch's own state, which no public API reaches (see ray_internals)
+_study, _trials, _completed = (ray_internals.searcher_study, ray_internals.searcher_trials,
+                               ray_internals.completed_trials)

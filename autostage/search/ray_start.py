@@ -13,6 +13,7 @@ from typing import Any
 import ray
 
 from autostage.errors import AutostageError
+from autostage.search import ray_internals
 from autostage.watchdog import guard, release
 
 
@@ -70,10 +71,8 @@ def _auto_address() -> str:
     """The cluster `--address auto` means, as Ray resolves it: RAY_ADDRESS, else the last
     `ray start` on this machine, else a running local Ray's GCS. Nothing to join is one line
     (Ray would otherwise wait on a stale address for minutes)."""
-    from ray._private.services import canonicalize_bootstrap_address_or_die
-
     try:
-        return canonicalize_bootstrap_address_or_die("auto")
+        return ray_internals.auto_address()
     except ConnectionError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise AutostageError(f"--address auto: no Ray cluster to join ({first}). Start one "
@@ -102,12 +101,7 @@ def local_resources() -> tuple[float, Any]:
     if ray.is_initialized():
         have = ray.cluster_resources()
         return have.get("CPU", 0.0), lambda: have.get("GPU", 0.0)
-    try:
-        from ray._private.utils import get_num_cpus
-
-        cpus = float(get_num_cpus())
-    except Exception:  # a Ray whose private helper moved: the OS's count
-        cpus = float(os.cpu_count() or 1)
+    cpus = ray_internals.num_cpus()
 
     def gpus() -> float:
         try:

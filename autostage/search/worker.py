@@ -19,7 +19,7 @@ from autostage.errors import AutostageError
 from autostage.ranking import finite
 from autostage.records import Branch, TrialStatus
 from autostage.search import messages as msg
-from autostage.search import outage, time_limit
+from autostage.search import outage, ray_internals, time_limit
 from autostage.spec import Study
 from autostage.trial_identity import TrialIdentity
 
@@ -271,16 +271,10 @@ def _report_checkpoint(job: SearchJob | None, report: dict[str, Any], directory:
     report and numbers its checkpoint folder before uploading: every try starts from the same
     counts, so a retried upload writes the same folder again, whole (no gap in the numbers,
     no half checkpoint left behind)."""
-    from ray.train._internal.session import get_session
-
-    session = get_session()
-    storage = getattr(session, "storage", None)
-    counts = getattr(session, "iteration", None), getattr(storage, "current_checkpoint_index",
-                                                          None)
+    rewind = ray_internals.checkpoint_rewinder()
 
     def attempt() -> None:
-        if None not in counts:  # (a Ray without them: a retry takes the next folder's number)
-            session.iteration, storage.current_checkpoint_index = counts
+        rewind()
         tune.report(dict(report), checkpoint=tune.Checkpoint.from_directory(str(directory)))
 
     _patiently(job, what, attempt)

@@ -259,8 +259,7 @@ KNOWN = {"_ot_study", "_ot_trials", "_completed_trials", "_trial_info", "_bracke
 KNOWN_TEXT = {"fixed_params", "_thread_lock"}  # as string keys (a system attribute's name)
 # Call sites the lead switches to the adapters in the same step (the TrialIdentity and
 # lifecycle work): remove a file once it no longer reaches in.
-NOT_YET_SWITCHED = {"autostage/search/bridge.py", "autostage/search/ray_start.py",
-                    "autostage/search/worker.py"}
+NOT_YET_SWITCHED: set[str] = set()
 
 
 def _private_module(name: str) -> bool:

@@ -6,7 +6,7 @@ whether a study searches its fields, where a study names which component of the 
 and the default when the study names none (with why that default).
 
 `autostage.hookspecs` still spells out one hook function per kind (pluggy reads functions);
-tests/test_kinds.py checks that table and hookspecs agree.
+tests/study/test_kinds.py checks that table and hookspecs agree.
 """
 
 from __future__ import annotations

@@ -103,22 +103,7 @@ def reconcile(study: Study, space: SearchSpace, run: RunDir, storage: Any) -> tu
             # than never (a trial run twice costs compute; a lost one, a result)
             previous = recorded.get(trial.number)
             if previous is None or previous.status != TrialStatus.INTERRUPTED:
-                # a queued trial that never started holds its parameters as fixed_params; one
-                # cut while Optuna sampled it holds some: the fixed ones (a branch's inherited
-                # parameters) are kept with them, or its re-run would sample those anew
-                params = {**fixed_params(trial), **trial.params}
-                who = TrialIdentity.from_optuna(trial, study.study.seed, params)
-                if params and trial.number not in requeued:
-                    # (no params: cut before its sampling; a fresh trial takes its place)
-                    attrs = {REQUEUED_ATTR: trial.number}
-                    if who.branch is not None:  # a branch stays one
-                        attrs[BRANCH_ATTR] = who.branch.to_json()
-                    ot_study.enqueue_trial(params, skip_if_exists=False, user_attrs=attrs)
-                run.write_result(TrialRecord(
-                    trial.number, TrialStatus.INTERRUPTED,
-                    "the search was interrupted; " + ("re-queued with the same parameters"
-                                                      if params else "it had no parameters yet"),
-                    seed=who.seed, config=full_config(space, params), branch=who.branch))
+                _requeue(trial, study, space, run, ot_study, again=trial.number not in requeued)
             _set_state(storage, study_id, trial.number, optuna.trial.TrialState.FAIL)
     records = run.results()
     finished = sum(r.status.finished for r in records)
@@ -138,6 +123,27 @@ def _set_state(storage: Any, study_id: int, number: int, state: Any,
     them."""
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
     storage.set_trial_state_values(trial_id, state, values)
+
+
+def _requeue(trial: Any, study: Study, space: SearchSpace, run: RunDir, ot_study: Any,
+             again: bool) -> None:
+    """Record a trial the killed driver left running (or queued) as interrupted and, unless
+    an earlier resume did (`again` False), queue its parameters again in one commit with the
+    number it re-runs. A queued trial that never started holds its parameters as
+    fixed_params; one cut while Optuna sampled it holds some: the fixed ones (a branch's
+    inherited parameters) are kept with them, or its re-run would sample those anew."""
+    params = {**fixed_params(trial), **trial.params}
+    who = TrialIdentity.from_optuna(trial, study.study.seed, params)
+    if params and again:  # (no params: cut before its sampling; a fresh trial takes its place)
+        attrs = {REQUEUED_ATTR: trial.number}
+        if who.branch is not None:  # a branch stays one
+            attrs[BRANCH_ATTR] = who.branch.to_json()
+        ot_study.enqueue_trial(params, skip_if_exists=False, user_attrs=attrs)
+    run.write_result(TrialRecord(
+        trial.number, TrialStatus.INTERRUPTED,
+        "the search was interrupted; " + ("re-queued with the same parameters" if params
+                                          else "it had no parameters yet"),
+        seed=who.seed, config=full_config(space, params), branch=who.branch))
 
 
 _RECOVERED = {optuna.trial.TrialState.COMPLETE: TrialStatus.COMPLETED,

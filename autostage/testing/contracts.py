@@ -6,7 +6,7 @@ battery of checks every component of that kind must pass.
         def component(self):
             return MyOptimizer(lr=1e-3)
 
-Every built-in passes these (tests/test_contracts.py), so they say what autostage relies on.
+Every built-in passes these (tests/plugins/test_contracts.py), so they say what autostage relies on.
 This module has the suites of the small kinds; stage policies and trainers have their own.
 """
 

@@ -14,7 +14,7 @@ from autostage.errors import AutostageError
 from autostage.keys import mix_key, parse_component_key
 from autostage.models import disk_size, human_size, keeping_order, why_not_kept
 from autostage.records import TrialRecord, lineage, prefix_tokens
-from autostage.rundir import RunDir
+from autostage.rundir import RunDir, write_shared_text
 from autostage.spec import SEARCHABLE_KINDS, apply_overrides
 
 
@@ -130,7 +130,7 @@ def _write_outputs(number: int, text: str | None, export: Path | None, model: Pa
         if export is not None and text is not None:
             writing = f"--export {export}"
             made.append(_new_part(export))
-            _write_text(export, text)
+            write_shared_text(export, text)
         if model is not None and target is not None:
             writing = f"--export-model {target}"
             made.append(_new_part(target))
@@ -174,22 +174,6 @@ def _undo(made: list[Path], target: Path | None) -> None:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
-
-
-def _write_text(path: Path, text: str) -> None:
-    """`text` into `path` through a temporary file beside it: never a torn file."""
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a study file is for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _copy_model(source: Path, target: Path) -> None:

@@ -9,8 +9,6 @@ A report can be written while the study runs: trials without a result are shown 
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,11 +23,12 @@ def write_report(run_dir: Path, out: Path | None = None, *, cdn: bool = False,
     `host` is the plugin host whose `report_figures` hooks are called (default: the
     installed plugins)."""
     from autostage.errors import AutostageError
+    from autostage.rundir import write_shared_text
 
     target = Path(out) if out is not None else Path(run_dir) / "report.html"
     page = build_report(run_dir, cdn=cdn, host=host)
     try:
-        _write_atomically(target, page)
+        write_shared_text(target, page)  # a browser may be re-loading it: never torn
     except OSError as e:  # a full disk, a folder made read-only since the command's checks
         raise AutostageError(f"cannot write the report {target}: {e.strerror or e}; give "
                              "-o FILE in a folder you can write, with room for it") from None
@@ -54,15 +53,3 @@ def build_report(run_dir: Path, *, cdn: bool = False, host: Any = None,
     return render(f"autostage report: {run.name}", top, sections(run, host, now), cdn=cdn)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    # a report re-rendered while a study runs may be open in a browser: never a torn file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import wait_for
 from support.studies import tiny_lm_study, toy_study
 
 pytestmark = pytest.mark.slow
@@ -53,7 +54,7 @@ def s3():
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
     try:
-        _wait(lambda: urllib.request.urlopen(env["AWS_ENDPOINT_URL"], timeout=1).status == 200,
+        wait_for(lambda: urllib.request.urlopen(env["AWS_ENDPOINT_URL"], timeout=1).status == 200,
               30, "moto's S3 server")
         _client(env).create_bucket(Bucket=BUCKET)
         yield env
@@ -101,7 +102,7 @@ def cluster(tmp_path_factory):
         start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     address = f"127.0.0.1:{port}"
     try:
-        _wait(lambda: _alive_nodes(address, env) == 2, 90, "a two-node Ray cluster")
+        wait_for(lambda: _alive_nodes(address, env) == 2, 90, "a two-node Ray cluster")
         yield Cluster(address, hidden, worker_view, env)
     finally:
         for process in (node, head):
@@ -139,18 +140,6 @@ def _forget(address: str) -> None:
             current.unlink()
     except OSError:
         pass
-
-
-def _wait(ready, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if ready():
-                return
-        except Exception:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{what} did not come up in {seconds:.0f} s")
 
 
 def search(cluster: Cluster, study: Path, out: Path, *args: str, env: dict | None = None,
@@ -197,7 +186,7 @@ def test_a_search_on_nodes_that_cannot_see_the_run_directory_checkpoints_to_s3_a
         assert all(e["checkpoint"].startswith("ray-") for e in before if e.get("checkpoint"))
         os.kill(before[-1]["worker"], signal.SIGKILL)  # the trial's Ray worker, mid-stage
         # let the retry finish and a few more trials end, then kill the driver itself
-        _wait(lambda: driver.poll() is not None or (
+        wait_for(lambda: driver.poll() is not None or (
             (out / "trials" / str(number) / "result.json").exists()
             and len(list(out.glob("trials/*/result.json"))) >= 3), 240, "the retried trial")
         assert driver.poll() is None, ("the search ended before its driver could be killed",

@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from support import wait_for
 from support.studies import toy_study
 
 from autostage.errors import AutostageError
@@ -98,18 +99,6 @@ def store(tmp_path):
     if store.process.poll() is None:
         store.process.kill()
         store.process.wait(10)
-
-
-def wait_for(ready, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if ready():
-                return
-        except Exception:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not come up in {seconds:.0f} s")
 
 
 def search(tmp_path: Path, env: dict, *args: str, wait: bool = True):

@@ -7,6 +7,7 @@ imported with `--import-mode=importlib`, so one never imports another).
 - `support.report_runs`: hand-made trial records and run directories for the report tests.
 """
 
+import time
 from pathlib import Path
 
 #: the repository's root, and the folders tests read from it
@@ -15,3 +16,17 @@ STUDIES = REPO / "studies"
 DOCS = REPO / "docs"
 #: run directories of earlier versions, checked in (see tests/fixtures/README.md)
 FIXTURES = REPO / "tests" / "fixtures"
+
+
+def wait_for(ready, seconds: float, what: str, every: float = 0.2) -> None:
+    """Poll `ready()` until it is true (an exception counts as not yet), or fail naming
+    `what` after `seconds`: a server or cluster coming up."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if ready():
+                return
+        except Exception:
+            pass
+        time.sleep(every)
+    raise AssertionError(f"{what} did not come up in {seconds:.0f} s")

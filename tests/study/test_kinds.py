@@ -168,3 +168,14 @@ def test_import_graph_sees_the_known_edges():
 def test_no_module_level_import_cycle():
     cycle = find_cycle(import_graph())
     assert cycle is None, "module-level import cycle: " + " -> ".join(cycle)
+
+
+def test_nothing_outside_the_search_package_imports_it_at_import_time():
+    # the house is layered: the pure modules (branching, trial_identity, records, ...) sit
+    # below autostage.search and never reach up into it; a search starts from search_start,
+    # which imports it where the search runs
+    graph = import_graph()
+    up = {m: sorted(t for t in targets if t.startswith("autostage.search."))
+          for m, targets in graph.items()
+          if m != "autostage.search" and not m.startswith("autostage.search.")}
+    assert {m: t for m, t in up.items() if t} == {}

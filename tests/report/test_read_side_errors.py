@@ -241,9 +241,8 @@ def test_read_only_folders_are_one_line_each(tmp_path, private_mounts):
         {cli} report "$TMP/run" -o "$TMP/locked/r.html" 2> "$TMP/o.err"; echo $? > "$TMP/o.rc"
         {cli} report "$TMP/run" 2> "$TMP/report.err"; echo $? > "$TMP/report.rc"
     """)
-    if done.returncode == 99:
-        pytest.skip(f"no private mounts here: {done.stderr.strip()}")
-    assert done.returncode == 0, done.stderr
+    # (99: the read-only mounts could not be made; CI runs where `unshare` can make them)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr}"
     read = lambda name: (tmp_path / name).read_text()  # noqa: E731
     expected = {"model": f"--export-model {tmp_path / 'locked' / 'm'}",
                 "export": f"--export {tmp_path / 'locked' / 'x.toml'}",

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from autostage.errors import AutostageError
+from autostage.errors import AutostageError, first_line
 
 SCHEMES = ("s3", "gs", "gcs", "hdfs", "abfs", "abfss")  # what pyarrow.fs can open
 
@@ -118,10 +118,9 @@ class CheckpointStore:
                 f.write(b"autostage")
             filesystem.delete_file(probe)
         except Exception as e:  # OSError, ArrowInvalid, ... whatever the filesystem raises
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             hint = _S3_HINT if isinstance(self.filesystem, _s3_class()) else \
                 "check it exists and is writable from here and from every node"
-            raise AutostageError(f"{what}: cannot write to {self.uri(self.path)}: {first}; "
+            raise AutostageError(f"{what}: cannot write to {self.uri(self.path)}: {first_line(e)}; "
                                  f"{hint}") from None
 
     def take(self, path: str, target: Path) -> None:
@@ -188,7 +187,7 @@ def open_store(checkpoints: str | None, run_path: Path) -> CheckpointStore:
         filesystem, path = fs.FileSystem.from_uri(checkpoints)
     except Exception as e:
         raise AutostageError(f"study.checkpoints: cannot open {checkpoints}: "
-                             f"{str(e).strip().splitlines()[0]}") from None
+                             f"{first_line(e)}") from None
     return CheckpointStore(filesystem, path.rstrip("/"), parts.scheme)
 
 

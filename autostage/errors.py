@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -34,3 +35,18 @@ class StudyError(AutostageError):
 
     def render(self) -> str:
         return "\n".join(f"{self.source}: {p}" for p in self.problems)
+
+
+def first_line(error: BaseException | str) -> str:
+    """An error's first line, for a one-line message (its class name when it says nothing)."""
+    text = str(error).strip()
+    if not text:
+        return type(error).__name__ if isinstance(error, BaseException) else "no details"
+    return text.splitlines()[0]
+
+
+def causes(error: BaseException | None, most: int = 20) -> Iterator[BaseException]:
+    """`error` and the errors it came from (its cause, else its context), at most `most`."""
+    while error is not None and most > 0:
+        yield error
+        error, most = error.__cause__ or error.__context__, most - 1

@@ -10,6 +10,7 @@ from typing import Any
 
 from ray import tune
 
+from autostage.branching import BRANCH_POINT_FAILED
 from autostage.checkpoint_store import CheckpointStore
 from autostage.decisions import Eval
 from autostage.models import ModelKeeper
@@ -190,7 +191,7 @@ class Recorder(tune.Callback):
         so): no other trial is handed that point, which would fail the same way."""
         branch = self._who(trial).branch
         if self.population is not None and branch is not None and \
-                why.startswith(msg.BRANCH_POINT_FAILED):
+                why.startswith(BRANCH_POINT_FAILED):
             self.population.refuse(self.store.resolve(branch.checkpoint))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:

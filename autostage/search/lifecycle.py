@@ -14,7 +14,7 @@ import optuna
 
 from autostage.branching import BranchPoints
 from autostage.checkpoint_store import CheckpointStore, open_store
-from autostage.errors import AutostageError
+from autostage.errors import AutostageError, causes
 from autostage.models import ModelKeeper
 from autostage.records import Branch, TrialRecord
 from autostage.rundir import RunDir
@@ -134,8 +134,9 @@ class Search:
     def _one_tuner(self, batch: int, spent: int, part: int) -> Any:
         experiment = f"ray-{time.strftime('%Y%m%d-%H%M%S')}" + (f"-{part}" if part else "")
         # (a Tuner writes to the store as it starts: retried while the store is away)
-        tuner, stops = _patiently(self.store, "starting Ray Tune", functools.partial(
-            build_tuner, self, batch, spent, experiment))
+        tuner, stops = outage.on_store(self.store, outage.patience(), "starting Ray Tune",
+                                       functools.partial(build_tuner, self, batch, spent,
+                                                         experiment))
         _fit(tuner, stops, self.storage, self.study, self.run, self.store)
         self.store.drop_ray_state(experiment)
         return stops
@@ -194,25 +195,13 @@ def _fit(tuner: Any, stops: Any, storage: Any, study: Study, run: RunDir,
         raise stops.budget.store.down from None
 
 
-def _patiently(store: CheckpointStore, what: str, operation: Any) -> Any:
-    """`operation()`, retried while object storage fails (see `outage`)."""
-    if not store.remote:
-        return operation()
-    return outage.patiently(operation, store.uri(store.path), outage.patience(), what)
-
-
 def _disk_full(error: BaseException | None) -> bool:
     """Whether `error`, or an error it came from, is a full disk: an OSError (ENOSPC, EDQUOT)
     from our own writes, SQLite's "database or disk is full" through SQLAlchemy and Optuna, or
     either as text in the traceback Ray wraps its callbacks' errors in."""
     import errno
 
-    seen = 0
-    while error is not None and seen < 20:
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if any(text in str(error) for text in ("No space left on device",
-                                               "database or disk is full")):
-            return True
-        error, seen = error.__cause__ or error.__context__, seen + 1
-    return False
+    return any((isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT))
+               or any(text in str(e) for text in ("No space left on device",
+                                                  "database or disk is full"))
+               for e in causes(error))

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from autostage.branching import BRANCH_POINT_FAILED  # noqa: F401  (the worker's, the driver's)
 from autostage.decisions import Eval
 from autostage.keys import TOKENS  # the tokens a trial was charged, as the metric `tokens`
 from autostage.records import TrialStatus

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from autostage.errors import AutostageError
+from autostage.errors import AutostageError, causes, first_line
 
 #: seconds a store operation is retried from its first failure (AUTOSTAGE_STORE_PATIENCE_S
 #: overrides); the try in flight when it runs out may take up to a minute more against an
@@ -108,6 +108,14 @@ def patiently(operation: Callable[[], T], where: str, seconds: float, what: str 
             wait = min(wait * 2, LONGEST_WAIT_S)
 
 
+def on_store(store: Any, seconds: float, what: str, operation: Callable[[], T]) -> T:
+    """`operation()` on the checkpoint store `store`: retried for `seconds` while object
+    storage fails (`patiently`); on a folder (or no store) run once, its errors the disk's."""
+    if store is None or not store.remote:
+        return operation()
+    return patiently(operation, store.uri(store.path), seconds, what)
+
+
 def wait_for(store: Any, seconds: float, what: str = "") -> None:
     """Return once the store answers a (quick) request, trying for `seconds`; else raise
     StoreUnavailable."""
@@ -142,18 +150,9 @@ _S3_CLIENT_MARKS = ("AWS Error NETWORK_CONNECTION", "curlCode", "AWS Error SERVI
 def store_error_in(error: BaseException) -> BaseException | str | None:
     """The store's failure `error` is or came from (its cause, or the text of the traceback
     Ray wraps errors in), or None."""
-    seen = 0
-    while error is not None and seen < 20:
-        if isinstance(error, StoreUnavailable) or is_store_error(error):
-            return error
-        if (cut := cut_by_store(str(error))) is not None:
+    for each in causes(error):
+        if isinstance(each, StoreUnavailable) or is_store_error(each):
+            return each
+        if (cut := cut_by_store(str(each))) is not None:
             return cut
-        error, seen = error.__cause__ or error.__context__, seen + 1
     return None
-
-
-def first_line(error: BaseException | str) -> str:
-    text = str(error).strip()
-    if not text:
-        return type(error).__name__ if isinstance(error, BaseException) else "no details"
-    return text.splitlines()[0]

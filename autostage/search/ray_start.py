@@ -12,7 +12,7 @@ from typing import Any
 
 import ray
 
-from autostage.errors import AutostageError
+from autostage.errors import AutostageError, first_line
 from autostage.search import ray_internals
 from autostage.watchdog import guard, release
 
@@ -59,10 +59,9 @@ def _start_ray(address: str | None, verbose: bool) -> None:
     except Exception as e:  # ConnectionError, AuthenticationError, ... from ray.init
         if address is None:
             raise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise AutostageError(
-            f"cannot join the Ray cluster at {address}: {first}. Give the address `ray start "
-            "--head` printed (or 'auto' on a cluster node); a cluster with token "
+            f"cannot join the Ray cluster at {address}: {first_line(e)}. Give the address "
+            "`ray start --head` printed (or 'auto' on a cluster node); a cluster with token "
             "authentication (Ray's default) also needs RAY_AUTH_MODE=token here and its token "
             "in ~/.ray/auth_token or RAY_AUTH_TOKEN") from None
 
@@ -74,8 +73,7 @@ def _auto_address() -> str:
     try:
         return ray_internals.auto_address()
     except ConnectionError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise AutostageError(f"--address auto: no Ray cluster to join ({first}). Start one "
+        raise AutostageError(f"--address auto: no Ray cluster to join ({first_line(e)}). Start one "
                              "with `ray start --head`, give its address, or leave --address "
                              "out for a local Ray of this search's own") from None
 

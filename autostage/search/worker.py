@@ -13,6 +13,7 @@ from typing import Any
 
 from ray import tune
 
+from autostage.branching import BRANCH_POINT_FAILED
 from autostage.checkpoint_seal import LOOP, restore, seal
 from autostage.checkpoint_store import CheckpointStore, newest_first
 from autostage.errors import AutostageError
@@ -84,7 +85,7 @@ def _run(who: TrialIdentity, job: SearchJob, watcher: time_limit.TimeLimit | Non
                           cache_dir=str(cache_dir))
     resume = _retried(who, job, trial.trainer)
     if resume is None and who.branch is not None:
-        state = _patiently(job, f"trial {who.number}: reading its branch point",
+        state = _on_store(job, f"trial {who.number}: reading its branch point",
                            lambda: _branch_from(trial.trainer, who.branch, job.store))
         resume = _go_on(state, who.branch, who.params)
     final = job.study.final.name if job.study.final else None
@@ -110,7 +111,7 @@ def _retried(who: TrialIdentity, job: SearchJob, trainer: Any) -> Any:
     has none, it starts anew or from its branch point)."""
     if (checkpoint := tune.get_checkpoint()) is None:
         return None
-    resume, refused = _patiently(job, f"trial {who.number}: reading its checkpoint",
+    resume, refused = _on_store(job, f"trial {who.number}: reading its checkpoint",
                                  lambda: restore(trainer, _newest_first(checkpoint)))
     for why in refused:  # (shown with -v: Ray forwards worker output then)
         print(f"autostage: trial {who.number}: {why}; resumed from the one before",
@@ -149,13 +150,13 @@ def _branch_from(trainer: Any, branch: Branch, store: CheckpointStore | None) ->
     path = store.resolve(branch.checkpoint)
     where = store.uri(path)  # one line naming the checkpoint where a user finds it
     if store.missing([path]):  # (not "cut short": nothing is there at all)
-        raise AutostageError(f"{msg.BRANCH_POINT_FAILED}{branch.parent}: checkpoint {where} "
+        raise AutostageError(f"{BRANCH_POINT_FAILED}{branch.parent}: checkpoint {where} "
                              "is missing (deleted outside this search); no other trial is "
                              "handed this branch point")
     opened = tune.Checkpoint(path, filesystem=store.filesystem).as_directory()
     state, refused = restore(trainer, [(where, opened)])
     if state is None:  # the refusal names the checkpoint already: once is enough
-        raise AutostageError(f"{msg.BRANCH_POINT_FAILED}{branch.parent}: {refused[0]}; "
+        raise AutostageError(f"{BRANCH_POINT_FAILED}{branch.parent}: {refused[0]}; "
                              "no other trial is handed this branch point")
     return state
 
@@ -256,15 +257,6 @@ class _Reporter:
             self.pending = None
 
 
-def _patiently(job: SearchJob | None, what: str, operation: Any) -> Any:
-    """`operation()`, retried while object storage fails (see `outage`); a local store's
-    errors are the disk's, raised at once."""
-    store = job.store if job is not None else None
-    if store is None or not store.remote:
-        return operation()
-    return outage.patiently(operation, store.uri(store.path), job.store_patience, what)
-
-
 def _report_checkpoint(job: SearchJob | None, report: dict[str, Any], directory: Path,
                        what: str) -> None:
     """tune.report with a checkpoint, its upload retried while the store fails. Ray counts a
@@ -277,10 +269,16 @@ def _report_checkpoint(job: SearchJob | None, report: dict[str, Any], directory:
         rewind()
         tune.report(dict(report), checkpoint=tune.Checkpoint.from_directory(str(directory)))
 
-    _patiently(job, what, attempt)
+    _on_store(job, what, attempt)
 
 
 def _remove_tree(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _on_store(job: SearchJob | None, what: str, operation: Any) -> Any:
+    """`operation()` on this search's checkpoint store, retried while object storage fails."""
+    return outage.on_store(job.store if job else None, job.store_patience if job else 0, what,
+                           operation)

@@ -365,7 +365,7 @@ def test_retention_never_deletes_outside_its_own_store(tmp_path):
 
 
 def test_a_branch_point_that_failed_to_load_is_never_handed_out_again(tmp_path):
-    from autostage.search.messages import BRANCH_POINT_FAILED
+    from autostage.branching import BRANCH_POINT_FAILED
 
     population = branch_points(0.5, 0.0, "min", 0)
     for trial, loss in enumerate([1.0, 2.0, 3.0, 4.0]):

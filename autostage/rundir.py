@@ -73,6 +73,11 @@ LOCK = ".lock"  # held by the search writing the directory (`RunDir.lock`)
 class RunDir:
     path: Path
 
+    def __post_init__(self) -> None:
+        # users write RunDir("runs/x"): a str or any os.PathLike becomes the Path every
+        # method joins onto (frozen: set through object.__setattr__)
+        object.__setattr__(self, "path", Path(self.path))
+
     @property
     def study_toml(self) -> Path:
         return self.path / "study.toml"

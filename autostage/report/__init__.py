@@ -9,6 +9,7 @@ A report can be written while the study runs: trials without a result are shown 
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ from typing import Any
 __all__ = ["build_report", "write_report"]
 
 
-def write_report(run_dir: Path, out: Path | None = None, *, cdn: bool = False,
-                 host: Any = None) -> Path:
+def write_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
+                 *, cdn: bool = False, host: Any = None) -> Path:
     """Write the report of `run_dir` to `out` (default `run_dir/report.html`); return where.
 
     `host` is the plugin host whose `report_figures` hooks are called (default: the
@@ -35,7 +36,7 @@ def write_report(run_dir: Path, out: Path | None = None, *, cdn: bool = False,
     return target
 
 
-def build_report(run_dir: Path, *, cdn: bool = False, host: Any = None,
+def build_report(run_dir: str | os.PathLike[str], *, cdn: bool = False, host: Any = None,
                  now: float | None = None) -> str:
     """The report page of `run_dir`, as HTML."""
     from autostage.report.page import render
@@ -43,7 +44,7 @@ def build_report(run_dir: Path, *, cdn: bool = False, host: Any = None,
     from autostage.report.study_run import load_run
     from autostage.report.summary import _summary_info, summary_html
 
-    run = load_run(Path(run_dir))
+    run = load_run(run_dir)
     now = time.time() if now is None else now
     if host is None:
         from autostage.host import plugin_manager

@@ -9,6 +9,7 @@ result). Plugins receive the same records in the `report_figures` hook.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,8 +65,8 @@ class StudyRun:
         return self.running > 0 or (self.finished < self.requested and not self.budget_spent)
 
 
-def load_run(path: Path) -> StudyRun:
-    run = RunDir(Path(path))
+def load_run(path: str | os.PathLike[str]) -> StudyRun:
+    run = RunDir(path)
     study = read_study(run, ("name", "metric", "mode", "trials"))
     s = study["study"]
     records = run.trials()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autostage.keys import eval_source, train_metric
+from autostage.keys import eval_source, parse_metric, train_metric
 from autostage.records import TrialRecord
 from autostage.report.curves import _paths, clipping_traces, path_traces, plot_paths
 from autostage.report.style import esc
@@ -16,13 +16,33 @@ from autostage.report.style import esc
 GRADIENT_NORMS = tuple(train_metric(n) for n in ("grad_norm", "grad_norm_min", "grad_norm_max"))
 #: what the figure shows first, the first of these a trial recorded
 FIRST_SHOWN = (train_metric("grad_norm"), train_metric("loss"))
+#: metric names that count what was measured, not how a trial did (`eval.<source>.examples`)
+BOOKKEEPING = frozenset({"examples"})
 
 
 def recorded_metrics(records: list[TrialRecord]) -> list[str]:
-    """Every metric key any eval recorded: the training statistics, then the held-out
-    metrics by data source."""
-    keys = {key for r in records for e in r.evals for key in e.eval.metrics}
+    """Every metric key any eval recorded that can show a reader something — not bookkeeping,
+    and not one value at every eval that measured it — the training statistics, then the
+    held-out metrics by data source."""
+    measured: dict[str, list[float | None]] = {}
+    for e in (e for r in records for e in r.evals):
+        for key in e.eval.metrics:
+            measured.setdefault(key, []).append(e.metric(key))
+    keys = [key for key, values in measured.items()
+            if not _bookkeeping(key) and not _constant(values)]
     return sorted(keys, key=lambda key: (eval_source(key) is not None, key))
+
+
+def _bookkeeping(key: str) -> bool:
+    parsed = parse_metric(key)
+    return parsed is not None and parsed.name in BOOKKEEPING
+
+
+def _constant(values: list[float | None]) -> bool:
+    """Measured more than once, the same every time: a flat line in every trial, a menu
+    entry that says nothing (measured once: kept, there is nothing to compare it with)."""
+    finite = [v for v in values if v is not None]
+    return len(finite) > 1 and len(set(finite)) == 1
 
 
 def _metrics_info(records: list[TrialRecord], mode: str) -> dict[str, Any]:

@@ -61,7 +61,8 @@ def sections(run: StudyRun, host: Any, now: float) -> list[Section]:
             "towards zero) and exploding (shooting up) gradients show; orange diamonds mark "
             "evals whose training segment clipped gradients (train.clipped, hover for the "
             "share of steps). Values are as measured: after a Rewind the regression that "
-            "caused it shows — hover its marker for the value restored.",
+            "caused it shows — hover its marker for the value restored. Left out: "
+            "bookkeeping (examples counts) and metrics with one value at every eval.",
             _metrics_info(records, mode), plot_metrics),
         figure_section(
             "Stage plans", "The result of every trial, by the stage plan it ran; the best plan "

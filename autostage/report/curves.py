@@ -4,12 +4,13 @@ marked, the best trial drawn over the rest."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from autostage.keys import train_metric
 from autostage.ranking import finite
-from autostage.records import EvalRecord, TrialRecord, best_trial, lineage_evals
+from autostage.records import EvalRecord, TrialRecord, TrialStatus, best_trial, lineage_evals
 from autostage.report.study_run import stage_label, stage_visits
 from autostage.report.style import (
     BEST_COLOUR,
@@ -18,6 +19,7 @@ from autostage.report.style import (
     decision_kind,
     esc,
     status_colour,
+    status_legend,
 )
 
 #: the share of a training segment's optimizer steps whose gradient norm was clipped
@@ -45,7 +47,9 @@ def _paths(records: list[TrialRecord], mode: str, key: str, y_name: str) -> dict
               for r in records if r.evals]
     if not trials:
         return {"missing": "no trial has been evaluated yet"}
-    return {"y": y_name, "best": best.number if best else None, "trials": trials}
+    counts = Counter(r.status for r in records)  # what the header counts: legends say it too
+    return {"y": y_name, "best": best.number if best else None, "trials": trials,
+            "counts": counts}
 
 
 def _path(record: TrialRecord, key: str, is_best: bool, by_number: Mapping[int, TrialRecord],
@@ -129,13 +133,20 @@ def path_traces(info: dict[str, Any]) -> list[dict[str, Any]]:
     rest = [t for t in info["trials"] if not t["best"]]
     best = [t for t in info["trials"] if t["best"]]
     traces = _prefixes(rest, best)
-    traces += [_lines([t for t in rest if t["status"] == status],
-                      f"{status} ({sum(t['status'] == status for t in rest)})",
+    traces += [_lines([t for t in rest if t["status"] == status], _legend(info, status),
                       status_colour(status), 1.2, 0.45)
                for status in STATUS_ORDER if any(t["status"] == status for t in rest)]
     if best:
         traces.append(_lines(best, f"best: trial {best[0]['number']}", BEST_COLOUR, 3.5, 1.0))
     return traces + _boundaries(info["trials"]) + _decisions(info["trials"])
+
+
+def _legend(info: dict[str, Any], status: TrialStatus) -> str:
+    """A status's entry: its trials drawn here, the best among them though drawn apart, and
+    those without evals, which have no line."""
+    drawn = sum(t["status"] == status for t in info["trials"])
+    return status_legend(status, drawn, info.get("counts", {}).get(status, drawn),
+                         "without evals")
 
 
 def _prefixes(rest: list[dict[str, Any]], best: list[dict[str, Any]]) -> list[dict[str, Any]]:

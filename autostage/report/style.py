@@ -50,6 +50,15 @@ def status_colour(status: TrialStatus) -> str:
     return STATUS_COLOURS.get(status, "#6c757d")
 
 
+def status_legend(status: TrialStatus, drawn: int, total: int, not_drawn: str) -> str:
+    """A status's legend entry, counting what the page's header counts — every trial of that
+    status, a figure's best one too — and saying how many the figure cannot draw and why
+    (`not_drawn`: "without evals")."""
+    if total <= drawn:
+        return f"{status} ({drawn})"
+    return f"{status} ({total}; {total - drawn} {not_drawn}, not drawn)"
+
+
 def decision_kind(decision: Decision) -> str:
     """The kind of a decision, from its type: ScaleLR(0.5) -> `scale_lr`, Advance("target")
     -> `advance`, Stop(...) -> `stop` (a type this table does not know: its class name)."""

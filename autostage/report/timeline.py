@@ -3,11 +3,12 @@ many trials ran at once (the parallelism the search actually got)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from autostage.records import TrialRecord, TrialStatus
 from autostage.report.study_run import executed_plan
-from autostage.report.style import STATUS_ORDER, esc, short, status_colour
+from autostage.report.style import STATUS_ORDER, esc, short, status_colour, status_legend
 
 
 def _timeline_info(records: list[TrialRecord], now: float) -> dict[str, Any]:
@@ -25,6 +26,7 @@ def _timeline_info(records: list[TrialRecord], now: float) -> dict[str, Any]:
         "parent": r.branch.parent if r.branch else None,
     } for r, started, ended in sorted(timed, key=lambda t: t[0].number)]
     return {"t0": t0, "trials": trials, "untimed": len(records) - len(timed),
+            "counts": Counter(r.status for r in records),  # as the header counts
             "parallel": _parallelism(trials)}
 
 
@@ -55,7 +57,9 @@ def plot_timeline(info: dict[str, Any]) -> Any:
         fig.add_trace(go.Bar(
             y=[f"trial {t['number']}" for t in group], base=[t["start"] for t in group],
             x=[max(t["end"] - t["start"], 1e-3) for t in group], orientation="h",
-            name=f"{status} ({len(group)})", marker_color=status_colour(status),
+            name=status_legend(status, len(group), info["counts"].get(status, len(group)),
+                               "without start and end times"),
+            marker_color=status_colour(status),
             text=[_hover(t) for t in group], textposition="none",
             hovertemplate="%{text}<extra></extra>"), row=1, col=1)
     p = info["parallel"]

@@ -104,9 +104,68 @@ def plot_learning_curves(info: dict[str, Any], metric: str) -> Any:
 
 
 def plot_lr_paths(info: dict[str, Any]) -> Any:
-    fig = plot_paths(info, path_traces(info))
+    floor = _lowest_positive(info["trials"])
+    if floor is None:  # no positive LR at all: nothing a log axis could show
+        return plot_paths(info, path_traces(info)).update_layout(yaxis_title="learning rate")
+    info = {**info, "trials": [_on_log_axis(t, floor) for t in info["trials"]]}
+    fig = plot_paths(info, path_traces(info) + _zero_marks(info["trials"]))
     fig.update_layout(yaxis_title="learning rate", yaxis_type="log")
     return fig
+
+
+def _lowest_positive(trials: list[dict[str, Any]]) -> float | None:
+    values = [y for t in trials for y in t["y"] + t.get("branch", {}).get("prefix", {}).get(
+        "y", []) if y is not None and y > 0]
+    return min(values, default=None)
+
+
+def _on_log_axis(trial: dict[str, Any], floor: float) -> dict[str, Any]:
+    """A trial's LR path as a log axis can draw it. It has no 0: a line that reaches 0 (a
+    schedule with min_ratio 0) would plunge off the bottom of the figure, so it ends at its
+    last positive value; its evals at 0 become `zeros`, marked level with that end, as are
+    a stage boundary or decision at 0. `floor`: the height for a trial with no positive LR."""
+    points = [(x, y) for x, y in zip(*_lineage_points(trial), strict=True)
+              if y is not None and y > 0]
+
+    def level(tokens: int) -> float:  # the last positive LR at or before `tokens`
+        before = [y for x, y in points if x <= tokens]
+        return before[-1] if before else points[0][1] if points else floor
+
+    def lifted(mark: dict[str, Any]) -> dict[str, Any]:
+        y = mark["y"]
+        return mark if y is None or y > 0 else {**mark, "y": level(mark["tokens"])}
+
+    out = {**trial, "y": _positive(trial["y"]),
+           "zeros": [{"tokens": x, "y": level(x), "stage": stage}
+                     for x, y, stage in zip(trial["tokens"], trial["y"], trial["stage"],
+                                            strict=True) if y is not None and y <= 0],
+           "boundaries": [lifted(b) for b in trial["boundaries"]],
+           "decisions": [lifted(d) for d in trial["decisions"]]}
+    if "branch" in trial:
+        prefix = trial["branch"]["prefix"]
+        out["branch"] = {**trial["branch"], "prefix": {**prefix, "y": _positive(prefix["y"])}}
+    return out
+
+
+def _lineage_points(trial: dict[str, Any]) -> tuple[list, list]:
+    """A trial's tokens and values through its lineage: a branch's prefix, then its own."""
+    prefix = trial.get("branch", {}).get("prefix", {"tokens": [], "y": []})
+    return prefix["tokens"] + trial["tokens"], prefix["y"] + trial["y"]
+
+
+def _positive(values: list[float | None]) -> list[float | None]:
+    return [y if y is not None and y > 0 else None for y in values]
+
+
+def _zero_marks(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Where a learning rate reached 0, which a log axis cannot show (none: no trace)."""
+    points = [(t, z) for t in trials for z in t["zeros"]]
+    return [_markers(
+        points, f"learning rate reached 0 ({len(points)})",
+        {"symbol": "arrow-bar-down", "size": 10, "color": "#333"},
+        [f"trial {t['number']} in {esc(z['stage'])}: the learning rate reached 0 (not drawn "
+         "on the log axis: the line ends at the last eval above 0)" for t, z in points])
+    ] if points else []
 
 
 def plot_paths(info: dict[str, Any], traces: list[dict[str, Any]]) -> Any:

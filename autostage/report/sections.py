@@ -52,7 +52,9 @@ def sections(run: StudyRun, host: Any, now: float) -> list[Section]:
             _curves_info(records, metric, mode), lambda info: plot_learning_curves(info, metric)),
         figure_section(
             "Learning-rate paths", "The learning rate at every eval: the LR schedule within "
-            "each stage, and the stage policy's ScaleLR and Rewind decisions (red markers).",
+            "each stage, and the stage policy's ScaleLR and Rewind decisions (red markers). "
+            "The log axis has no 0: where a schedule brings the LR to 0 (min_ratio 0), the "
+            "line ends at its last value above 0 and a ▼ marks the eval at 0.",
             _lr_info(records, mode), plot_lr_paths),
         figure_section(
             "Recorded metrics", "Any metric the trials recorded — training loss, gradient "

@@ -93,9 +93,11 @@ class Eval:
     watch: str  # the metric this stage is judged by: the study's, or the stage's own data
     watch_mode: str = "min"  # whether the watched metric is better "min" or "max"
     decision: Decision | None = None  # filled in once the policy has decided
-    # After a Rewind: the metrics of the weights the trial goes on with (the restored best
-    # eval's). `metrics` stays what was measured, so the regression that caused it shows.
+    # After a Rewind, or where a rewinding policy ends a visit past its best eval: the metrics
+    # of the weights the trial goes on with (the restored best eval's), and that eval's
+    # `tokens`. `metrics` stays what was measured, so the regression that caused it shows.
     restored: Mapping[str, float] | None = None
+    restored_from: int | None = None
 
     @property
     def current(self) -> Mapping[str, float]:
@@ -107,6 +109,12 @@ class Eval:
     def value(self) -> float:
         """The watched metric's value, for the weights after this eval."""
         return self.current[self.watch]
+
+    @property
+    def weights_from(self) -> int | None:
+        """The `tokens` of the eval whose weights the trial has after this one: its own, or
+        the restored eval's (None: restored by a version that did not record which)."""
+        return self.tokens if self.restored is None else self.restored_from
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready, the decision structured: `{"type": "ScaleLR", "factor": 0.5}`."""

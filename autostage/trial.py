@@ -238,14 +238,13 @@ class _Loop:
                     self.trainer.restore(best)
                     self.lr_scale *= f
                     if best_eval is not None:  # the weights are the best eval's again
-                        ev = replace(ev, restored=best_eval.current)
-                        self.evals[-1] = ev
+                        ev = self._restored(best_eval)
                 case Advance() | Stop():
-                    return ev, decision
+                    return self._keep_best(ev, best, best_eval, rewinds), decision
                 case _:
                     raise TrialFailed(f"stage policy returned {decision!r}, not a Decision")
             if done >= stage.tokens:
-                return ev, decision
+                return self._keep_best(ev, best, best_eval, rewinds), decision
             if self.within_final and stage.final:
                 self.checkpoint(self.state((stage.name, done)))
             self.report(ev)
@@ -259,6 +258,23 @@ class _Loop:
             improved = best_eval is None or better(ev.value, best_eval.value, stage.watch_mode)
             if rewinds and not isinstance(decision, Rewind) and improved:
                 best, best_eval = self.trainer.snapshot(), ev
+
+    def _keep_best(self, ev: Eval, best: Any, best_eval: Eval | None, rewinds: bool) -> Eval:
+        """A rewinding policy guards against training past the best weights: where a visit
+        ends worse than its best eval (an Advance after the last allowed rewind, a Stop, the
+        budget spent while overfitting), the visit leaves with the best eval's weights, so
+        the next stage, the trial's value and the kept model are theirs."""
+        if not rewinds or best_eval is None or best_eval is ev or \
+                not better(best_eval.value, ev.value, ev.watch_mode):
+            return ev
+        self.trainer.restore(best)
+        return self._restored(best_eval)
+
+    def _restored(self, best: Eval) -> Eval:
+        """The latest eval, marked: the weights are now those `best` was measured at."""
+        self.evals[-1] = replace(self.evals[-1], restored=best.current,
+                                 restored_from=best.weights_from)
+        return self.evals[-1]
 
     def _segment(self, stage: StageVisit, visit: int, done: int) -> Eval:
         """Train up to the next eval, evaluate, and return the (undecided) eval."""

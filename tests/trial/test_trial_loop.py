@@ -340,3 +340,49 @@ def test_a_replayed_branch_that_chose_another_rest_of_the_plan_runs_it():
     switched = replace(root, switches=(Switch(50, root.stages, root.policy, ("a", "c")),))
     result = run_trial(switched, trainer)
     assert trainer.stages == ["a", "c"] and result.tokens == 100
+
+
+# --- a rewinding policy keeps the best weights it saw -----------------------------------------
+
+
+def test_a_rewinding_policy_ends_the_trial_with_its_best_weights_not_the_last():
+    # the final stage spends its budget while the loss turns up (overfitting), with no
+    # regression big enough for the policy to rewind: the trial keeps eval 2's weights
+    trainer = ScriptedTrainer(losses=[3.0, 2.0, 2.5, 2.6])
+    result = run_trial(plan({}, stage("a", final=True)), trainer)
+    assert trainer.weights == 50  # eval 2's weights, restored
+    assert result.value == 2.0
+    last = result.evals[-1]
+    assert last.metrics["eval.a.loss"] == 2.6  # what was measured stays recorded
+    assert last.restored_from == 50 and last.weights_from == 50
+
+
+def test_an_advance_after_the_last_rewind_leaves_with_the_best_weights():
+    # the issue's trial: two rewinds, then a third regression advances out of the final stage
+    losses = [2.4, 2.36, 2.45, 2.4, 2.5, 2.52]
+    script = {3: Rewind(0.5), 5: Rewind(0.5), 6: Advance()}
+    trainer = ScriptedTrainer(losses=losses)
+    result = run_trial(plan(script, stage("a", tokens=150, final=True)), trainer)
+    assert result.status == TrialStatus.COMPLETED
+    assert result.value == 2.36 and trainer.weights == 50
+    assert [e.restored_from for e in result.evals] == [None, None, 50, None, 50, 50]
+
+
+def test_a_stage_visit_hands_the_next_stage_its_best_weights():
+    trainer = ScriptedTrainer(losses=[3.0, 2.0, 2.5, 2.6, 1.0, 1.0, 1.0, 1.0])
+    starts = []
+    begin = trainer.begin_stage
+    trainer.begin_stage = lambda s: (starts.append(trainer.weights), begin(s))
+    run_trial(plan({}, stage("a"), stage("b", final=True)), trainer)
+    assert starts == [0, 50]  # b began from a's best eval (after 50 tokens), not a's last
+
+
+def test_a_policy_that_never_rewinds_keeps_the_weights_it_ends_with():
+    class NoRewinds(Scripted):
+        rewinds = False
+
+    trainer = ScriptedTrainer(losses=[3.0, 2.0, 2.5, 2.6])
+    p = replace(plan({}, stage("a", final=True)), policy=NoRewinds())
+    result = run_trial(p, trainer)
+    assert trainer.weights == 100 and result.value == 2.6
+    assert result.evals[-1].restored is None and result.evals[-1].weights_from == 100

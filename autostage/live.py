@@ -121,15 +121,10 @@ def print_summary(console: Console, outcome: Any, study: Any) -> None:
     from autostage.rundir import RunDir
 
     records: list[TrialRecord] = outcome.records
-    statuses: dict[str, int] = {}
-    for r in records:
-        statuses[r.status.value] = statuses.get(r.status.value, 0) + 1
-    tokens = sum(r.tokens for r in records)
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
     ended = "interrupted" if outcome.interrupted else "finished"
-    console.print(f"\nstudy {ended}: {len(records)} trials" + (f" ({counts})" if counts else "")
-                  + f", {tokens:,} training tokens", highlight=False, soft_wrap=True,
-                  markup=False)
+    console.print(f"\nstudy {ended}: {trial_counts(records)}, "
+                  f"{sum(r.tokens for r in records):,} training tokens", highlight=False,
+                  soft_wrap=True, markup=False)
     if outcome.interrupted:
         console.print("[yellow]interrupted[/]: continue with --resume")
     run = RunDir(outcome.run_dir)
@@ -144,6 +139,21 @@ def print_summary(console: Console, outcome: Any, study: Any) -> None:
         console.print(kept, highlight=False, markup=False, soft_wrap=True)
     console.print(f"run directory: {outcome.run_dir}   (autostage best {outcome.run_dir})",
                   highlight=False, markup=False)
+
+
+def trial_counts(records: list[TrialRecord]) -> str:
+    """The trials by status, in words. An interrupted record is not a trial of the study's:
+    its parameters were queued again (a resumed search, a trial the checkpoint store cut),
+    so it is said apart, not counted — 16 trials, not "18" with 2 interrupted among them."""
+    counts = {s: n for s in TrialStatus if (n := sum(r.status is s for r in records))}
+    interrupted = counts.pop(TrialStatus.INTERRUPTED, 0)
+    trials = sum(counts.values())
+    parts = ", ".join(f"{n} {s.value}" for s, n in counts.items())
+    if interrupted:
+        parts += ("; " if parts else "") + (
+            f"{interrupted} more {'was' if interrupted == 1 else 'were'} interrupted and "
+            "re-queued")
+    return f"{trials} {'trial' if trials == 1 else 'trials'}" + (f" ({parts})" if parts else "")
 
 
 def print_trial(console: Console, record: TrialRecord, metrics: list[str],

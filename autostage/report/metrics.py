@@ -61,7 +61,7 @@ def plot_metrics(info: dict[str, Any]) -> Any:
     y values differ: a menu entry swaps those in, so the page carries each metric's numbers
     once, not a copy of every trace (its points' hover text included) per metric."""
     keys, shown = info["keys"], info["shown"]
-    traces = {key: _metric_traces(info["paths"][key]) for key in keys}
+    traces = {key: _metric_traces(info["paths"][key], key in GRADIENT_NORMS) for key in keys}
     fig = plot_paths(info["paths"][shown], traces[shown])
     fig.update_layout(
         updatemenus=[{"buttons": [_menu_entry(key, traces[key]) for key in keys],
@@ -71,15 +71,18 @@ def plot_metrics(info: dict[str, Any]) -> Any:
     return fig
 
 
-def _metric_traces(paths: dict[str, Any]) -> list[dict[str, Any]]:
+def _metric_traces(paths: dict[str, Any], log: bool) -> list[dict[str, Any]]:
     traces = path_traces(paths) + clipping_traces(paths["trials"])
-    return [{**trace, "y": [_plotted(y) for y in trace["y"]]} for trace in traces]
+    return [{**trace, "y": [_plotted(y, log) for y in trace["y"]]} for trace in traces]
 
 
-def _plotted(value: float | None) -> float | None:
+def _plotted(value: float | None, log: bool) -> float | None:
     """6 significant digits: more than a screen or the hover (4) shows, and a third of the
-    characters of a float's full repr — this figure carries every value of every metric."""
-    return None if value is None else float(f"{value:.6g}")
+    characters of a float's full repr — this figure carries every value of every metric.
+    A log axis has no 0: a gradient norm of 0 is a gap there, not a plunge off the bottom."""
+    if value is None or (log and value <= 0):
+        return None
+    return float(f"{value:.6g}")
 
 
 def _menu_entry(key: str, traces: list[dict[str, Any]]) -> dict[str, Any]:

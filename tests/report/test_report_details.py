@@ -8,6 +8,7 @@ from support.report_runs import (
     ACCURACY,
     COMPLETED,
     FAILED,
+    GRAD_MIN,
     INTERRUPTED,
     METRIC,
     T0,
@@ -20,7 +21,7 @@ from support.report_runs import (
 )
 
 from autostage.report.curves import _curves_info, _lr_info, plot_learning_curves, plot_lr_paths
-from autostage.report.metrics import _metrics_info, recorded_metrics
+from autostage.report.metrics import _metrics_info, plot_metrics, recorded_metrics
 from autostage.report.study_run import load_run
 from autostage.report.summary import _summary_info
 from autostage.report.timeline import _timeline_info, plot_timeline
@@ -64,6 +65,19 @@ def test_learning_rates_that_never_reach_zero_draw_no_zero_marks():
     fig = plot_lr_paths(_lr_info(study_records(), "min"))
     assert not any(t.name.startswith("learning rate reached 0") for t in fig.data)
     assert list(trace(fig, "best").y) == [2e-2, 2e-2, 1e-2, 1e-2, None]
+
+
+def test_a_gradient_norm_of_zero_is_a_gap_on_its_log_axis_not_a_plunge():
+    records = gradient_records()
+    first = records[0].evals[0]
+    records[0] = replace(records[0], evals=(replace(first, eval=replace(first.eval, metrics={
+        **first.eval.metrics, GRAD_MIN: 0.0})), *records[0].evals[1:]))
+    fig = plot_metrics(_metrics_info(records, "min"))
+    entry = next(b for b in fig.layout.updatemenus[0].buttons if b.label == GRAD_MIN)
+    completed = next(i for i, t in enumerate(fig.data) if t.name.startswith("completed"))
+    assert list(entry.args[0]["y"][completed]) == [None, 7.5, 0.125, None]
+    loss = next(b for b in fig.layout.updatemenus[0].buttons if b.label == TRAIN_LOSS)
+    assert 0.0 not in entry.args[0]["y"][completed] and loss.args[1]["yaxis.type"] == "linear"
 
 
 # --- legends count what the header counts -------------------------------------------------

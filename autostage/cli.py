@@ -45,8 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=None, help="sampling and training seed "
                    "(default: the study's)")
     t.add_argument("--threads", type=int, default=0, metavar="N", help="torch threads "
-                   "(default: torch's own); a search gives each trial cores / parallel, and "
-                   "the same count re-runs an exported trial bit for bit")
+                   "(default: the study's resources.threads, which `best --export` sets to the "
+                   "count the trial ran with, so the replay is bit for bit; else torch's own)")
     t.add_argument("-v", "--verbose", action="store_true", help="also print train metrics "
                    "(and the traceback of a trial that raises)")
     t.set_defaults(run=_trial)
@@ -154,7 +154,7 @@ def _trial(args: argparse.Namespace) -> int:
     printer = _EvalPrinter(study.study.metrics[0], args.verbose)
     try:
         result = prepare_trial(study, registry, params, seed,
-                               threads=max(0, args.threads)).run(report=printer)
+                               threads=_threads(args, study)).run(report=printer)
     except AutostageError:
         raise  # bad input found while starting or training: one line, exit 2
     except Exception as e:  # a search records this trial as failed, with this reason
@@ -166,10 +166,17 @@ def _trial(args: argparse.Namespace) -> int:
               "evals" + ("" if args.verbose else " (-v shows the traceback)"))
         return 1
     value = result.value
-    shown = f"{study.study.metrics[0]} = {value:.4g}" if value is not None else "no value"
+    shown = f"{study.study.metrics[0]} = {value:.6g}" if value is not None else "no value"
+    if result.evals and result.evals[-1].restored_from is not None:
+        shown += f" (the weights of its eval at {result.evals[-1].restored_from:,} tokens)"
     print(f"{result.status}{': ' + result.reason if result.reason else ''} — {shown}, "
           f"{result.tokens:,} tokens, {len(result.evals)} evals")
     return 1 if result.status == TrialStatus.FAILED else 0
+
+
+def _threads(args: argparse.Namespace, study) -> int:
+    """--threads, else the study's resources.threads (0: torch's default)."""
+    return max(0, args.threads) or study.study.resources.threads
 
 
 class _EvalPrinter:
@@ -191,6 +198,8 @@ class _EvalPrinter:
         decision = describe(ev.decision)
         if decision == "continue" and ev.stage_tokens >= ev.stage_budget:
             decision = "stage done"
+        if ev.restored is not None and ev.restored_from is not None:
+            decision += f" (weights of the eval at {ev.restored_from:,} tokens)"
         print(f"  {ev.stage + repeat:<12} tokens {ev.tokens:>10,}  lr {ev.lr:.2e}  {metrics}"
               f"  -> {decision}")
 

@@ -216,11 +216,7 @@ def export_study(run: RunDir, best: TrialRecord, records: list[TrialRecord] | No
                              for src, w in stage["data"].items()}
     value = f"value {best.value:.6g}" if best.value is not None else "no value"
     header = (f"# Exported by `autostage best --export` from {run.path}: trial "
-              f"{best.number}, {value}.\n"
-              "# Every choice is fixed; `autostage trial` on this file re-runs that trial —\n"
-              "# bit for bit with the torch threads the search gave it (`--threads N`; a local\n"
-              "# search gives each trial cores / study.parallel): other counts sum floats in\n"
-              "# another order, and a run near a breakthrough may then end elsewhere.\n")
+              f"{best.number}, {value}.\n" + _replay_note(raw, chain))
     if len(chain) > 1:
         raw["lineage"] = [{"trial": r.number, "after_tokens": prefix_tokens(r.branch),
                            "params": dict(r.config)} for r in chain]
@@ -229,6 +225,24 @@ def export_study(run: RunDir, best: TrialRecord, records: list[TrialRecord] | No
         header += (f"# Trial {best.number} branched: its lineage ({path}) is replayed as one "
                    "trial, switching settings where each branch started ([[lineage]]).\n")
     return header + "\n" + tomli_w.dumps(raw)
+
+
+def _replay_note(raw: dict[str, Any], chain: list[TrialRecord]) -> str:
+    """Fix the torch threads the trial ran with (study.resources.threads), and say what a
+    replay reproduces: threads change the order floats are summed in, and a run near a
+    breakthrough may then end elsewhere."""
+    counts = {r.threads for r in chain if r.threads}
+    if len(counts) == 1:
+        raw["study"].setdefault("resources", {})["threads"] = counts.pop()
+        how = "bit for bit"
+    else:  # not recorded (a run of an earlier version), or the lineage's trials differed
+        how = ("closely, not bit for bit: the run did not record one torch thread count for "
+               "it; set study.resources.threads to the count it ran with (a local search "
+               "gives each trial cores / study.parallel)")
+    return ("# Every choice is fixed; `autostage trial` on this file re-runs that trial "
+            f"{how}.\n# Bit for bit needs the same torch threads (study.resources.threads), "
+            "torch version and CPU\n# or GPU model: elsewhere the same trial sums floats in "
+            "another order and ends close,\n# or, near a breakthrough, elsewhere.\n")
 
 
 def _lineage(run: RunDir, record: TrialRecord, records: list[TrialRecord]

@@ -135,6 +135,7 @@ class TrialRecord:
     ended: float | None = None
     evals: tuple[EvalRecord, ...] = ()  # from events.jsonl, retries' replays dropped
     branch: Branch | None = None  # a branched trial: where it started (its evals come after)
+    threads: int | None = None  # torch threads it trained with (None: not recorded)
 
     @property
     def lineage_tokens(self) -> int:
@@ -161,6 +162,12 @@ class TrialRecord:
         return finite(self.value) if self.status.ranked else None
 
     @property
+    def weights_from(self) -> int | None:
+        """The lineage tokens of the eval whose weights the trial ended with: its last eval's,
+        or an earlier one's where a rewinding stage policy restored them (None: no evals)."""
+        return self.evals[-1].eval.weights_from if self.evals else None
+
+    @property
     def plan(self) -> str:
         """The sampled stage plan (`plan.order`), "" when the study searched none."""
         return str(self.config.get(PLAN_KEY, ""))
@@ -175,14 +182,15 @@ class TrialRecord:
         return replace(self, evals=tuple(evals))
 
     def to_json(self) -> dict[str, Any]:
-        """What result.json holds; `value`, `plan`, `evals`, `continuation` and `decisions`
-        are derived, for people and tools reading the file (from_json ignores them)."""
+        """What result.json holds; `value`, `plan`, `evals`, `weights_from`, `continuation` and
+        `decisions` are derived, for people and tools reading the file (from_json ignores them)."""
         return {
             "number": self.number, "status": self.status.value, "reason": self.reason,
             "value": self.value, "values": list(self.values) if self.values else None,
             "tokens": self.tokens, "seed": self.seed, "config": dict(self.config),
             "plan": self.plan, "started": self.started, "ended": self.ended,
-            "evals": len(self.evals),
+            "evals": len(self.evals), "threads": self.threads,
+            "weights_from": self.weights_from,
             "branch": self.branch.to_json() if self.branch else None,
             "continuation": self.continuation if self.branch else None,
             "decisions": [{"stage": e.eval.stage, "visit": e.eval.visit, "tokens": e.eval.tokens,
@@ -203,6 +211,7 @@ class TrialRecord:
             config=dict(data.get("config") or {}), started=data.get("started"),
             ended=data.get("ended"), evals=tuple(evals),
             branch=Branch.from_json(data["branch"]) if data.get("branch") else None,
+            threads=data.get("threads"),
         )
 
 

@@ -42,6 +42,10 @@ class Section(BaseModel):
 class Resources(Section):
     cpus: float = Field(1.0, gt=0, description="CPU cores per trial")
     gpus: float = Field(0.0, ge=0, description="GPUs per trial; fractions share one GPU")
+    threads: int = Field(0, ge=0, le=4096, description=(
+        "torch threads per trial; 0: a search's own Ray gives each trial cores / parallel, a "
+        "cluster trial its cpus, `autostage trial` torch's default. A trial re-runs bit for "
+        "bit only with the count it ran with (`best --export` writes it here)"))
 
 
 class StudySection(Section):

@@ -7,8 +7,14 @@ from typing import Any
 
 from pydantic import Field
 
-from autostage.components import Sampler
+from autostage.components import Sampler, startup_trials
 from autostage.hookspecs import hookimpl
+
+STARTUP = ("random trials before the sampler models the results; default: a quarter of "
+           "study.trials, 2 to 10 (Optuna's own default, 10, would leave a 12-trial study "
+           "random nearly to its end)")
+# what `build` uses where no study sized the sampler (`Sampler.sized`): a 40-trial study's
+UNSIZED = startup_trials(40)
 
 
 def _quiet(build):
@@ -29,7 +35,7 @@ class TPE(Sampler):
 
     multi_objective = True
 
-    n_startup_trials: int = Field(8, ge=0, le=1000, description="random trials first")
+    n_startup_trials: int | None = Field(None, ge=0, le=1000, description=STARTUP)
     multivariate: bool = True
     constant_liar: bool = True
 
@@ -38,7 +44,7 @@ class TPE(Sampler):
         import optuna
 
         return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=self.n_startup_trials, multivariate=self.multivariate,
+            seed=seed, n_startup_trials=_startup(self), multivariate=self.multivariate,
             constant_liar=self.constant_liar, group=self.multivariate,
         )
 
@@ -57,13 +63,13 @@ class Random(Sampler):
 class CmaEs(Sampler):
     """CMA-ES over the numeric parameters (categorical ones fall back to random)."""
 
-    n_startup_trials: int = Field(4, ge=0, le=1000)
+    n_startup_trials: int | None = Field(None, ge=0, le=1000, description=STARTUP)
 
     def build(self, seed: int) -> Any:
         import optuna
 
         return optuna.samplers.CmaEsSampler(
-            seed=seed, n_startup_trials=self.n_startup_trials, warn_independent_sampling=False,
+            seed=seed, n_startup_trials=_startup(self), warn_independent_sampling=False,
         )
 
 
@@ -72,12 +78,12 @@ class GP(Sampler):
 
     multi_objective = True
 
-    n_startup_trials: int = Field(8, ge=0, le=1000)
+    n_startup_trials: int | None = Field(None, ge=0, le=1000, description=STARTUP)
 
     def build(self, seed: int) -> Any:
         import optuna
 
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=self.n_startup_trials)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=_startup(self))
 
 
 class QMC(Sampler):
@@ -102,6 +108,10 @@ class NSGA2(Sampler):
         from autostage_plugins.optuna_fixes import NSGAIISampler
 
         return NSGAIISampler(seed=seed, population_size=self.population_size)
+
+
+def _startup(sampler: Any) -> int:
+    return UNSIZED if sampler.n_startup_trials is None else sampler.n_startup_trials
 
 
 @hookimpl

@@ -228,7 +228,7 @@ class Recorder(tune.Callback):
             values=tuple(values) if values else None,
             tokens=int(last.get(msg.TOKENS, trained)), seed=who.seed, config=dict(who.params),
             started=self.started.pop(trial.trial_id, None), ended=time.time(),
-            branch=who.branch,
+            branch=who.branch, threads=last.get(msg.THREADS),
         )
         self.run.write_result(record.with_evals(without_replays(evals)))
         self.models.note(record)

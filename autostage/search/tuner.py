@@ -66,8 +66,8 @@ def _searcher(search: Search) -> StudySearch:
 
     s = search.study.study
     several = len(s.metrics) > 1
-    sampler = search.registry.create("sampler", s.sampler, s.sampler_settings).build(
-        seed=sampler_seed(s.seed, search.storage, s.name))
+    sampler = search.registry.create("sampler", s.sampler, s.sampler_settings).sized(
+        s.trials).build(seed=sampler_seed(s.seed, search.storage, s.name))
     searcher = StudySearch(
         space=functools.partial(suggest, search.space),
         metric=s.metrics if several else s.metrics[0], mode=s.modes if several else s.modes[0],

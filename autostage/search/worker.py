@@ -128,7 +128,7 @@ def _report_outcome(who: TrialIdentity, job: SearchJob, trainer: Any, result: An
     values = None if result.status == TrialStatus.FAILED else result.values(
         job.study.study.metrics)
     outcome = msg.outcome_report(who.number, result.status, result.reason, values,
-                                 who.charged(result.tokens), who.seed, held)
+                                 who.charged(result.tokens), who.seed, job.threads, held)
     if job.study.study.keep_models and _has_value(result.status, values):
         _report_with_model(outcome, trainer, job)
     else:
@@ -208,7 +208,7 @@ class _Reporter:
     """
 
     def __init__(self, trainer: Any, who: TrialIdentity, final: str | None, done: tuple,
-                 every_eval: bool, job: SearchJob | None = None) -> None:
+                 every_eval: bool, job: SearchJob) -> None:
         self.trainer, self.number, self.final, self.job = trainer, who.number, final, job
         self.every_eval = every_eval
         self.before = who.prefix_tokens  # a branched trial's prefix: not charged to it
@@ -241,7 +241,7 @@ class _Reporter:
             self.final_evals += 1
         report = msg.eval_report(self.number, ev, self.seen,
                                  self.final_evals if in_final else None, os.getpid(),
-                                 self.before)
+                                 self.job.threads, self.before)
         if self.pending is None and not (in_final and self.every_eval):
             self.held.append({k: report[k] for k in (msg.EVAL, msg.WORKER)})
             return

@@ -130,9 +130,11 @@ def test_rewind_restores_the_best_weights_then_advances():
     a = [e for e in result.evals if e.stage == "a"]
     assert [e.decision for e in a].count(Rewind(0.5)) == 2
     assert a[-1].decision == Advance()  # a third regression: the stage stopped helping
-    # each rewind went back to the weights of the best eval (500 tokens trained on a) ...
-    assert run.restored == [{"a": 500}, {"a": 500}]
-    # ... and the LR was halved each time
+    # each rewind went back to the weights of the best eval (500 tokens trained on a), and
+    # so did the Advance: stage b starts from them, not from the third regression ...
+    assert run.restored == [{"a": 500}, {"a": 500}, {"a": 500}]
+    assert a[-1].restored_from == 500
+    # ... and the LR was halved at each rewind
     assert [lr for stage, lr in run.lrs if stage == "a"][-1] == pytest.approx(3e-3 / 4)
     assert result.evals[-1].stage == "b"
 
@@ -148,7 +150,11 @@ def test_a_rewind_records_what_was_measured_and_what_the_weights_are_now():
     # ... beside the metrics of the weights the trial goes on with
     assert rewind.restored == best.metrics and rewind.value == best.value
     assert Eval.from_json(rewind.to_json()) == rewind
-    assert all(e.restored is None for e in result.evals if e.decision != Rewind(0.5))
+    # ... and where the stage ended (an Advance, worse than the best): its best weights went on
+    advance = next(e for e in result.evals if e.decision == Advance())
+    assert advance.restored == best.metrics
+    assert all(e.restored is None for e in result.evals
+               if e.decision not in (Rewind(0.5), Advance()))
 
 
 def learns(rate):

@@ -50,7 +50,8 @@ def test_every_eval_field_reaches_the_driver_without_a_list_of_keys():
     from autostage.search import messages as msg
 
     ev = an_eval(ScaleLR(0.5))
-    report = json.loads(json.dumps(msg.eval_report(3, ev, index=5, final_evals=2, worker=9)))
+    report = json.loads(json.dumps(msg.eval_report(3, ev, index=5, final_evals=2, worker=9,
+                                                  threads=2)))
     assert Eval.from_json(report[msg.EVAL]) == ev
     assert {f.name for f in dataclasses.fields(Eval)} <= set(report[msg.EVAL])
     # what Ray's trial schedulers and Optuna's intermediate values read, at the top level

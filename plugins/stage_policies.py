@@ -61,7 +61,8 @@ class RewindOnRegression(StagePolicy):
     """After a regression — the watched metric worse than the stage visit's best so far by
     more than `threshold` (relative) — go back to the best weights of this visit and multiply
     the LR by `lr_factor`. A regression after `max_rewinds` rewinds in one visit advances to
-    the next stage instead: this stage has stopped helping."""
+    the next stage instead: this stage has stopped helping. As for every policy that rewinds,
+    the trial loop ends each visit with its best eval's weights (the trial keeps them)."""
 
     rewinds: ClassVar[bool] = True
 

@@ -7,6 +7,7 @@ import csv
 import difflib
 import io
 import json
+import math
 import os
 import random
 import re
@@ -26,6 +27,25 @@ from autostage.components import (
 )
 from autostage.errors import AutostageError, Problem
 from autostage.hookspecs import hookimpl
+
+
+def label_number(label: object) -> float | None:
+    """A label as a regression target: a finite number, or a name that reads as one ("3.5",
+    " -2e3 " — a csv gives every label as text); None for anything else (a bool too)."""
+    if isinstance(label, bool) or not isinstance(label, int | float | str):
+        return None
+    try:
+        number = float(label)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _regressed(dataset: TextDataset, context: PreflightContext) -> bool:
+    """Whether a regression stage trains on or evaluates `dataset` (it is the study's data
+    source of the names it is configured under)."""
+    names = [n for n, d in context.data.items() if d is dataset]
+    return any(context.objectives.get(n) == "regression" for n in names)
 
 
 def _split(items: list, split: str, val_fraction: float, seed: int) -> list:
@@ -99,8 +119,14 @@ class Arith(TextDataset):
     scored; the prompt is context. `operand_digits` below `digits` makes an easier task in the
     same format (`00042+00017=950000`): a prerequisite whose skills sit at the target's
     positions. Train and val problems are drawn independently, so a few coincide (with 1-digit
-    operands there are only 100 problems): it cannot promise disjoint splits."""
+    operands there are only 100 problems): it cannot promise disjoint splits.
+    `variant = "regression"`: the problem as the text (`00417+03905`), labelled with its sum
+    over 10**digits (`0.4322`): a number a small model reads off the digits, for a
+    regression stage."""
 
+    variant: Literal["text", "regression"] = Field(
+        "text", description="\"regression\": the problem as the text, labelled with its sum "
+        "over 10**digits (0 to 2)")
     digits: int = Field(3, ge=1, le=12, description="digits per operand (the format's width)")
     operand_digits: int | None = Field(None, ge=1, le=12,
                                        description="operands below 10**this (default: digits)")
@@ -130,11 +156,14 @@ class Arith(TextDataset):
     def _problem(self, rng: random.Random) -> Example:
         top = 10**(self.operand_digits or self.digits) - 1
         a, b = rng.randint(0, top), rng.randint(0, top)
+        fmt = f"0{self.digits}d" if self.pad else "d"
+        if self.variant == "regression":
+            # scaled to 0-2 whatever the width: a regression head starts near that scale
+            return Example(text=f"{a:{fmt}}+{b:{fmt}}", label=(a + b) / 10**self.digits)
         width = self.digits + 1
         answer = str(a + b).zfill(width) if self.pad else str(a + b)
         if self.reverse:
             answer = answer[::-1]
-        fmt = f"0{self.digits}d" if self.pad else "d"
         return Example(text=answer, prompt=f"{a:{fmt}}+{b:{fmt}}=")
 
 
@@ -277,12 +306,14 @@ def _read_text(stamp: tuple, encoding: str, keep_newlines: bool) -> str:
 
 class _Records(TextDataset):
     """Shared by jsonl and csv: text and (optional) label fields named in the study. Labels
-    are names (a JSON number becomes its text, e.g. "3"). Texts are kept as written."""
+    are names (a JSON number becomes its text, e.g. "3"), which a regression stage reads as
+    numbers. Texts are kept as written."""
 
     path: LocalPath = Field(description="the file (relative: to the study file's folder)")
     text_field: str = Field("text", description="the field (csv: column) holding the text")
-    label_field: str | None = Field(None, description="the field holding the label (a name); "
-                                    "set it for a classification task")
+    label_field: str | None = Field(None, description="the field holding the label: a class "
+                                    "name, or for a regression stage a number; set it for a "
+                                    "classification or regression task")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="the share held out: the "
                                 "val split evals score (the same for every trial)")
     encoding: str = Field("utf-8", description="the file's text encoding (strict); a "
@@ -327,7 +358,19 @@ class _Records(TextDataset):
             self.rows()
         except _Bad as e:
             return e.problems
+        if self.label_field and _regressed(self, context) and (why := self._not_a_number()):
+            return [Problem("label_field", why)]
         return _all_held_out(self)
+
+    def _not_a_number(self) -> str | None:
+        """The first row whose label is no number, for a regression stage (None: all are)."""
+        stamp = _stamp([Path(self.path)])[0]
+        for line, row in _read_rows(self.format, stamp, self.encoding):
+            if label_number(value := row.get(self.label_field)) is None:
+                return (f"{self.path} line {line}: {self.label_field!r} is {value!r}, not a "
+                        "finite number; a regression stage needs a number in every row "
+                        "(e.g. 3.5)")
+        return None
 
     def examples(self, split: str, seed: int) -> list[Example]:
         check_split(split)
@@ -412,8 +455,9 @@ class HF(TextDataset):
     train_split: str = Field("train", description="the hub split trained on")
     val_split: str = Field("validation", description="the hub split evals score")
     text_field: str = Field("text", description="the field holding the text")
-    label_field: str | None = Field(None, description="the field holding the class id (an "
-                                    "integer); set it for a classification task")
+    label_field: str | None = Field(None, description="the field holding the label: a class "
+                                    "id (an integer), or for a regression stage a number; set "
+                                    "it for a classification or regression task")
     limit: int = Field(50_000, ge=1, description="examples read per split")
 
     def preflight(self, context: PreflightContext) -> list[Problem]:
@@ -449,9 +493,22 @@ class HF(TextDataset):
         except Exception as e:  # offline, unknown name, ...: one clear line
             raise AutostageError(f"dataset hf: cannot load {self.name!r} ({which}): "
                                  f"{type(e).__name__}: {e}") from None
-        return [Example(str(row[self.text_field]),
-                        int(row[self.label_field]) if self.label_field else None)
-                for row in data]
+        return [Example(str(row[self.text_field]), self._label(row, i, split))
+                for i, row in enumerate(data)]
+
+    def _label(self, row: dict, i: int, split: str) -> int | float | None:
+        """A class id (an integral number) or a regression target (any other finite
+        number) — never a float cut to an int, as int() did to 3.8."""
+        if not self.label_field:
+            return None
+        value = row[self.label_field]
+        number = label_number(value)
+        if number is None:
+            which = self.val_split if split == "val" else self.train_split
+            raise AutostageError(f"dataset hf {self.name!r} ({which} split) row {i}: "
+                                 f"{self.label_field!r} is {value!r}, not a number; "
+                                 "label_field names a column of class ids or numbers")
+        return int(number) if number.is_integer() and not isinstance(value, float) else number
 
 
 @hookimpl

@@ -123,7 +123,8 @@ def mlm_batch(windows: list[tuple[torch.Tensor, torch.Tensor]], tok: Tokenizer,
 
 def classify_batch(examples: list[Example], tok: Tokenizer,
                    length: int) -> dict[str, torch.Tensor]:
-    """<cls> + text, cut or padded to `length`; the label is the example's class."""
+    """<cls> + text, cut or padded to `length` (padding on the right, masked out); the label
+    is the example's class id, or for regression its target (floats: a float tensor)."""
     rows, masks = [], []
     for e in examples:
         ids = ([tok.cls_id] + tok.encode(e.text))[:length]

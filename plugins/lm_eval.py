@@ -19,12 +19,15 @@ from autostage_plugins.lm_data import IGNORE, classify_batch, held_out_sample, l
 @torch.no_grad()
 def evaluate(model: Any, objective: str, data: Any, source: str, cfg: Any, tok: Any,
              device: Any) -> dict[str, float]:
-    """loss and perplexity for language modelling; loss, accuracy, macro-F1 for classify."""
+    """loss and perplexity for language modelling; loss, accuracy, macro-F1 for classify;
+    loss (= mse), mse, mae and R² for regression."""
     was_training = model.training
     model.eval()
     try:
         if objective == "classify":
             return _classify(model, data.examples[source]["val"], cfg, tok, device)
+        if objective == "regression":
+            return _regress(model, data.examples[source]["val"], cfg, tok, device)
         return _language(model, objective, data.streams[source]["val"], cfg, tok, device)
     finally:
         model.train(was_training)
@@ -51,22 +54,48 @@ def _language(model: Any, objective: str, stream: Any, cfg: Any, tok: Any,
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "examples": len(windows)}
 
 
-def _classify(model: Any, examples: list, cfg: Any, tok: Any, device: Any) -> dict[str, float]:
+def _sequence_outputs(model: Any, examples: list, cfg: Any, tok: Any,
+                      device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The head's outputs (logits) and labels for the eval sample of `examples`."""
     examples = held_out_sample(examples, cfg.eval_batches * cfg.batch_size)
-    total, predicted, actual = 0.0, [], []
+    outputs, labels = [], []
     for start in range(0, len(examples), cfg.batch_size):
         batch = {k: v.to(device) for k, v in
                  classify_batch(examples[start:start + cfg.batch_size], tok,
                                 cfg.context).items()}
-        logits = model(input_ids=batch["input_ids"],
-                       attention_mask=batch["attention_mask"]).logits.float()
-        total += float(torch.nn.functional.cross_entropy(logits, batch["labels"],
-                                                          reduction="sum"))
-        predicted += logits.argmax(-1).tolist()
-        actual += batch["labels"].tolist()
+        outputs.append(model(input_ids=batch["input_ids"],
+                             attention_mask=batch["attention_mask"]).logits.float())
+        labels.append(batch["labels"])
+    return torch.cat(outputs), torch.cat(labels)
+
+
+def _classify(model: Any, examples: list, cfg: Any, tok: Any, device: Any) -> dict[str, float]:
+    logits, labels = _sequence_outputs(model, examples, cfg, tok, device)
+    total = float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))
+    predicted, actual = logits.argmax(-1).tolist(), labels.tolist()
     accuracy = sum(p == a for p, a in zip(predicted, actual, strict=True)) / len(actual)
     return {"loss": total / len(actual), "accuracy": accuracy,
             "f1": macro_f1(predicted, actual), "examples": len(actual)}
+
+
+def _regress(model: Any, examples: list, cfg: Any, tok: Any, device: Any) -> dict[str, float]:
+    outputs, targets = _sequence_outputs(model, examples, cfg, tok, device)
+    metrics = regression_metrics(outputs.squeeze(-1).tolist(), targets.tolist())
+    return {"loss": metrics["mse"], **metrics, "examples": len(targets)}
+
+
+def regression_metrics(predicted: list[float], actual: list[float]) -> dict[str, float]:
+    """mse, mae and R² (1 - squared error / the sample's variance about its own mean: 0 is
+    the sample's mean predictor, 1 exact). A sample whose targets are all equal has no
+    variance to explain: R² is 1 for exact predictions, else 0 (scikit-learn's
+    force_finite), never a NaN the search could not rank."""
+    n = len(actual)
+    mean = sum(actual) / n
+    squared = sum((p - a) ** 2 for p, a in zip(predicted, actual, strict=True))
+    spread = sum((a - mean) ** 2 for a in actual)
+    r2 = 1 - squared / spread if spread else float(squared == 0)
+    return {"mse": squared / n, "mae": sum(abs(p - a) for p, a in
+                                          zip(predicted, actual, strict=True)) / n, "r2": r2}
 
 
 def macro_f1(predicted: list[int], actual: list[int]) -> float:

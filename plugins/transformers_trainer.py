@@ -1,8 +1,9 @@
 """The `transformers` trainer: GPT-2 / BERT models from `transformers`, trained stage by stage
 by our own lean torch loop (HF's Trainer needs `accelerate` and hides the step we steer).
 
-Objectives: causal_lm (GPT-2), mlm (BERT), classify (either). Every objective's model shares
-one backbone, so weights move between stages: an MLM-pretrained encoder is the classifier's.
+Objectives: causal_lm (GPT-2), mlm (BERT), classify and regression (either). Every objective's
+model shares one backbone, so weights move between stages: an MLM-pretrained encoder is the
+classifier's.
 """
 
 from __future__ import annotations
@@ -33,21 +34,26 @@ from autostage.decisions import TrialFailed
 from autostage.errors import AutostageError, Problem
 from autostage.hookspecs import hookimpl
 
-OBJECTIVES = {"gpt2": ("causal_lm", "classify"), "bert": ("mlm", "classify")}
+OBJECTIVES = {"gpt2": ("causal_lm", "classify", "regression"),
+              "bert": ("mlm", "classify", "regression")}
+#: the objectives whose model reads one example and answers with a sequence head
+SEQUENCE = ("classify", "regression")
 
 
 class Transformers(Trainer):
     """A GPT-2 or BERT model sized here (or a `pretrained` directory), trained by autostage."""
 
-    objectives = ("causal_lm", "mlm", "classify")
-    metrics = ("loss", "perplexity", "accuracy", "f1", "examples")
-    maximize = ("accuracy", "f1")
+    objectives = ("causal_lm", "mlm", "classify", "regression")
+    metrics = ("loss", "perplexity", "accuracy", "f1", "mse", "mae", "r2", "examples")
+    maximize = ("accuracy", "f1", "r2")
     objective_metrics = {"causal_lm": ("loss", "perplexity", "examples"),
                          "mlm": ("loss", "perplexity", "examples"),
-                         "classify": ("loss", "accuracy", "f1", "examples")}
+                         "classify": ("loss", "accuracy", "f1", "examples"),
+                         "regression": ("loss", "mse", "mae", "r2", "examples")}
 
-    arch: Literal["gpt2", "bert"] = Field("gpt2", description="gpt2: causal_lm, classify; "
-                                          "bert: mlm, classify (ignored with pretrained)")
+    arch: Literal["gpt2", "bert"] = Field("gpt2", description="gpt2: causal_lm, classify, "
+                                          "regression; bert: mlm, classify, regression "
+                                          "(ignored with pretrained)")
     n_layer: int = Field(2, ge=1, le=96, description="transformer blocks (ignored with "
                          "pretrained)")
     n_embd: int = Field(64, ge=8, le=16384, description="width; a multiple of n_head "
@@ -169,6 +175,7 @@ class TransformersRun:
         #: the classifier's label names in class-id order (None: the data gives class ids)
         self.labels = _label_names(self.data.examples, classified, taught)
         self.num_labels = self.data.number_classes(classified, self.labels, taught)
+        self.data.number_targets(_regressed(setup, self.sources, classified))
         self.models: dict[str, Any] = {}
         self.stage: StageVisit | None = None
         self.optimizer: Any = None
@@ -192,8 +199,12 @@ class TransformersRun:
         )
 
         auto = {"causal_lm": AutoModelForCausalLM, "mlm": AutoModelForMaskedLM,
-                "classify": AutoModelForSequenceClassification}[objective]
-        extra = {"num_labels": self.num_labels} if objective == "classify" else {}
+                "classify": AutoModelForSequenceClassification,
+                "regression": AutoModelForSequenceClassification}[objective]
+        # one output and problem_type "regression": transformers' own MSE loss, and a
+        # text-classification pipeline of the export applies no softmax or sigmoid
+        extra = {"num_labels": self.num_labels} if objective == "classify" else \
+            {"num_labels": 1, "problem_type": "regression"} if objective == "regression" else {}
         first = not self.models
         if self.cfg.pretrained and first:
             model = _load_pretrained(auto, self.cfg.pretrained, extra)
@@ -375,6 +386,29 @@ class _Data:
                                                 for e in examples]
         return len(ids)
 
+    def number_targets(self, sources: list[str]) -> None:
+        """Make every label of the regressed `sources` a float, checked before any training:
+        a missing or non-numeric label is one error naming the source, split and example
+        (csv and jsonl name the file's line in `validate` already)."""
+        from dataclasses import replace
+
+        from autostage_plugins.datasets import label_number
+
+        for source in sources:
+            for split, examples in self.examples[source].items():
+                targets = [label_number(e.label) for e in examples]
+                bad = next((i for i, t in enumerate(targets) if t is None), None)
+                if bad is not None:
+                    label = examples[bad].label
+                    has = "no label" if label is None else f"the label {label!r}"
+                    raise AutostageError(
+                        f"data source {source!r} ({split} split): example {bad} has {has}, "
+                        "not a finite number; a regression stage "
+                        "trains on numeric labels (label_field naming a column of numbers, "
+                        "or arith's variant = \"regression\")")
+                self.examples[source][split] = [replace(e, label=t)
+                                                for e, t in zip(examples, targets, strict=True)]
+
     def train_batch(self, stage: StageVisit, k: int, cfg: Transformers, tok: Any) -> dict:
         import torch
 
@@ -384,7 +418,7 @@ class _Data:
         rng = random.Random(f"{self.seed}-{stage.name}-{stage.visit}-{k}")
         names, weights = zip(*stage.mix.items(), strict=True)
         picks = rng.choices(names, weights=weights, k=cfg.batch_size)
-        if stage.objective == "classify":
+        if stage.objective in SEQUENCE:
             return classify_batch([rng.choice(self.examples[s]["train"]) for s in picks], tok,
                                   cfg.context)
         windows = [self.streams[s]["train"].window(rng, cfg.context) for s in picks]
@@ -416,11 +450,24 @@ def _label_names(examples: dict, sources: list[str], taught: list[str]) -> list[
     return sorted(set().union(*(given[s] for s in taught))) if named else None
 
 
+def _regressed(setup: TrialSetup, sources: dict, classified: list[str]) -> list[str]:
+    """The sources a regression stage trains on or evaluates: their labels are targets. One
+    classified too would need its labels as classes and as numbers: refused."""
+    regressed = [s for s, o in setup.objectives.items() if o == "regression" and s in sources]
+    regressed += [s for s in setup.trains.get("regression", ()) if s not in regressed]
+    both = [s for s in regressed if s in classified or s in setup.trains.get("classify", ())]
+    if both:
+        raise AutostageError(f"data source {both[0]!r} is both classified and regressed: its "
+                             "labels cannot be classes and numbers alike; give each objective "
+                             "a data source of its own")
+    return regressed
+
+
 def _class_count(examples: dict, sources: list[str]) -> int:
     """Classes for labels given as ids: the largest id in a train split, plus one (2 when
     nothing is classified: a head must have some)."""
-    return max([e.label for s in sources for e in examples[s]["train"]
-                if e.label is not None] or [1]) + 1
+    return int(max([e.label for s in sources for e in examples[s]["train"]
+                    if e.label is not None] or [1])) + 1
 
 
 def _counted(batch: dict) -> int:

@@ -66,8 +66,8 @@ class TextDatasetContract(DatasetContract):
 
     - `examples(split, seed)` for "train" and "val" is a non-empty list of
       `Example(text, label=None, prompt="")`s: `text` and `prompt` strings, `label` None, a
-      class name (str) or a class id (int) — what `autostage.components.read_examples`,
-      which the trainer reads through, accepts;
+      class name (str), a class id (int) or a regression target (float) — what
+      `autostage.components.read_examples`, which the trainer reads through, accepts;
     - the same split and seed give the same examples, also from a copy rebuilt from its
       fields (as a Ray worker rebuilds it);
     - "val" is the same for every seed: every trial of a study is judged on the same
@@ -76,7 +76,7 @@ class TextDatasetContract(DatasetContract):
       the `disjoint_splits` fixture says False (a dataset that draws both splits from a
       small space, as `arith` does, cannot promise it);
     - labels are on every example of both splits or on none (a classifier trains on train
-      and scores val), all names or all ids;
+      and scores val), all names, all ids or all targets;
     - any other split ("test", "validation", "Train") is a ValueError naming it
       (`autostage.components.check_split` raises it);
 
@@ -146,8 +146,8 @@ class TextDatasetContract(DatasetContract):
     def test_labels_are_names_or_ids_not_both(self, component: Any) -> None:
         kinds = {type(e.label).__name__ for s in SPLITS for e in component.examples(s, 0)
                  if e.label is not None}
-        assert len(kinds) <= 1, f"labels of types {sorted(kinds)}: give class names (str) " \
-            "or class ids (int), not both"
+        assert len(kinds) <= 1, f"labels of types {sorted(kinds)}: give class names (str), " \
+            "class ids (int) or regression targets (float), one kind"
 
     @pytest.mark.parametrize("unknown", UNKNOWN_SPLITS)
     def test_an_unknown_split_is_a_value_error_naming_it(self, component: Any,

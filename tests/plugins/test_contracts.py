@@ -142,7 +142,8 @@ class TestBranchers(BrancherContract):
 TEXT_CASES: dict[str, list[tuple[str, dict]]] = {
     "pydoc": [("text", {}), ("classify", {"variant": "classify", "passage_chars": 200})],
     "arith": [("default", {}), ("small", {"digits": 1, "train_size": 50, "val_size": 8}),
-              ("easier", {"digits": 4, "operand_digits": 2, "reverse": False, "pad": False})],
+              ("easier", {"digits": 4, "operand_digits": 2, "reverse": False, "pad": False}),
+              ("regression", {"variant": "regression", "digits": 2, "train_size": 50})],
     "text": [("file", {"path": "corpus.txt", "passage_chars": 64}),
              ("folder", {"path": "corpus", "passage_chars": 64, "keep_newlines": True})],
     "jsonl": [("lm", {"path": "rows.jsonl"}),
@@ -394,8 +395,8 @@ def test_check_split_names_the_split_and_the_ones_there_are():
     ({"text": "x"}, "item 0 is a dict ({'text': 'x'}), not an Example"),
     (Example(b"bytes"), "item 0 has a text that is a bytes (b'bytes'), not a str"),
     (Example("x", prompt=None), "item 0 has a prompt that is a NoneType (None), not a str"),
-    (Example("x", label=1.5), "item 0 has a label that is a float (1.5): give None, a class "
-                              "name (str) or a class id (int)"),
+    (Example("x", label=[1]), "item 0 has a label that is a list ([1]): give None, a class "
+                              "name (str), a class id (int) or a regression target (float)"),
     (Example("x", label=True), "item 0 has a label that is a bool (True)"),
 ])
 def test_read_examples_names_the_source_the_split_and_the_first_wrong_item(example, says):

@@ -172,6 +172,10 @@ def print_trial(console: Console, record: TrialRecord, metrics: list[str],
         changed = ", ".join(sorted(record.continuation)) or "nothing"
         say(f"  branched from trial {branch.parent} at {branch.tokens:,} tokens "
             f"(stage {branch.stage}); changed: {changed}")
+    last = record.evals[-1].eval if record.evals else None
+    if last is not None and last.restored is not None and last.restored_from is not None:
+        say(f"  kept weights: its eval at {last.restored_from:,} tokens, restored by the stage "
+            f"policy (its last eval, at {last.tokens:,}, measured worse)")
     say(f"  stage plan: {record.plan}")
     for key, value in sorted(record.config.items()):
         if key != PLAN_KEY:

@@ -113,3 +113,25 @@ def test_the_public_api_is_small_and_imports_lazily():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"  # `autostage --help` stays fast
+
+
+def test_a_trial_that_kept_earlier_weights_says_which_eval_they_are():
+    import io
+
+    from rich.console import Console
+
+    from autostage.live import print_trial
+
+    best = an_eval(Continue(), tokens=4096)
+    last = an_eval(Advance(), tokens=6144, metrics={"eval.target.loss": 1.9},
+                   restored=best.metrics, restored_from=4096)
+    record = TrialRecord(2, TrialStatus.COMPLETED, values=(1.5,), tokens=6144,
+                         evals=(EvalRecord(best), EvalRecord(last)))
+    data = json.loads(json.dumps(record.to_json()))
+    assert data["weights_from"] == 4096 and data["value"] == 1.5
+    assert TrialRecord.from_json(data).threads is None  # a run that did not record them
+    shown = io.StringIO()
+    print_trial(Console(file=shown, width=200), record, ["eval.target.loss"])
+    assert ("kept weights: its eval at 4,096 tokens, restored by the stage policy (its last "
+            "eval, at 6,144, measured worse)") in shown.getvalue()
+    assert record.with_evals([EvalRecord(best)]).weights_from == 4096  # its own, unrestored

@@ -1,7 +1,7 @@
 """Each shipped study that trains real models learns something: one trial of a good
 configuration, within the study's own token budget, beats the trivial baseline on the very
 examples its eval scores — the majority class for a classifier, a unigram model for a
-language model."""
+language model, the mean of the labels for a regression."""
 
 import tomllib
 from collections import Counter
@@ -22,6 +22,7 @@ GOOD = {
     "bert-mlm-classify.toml": [
         "search.plan={order='pretrain>classify'}", "search.optimizer={adamw={lr=2e-3}}",
         "search.lr_schedule={constant={}}", "search.stage_policy={budget_split={first=0.2}}"],
+    "regression.toml": ["search.optimizer={adamw={lr=8e-3}}", "search.lr_schedule={constant={}}"],
     "branching.toml": [
         "search.plan={order='target'}", "stage.target.data={target=1.0, prereq=1.0}",
         "search.optimizer={adamw={lr=3e-3}}", "search.stage_policy={fixed={}}"],
@@ -93,3 +94,23 @@ def test_bert_mlm_classify_beats_the_majority_class(registry):
     # 100k MLM tokens, then 150k classifying: the majority class is 0.451 of the 82
     # held-out passages; the trial reaches about 0.72
     assert result.value > majority_share(run, "topics") + 0.1
+
+
+def label_variance(run, source: str) -> float:
+    """The MSE of the mean predictor on the eval sample — its labels' variance (R² 0)."""
+    from autostage_plugins.lm_data import held_out_sample
+
+    sample = held_out_sample(run.data.examples[source]["val"],
+                             run.cfg.eval_batches * run.cfg.batch_size)
+    mean = sum(e.label for e in sample) / len(sample)
+    return sum((e.label - mean) ** 2 for e in sample) / len(sample)
+
+
+@pytest.mark.slow
+def test_the_regression_study_beats_the_mean_of_its_labels(registry):
+    result, run = one_trial(registry, "regression.toml")
+    metrics = result.evals[-1].metrics
+    # the 256 held-out sums over 1000 vary by 0.157 (the mean's MSE, R² 0); 16k tokens at
+    # 8e-3 reach about R² 0.95, MSE 0.008
+    assert result.value == metrics["eval.sums.r2"] > 0.7
+    assert metrics["eval.sums.mse"] < 0.3 * label_variance(run, "sums")

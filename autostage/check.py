@@ -431,6 +431,9 @@ def _check_search(ctx: Context) -> Iterator[Problem]:
                               f"fields under [search.trainer.{model.trainer}]")
                 continue
             yield from _check_table(registry.get(kind, name), kind, name, table, path)
+            if kind == "trainer" and model is not None:
+                yield from _check_choices_together(registry.get(kind, name), model.settings,
+                                                   table, path)
     for kind, name in DEFAULTS.items():
         if not search.tables(kind) and not registry.has(kind, name):
             yield Problem(f"search.{kind}", f"no {kind} chosen and the default '{name}' is not "
@@ -460,6 +463,20 @@ def _check_table(cls: Any, kind: str, name: str, table: dict, path: str) -> Iter
                     yield Problem(where, f"choice {why}")
         elif (why := check_value(cls, key, spec)) is not None:
             yield Problem(where, why)
+
+
+def _check_choices_together(cls: Any, settings: dict[str, Any], table: dict,
+                            path: str) -> Iterator[Problem]:
+    """Each searched value of a trainer field with the [model] table's settings, by the
+    trainer's own rules between fields (arch and norm, n_embd and n_head): otherwise every
+    trial that draws a value that cannot be would fail alone, at its start."""
+    if any(_check_together(cls, settings, path)):
+        return  # the [model] table alone breaks a rule: reported with its settings
+    for key, spec in table.items():
+        for value in spec if isinstance(spec, list) else [] if isinstance(spec, dict) \
+                else [spec]:
+            for problem in _check_together(cls, {**settings, key: value}, path):
+                yield Problem(f"{path}.{key}", f"choice {value!r}: {problem.message}")
 
 
 def _check_range(spec: dict, where: str, integer: bool, cls: Any = None, key: str = "",

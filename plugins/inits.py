@@ -115,13 +115,14 @@ class ScaledResidual(Init):
     stream's variance does not grow with depth (two residual writes per block).
 
     Residual projections are found by module name (`residual_projections`, suffixes of
-    GPT-2, BERT and Llama names; a subclass may name others); n_layer comes from the model's
+    GPT-2, BERT, Llama and OPT names; a subclass may name others); n_layer comes from the model's
     config, else from the number of blocks holding such projections.
     """
 
     residual_projections: ClassVar[tuple[str, ...]] = (
         "attention.output.dense",  # BERT: attention output (before "output.dense")
         "self_attn.o_proj", "mlp.down_proj",  # Llama
+        "self_attn.out_proj", "fc2",  # OPT (the trainer's norm = "post-layernorm")
         "attn.c_proj", "mlp.c_proj",  # GPT-2
         "output.dense",  # BERT: feed-forward output
     )

@@ -4,6 +4,8 @@ by our own lean torch loop (HF's Trainer needs `accelerate` and hides the step w
 Objectives: causal_lm (GPT-2), mlm (BERT), classify and regression (either). Every objective's
 model shares one backbone, so weights move between stages: an MLM-pretrained encoder is the
 classifier's.
+`norm` picks where and how the blocks normalise, as another transformers architecture where
+GPT-2's own has no switch for it (OPT for post-norm, Llama for RMSNorm): `norms`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from autostage.components import (
 from autostage.decisions import TrialFailed
 from autostage.errors import AutostageError, Problem
 from autostage.hookspecs import hookimpl
+from autostage_plugins.norms import problem as norm_problem
 
 OBJECTIVES = {"gpt2": ("causal_lm", "classify", "regression"),
               "bert": ("mlm", "classify", "regression")}
@@ -64,6 +67,14 @@ class Transformers(Trainer):
                          "positions; with pretrained, at most the model's)")
     dropout: float = Field(0.0, ge=0, le=0.9, description="dropout probability everywhere "
                            "(ignored with pretrained)")
+    norm: Literal["pre-layernorm", "post-layernorm", "pre-rmsnorm"] | None = Field(
+        None, description=(
+            "where the blocks normalise, and with what; unset: the arch's own. gpt2: "
+            '"pre-layernorm" (GPT-2), "post-layernorm" (OPT with do_layer_norm_before = '
+            "false: GPT-2's block with the LayerNorm after each residual add, no final "
+            'norm), "pre-rmsnorm" (a Llama block: with RMSNorm come rotary positions, a '
+            "gated SiLU MLP of GPT-2's MLP parameters, no biases, attention-only dropout); "
+            'bert: "post-layernorm" (BERT) only. Not with pretrained'))
     tokenizer: PathOrName | None = Field(None, description=(
         '"byte", "bpe", or a tokenizer directory; default: the pretrained model\'s own '
         'tokenizer when pretrained is set, else "byte"'))
@@ -90,6 +101,12 @@ class Transformers(Trainer):
         if not self.pretrained and self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head "
                              f"({self.n_head})")
+        return self
+
+    @model_validator(mode="after")
+    def _norm_exists(self) -> Transformers:
+        if (why := norm_problem(self.arch, self.norm, bool(self.pretrained))) is not None:
+            raise ValueError(why)
         return self
 
     def tokenizer_source(self) -> str:
@@ -223,19 +240,13 @@ class TransformersRun:
         return model.to(self.device)
 
     def _config(self, **extra: Any) -> Any:
-        from transformers import BertConfig, GPT2Config
+        from autostage_plugins.norms import config
 
-        c, d = self.cfg, self.cfg.dropout
-        if c.arch == "gpt2":
-            return GPT2Config(vocab_size=self.tok.vocab_size, n_positions=c.context,
-                              n_embd=c.n_embd, n_layer=c.n_layer, n_head=c.n_head,
-                              resid_pdrop=d, embd_pdrop=d, attn_pdrop=d, summary_first_dropout=d,
-                              bos_token_id=self.tok.eos_id, eos_token_id=self.tok.eos_id,
-                              **extra)
-        return BertConfig(vocab_size=self.tok.vocab_size, hidden_size=c.n_embd,
-                          num_hidden_layers=c.n_layer, num_attention_heads=c.n_head,
-                          intermediate_size=4 * c.n_embd, max_position_embeddings=c.context,
-                          hidden_dropout_prob=d, attention_probs_dropout_prob=d, **extra)
+        c = self.cfg
+        shape = {"vocab_size": self.tok.vocab_size, "context": c.context, "n_embd": c.n_embd,
+                 "n_layer": c.n_layer, "n_head": c.n_head, "dropout": c.dropout,
+                 "eos_id": self.tok.eos_id}
+        return config(c.arch, c.norm, shape, **extra)
 
     # --- the trial loop's protocol -------------------------------------------------------------
 

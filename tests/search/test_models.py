@@ -252,11 +252,14 @@ def test_a_kept_gpt2_opens_with_from_pretrained_and_gives_the_same_logits(tmp_pa
     run.export(str(tmp_path / "model"))
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model")
+    ids = run.tok.encode(TEXT)
+    assert ids == list(TEXT.encode()) and tokenizer.decode(ids) == TEXT
+    # a text keeps its last 24 bytes: the context (32 positions) less a quarter, room for
+    # a text-generation pipeline to generate in
     inputs = tokenizer(TEXT, return_tensors="pt")
-    assert inputs["input_ids"][0].tolist() == run.tok.encode(TEXT) == list(TEXT.encode())
-    assert tokenizer.decode(inputs["input_ids"][0]) == TEXT
-    context = inputs["input_ids"][:, :32]  # the model's context: 32 positions
-    assert same_logits(run.models["causal_lm"], model, input_ids=context)
+    assert inputs["input_ids"][0].tolist() == ids[-24:]
+    assert tokenizer(TEXT[-12:])["input_ids"] == list(TEXT[-12:].encode())
+    assert same_logits(run.models["causal_lm"], model, input_ids=inputs["input_ids"])
 
 
 @pytest.mark.slow
@@ -309,7 +312,7 @@ def test_the_byte_tokenizer_encodes_exactly_as_ours_through_auto_tokenizer(tmp_p
     from autostage_plugins.tokenize import byte_tokenizer, for_transformers
 
     ours = byte_tokenizer()
-    for_transformers(ours, cls_first=False).save_pretrained(tmp_path)
+    for_transformers(ours, "causal_lm").save_pretrained(tmp_path)
     theirs = AutoTokenizer.from_pretrained(tmp_path)
     for text in (TEXT, "", "\x00\x7f ÿ", "<eos><cls>"):
         assert theirs(text)["input_ids"] == ours.encode(text)

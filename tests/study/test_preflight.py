@@ -422,11 +422,13 @@ def test_a_pretrained_directory_trains_with_its_own_saved_tokenizer(folder, regi
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from autostage import prepare_trial, sample_config
-    from autostage_plugins.tokenize import byte_tokenizer, for_transformers
+    from autostage_plugins.tokenize import bpe_tokenizer, for_transformers
 
     GPT2LMHeadModel(GPT2Config(vocab_size=300, n_positions=32, n_embd=32, n_layer=1,
                                n_head=2)).save_pretrained(folder / "tiny")
-    for_transformers(byte_tokenizer(), cls_first=False).save_pretrained(folder / "tiny")
+    # a bpe tokenizer: a saved byte one is read back as autostage's byte tokenizer, ids alike
+    bpe = bpe_tokenizer(["the docs of the standard library"] * 20, 300, str(folder))
+    for_transformers(bpe, "causal_lm").save_pretrained(folder / "tiny")
     study = load_study("study.toml", registry, [
         "model.pretrained='tiny'", "search.plan={order='target'}", "stage.target.tokens=512"])
     trial = prepare_trial(study, registry, sample_config(study, registry, 0), 0)

@@ -58,10 +58,9 @@ def test_regression_metrics_score_the_mean_predictor_zero_and_exact_answers_one(
     assert regression_metrics([4.0, 5.0], [5.0, 5.0])["r2"] == 0.0
 
 
-def test_r2_is_maximised_and_reported_only_for_regression(tmp_path, capsys):
-    from autostage_plugins.transformers_trainer import Transformers
-
-    assert "r2" in Transformers.maximize and {"mse", "mae"}.isdisjoint(Transformers.maximize)
+def test_r2_is_maximised_and_reported_only_for_regression(tmp_path, capsys, registry):
+    trainer = registry.get("trainer", "transformers")
+    assert "r2" in trainer.maximize and {"mse", "mae"}.isdisjoint(trainer.maximize)
     (tmp_path / "study.toml").write_text(regression_study("study.metric=eval.sums.accuracy"))
     assert main(["validate", str(tmp_path / "study.toml")]) == 2
     assert "data source 'sums' is evaluated as regression (by the objective of the stage " \

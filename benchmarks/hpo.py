@@ -149,12 +149,27 @@ def versus(by: dict, measure: Callable[[dict], float], ref: str | None, m: str,
 
 
 def add_oracle_ratios(rows: list[dict], budget: float) -> None:
-    """Each row's compute to target over the oracle's on its seed (censored at the budget)."""
-    oracle = {r["seed"]: censored(r, budget) for r in rows if r["method"] == "oracle"}
+    """Each row's compute to target over the oracle's on its seed: None where the oracle did
+    not reach it; a lower bound (`censored`) where the row did not (it counts the budget)."""
+    oracle = {r["seed"]: r["compute_to_target"] for r in rows if r["method"] == "oracle"}
     for r in rows:
         if r["seed"] in oracle:
-            r["oracle"] = {"compute_to_target": oracle[r["seed"]],
-                           "ratio": censored(r, budget) / oracle[r["seed"]]}
+            mine, theirs = r["compute_to_target"], oracle[r["seed"]]
+            r["oracle"] = {"compute_to_target": theirs,
+                           "ratio": None if theirs is None else censored(r, budget) / theirs,
+                           "censored": mine is None}
+
+
+def oracle_ratio(rows: list[dict]) -> str:
+    """The median ratio over the seeds the oracle reached; ≥ when any is censored (a bound
+    only underestimates, so the median can only be higher)."""
+    ratios = [(r["oracle"]["ratio"], r["oracle"]["censored"]) for r in rows
+              if r.get("oracle", {}).get("ratio") is not None]
+    if not ratios:
+        return "n/a"
+    median = statistics.median(v for v, _ in ratios)
+    bound = any(c for _, c in ratios)
+    return f"{'≥ ' if bound else ''}{median:.2f} ({len(ratios)} seeds)"
 
 
 def table(data: dict) -> str:
@@ -187,16 +202,16 @@ def table(data: dict) -> str:
               f"{data['target']})", "",
               "Censored at the budget: a search that never reached it counts the whole budget "
               "(—), so differences involving it understate the gap. Ratio to the oracle: the "
-              "median over seeds of compute to target over the oracle's on that seed.", "",
+              "median, over the seeds where the oracle reached the target, of compute to "
+              "target over the oracle's (≥: a bound, the method did not reach it).", "",
               f"| method | reached | median | per seed | ratio to oracle | vs best peer "
               f"({ref_reach}): diff [95% CI] |", "|---|---|---|---|---|---|"]
     for m, rs in by.items():
-        ratios = [r["oracle"]["ratio"] for r in rs if "oracle" in r]
         lines.append(
             f"| {m} | {sum(r['compute_to_target'] is not None for r in rs)}/{len(rs)} | "
             f"{statistics.median(map(to_target, rs)):,.0f} | "
             f"{', '.join(_compute(r['compute_to_target']) for r in rs)} | "
-            f"{f'{statistics.median(ratios):.2f}' if ratios else 'n/a'} | "
+            f"{oracle_ratio(rs)} | "
             f"{versus(by, to_target, ref_reach, m, ',.0f')} |")
     lines += ["", *aim(by, budget, ref_best, ref_reach, mode)]
     if (o := next((r for r in rows if r["method"] == "oracle"), None)):

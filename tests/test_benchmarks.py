@@ -245,12 +245,21 @@ def test_results_json_and_table_have_the_issues_shape(tmp_path):
         assert {"method", "seed", "best", "tokens_to_target", "oracle"} <= set(r)
     m4 = [r for r in saved["rows"] if r["method"] == "autostage-M4"]
     assert [r["oracle"]["ratio"] for r in m4] == [2.0, 5.0]  # never reached: the budget
+    assert [r["oracle"]["censored"] for r in m4] == [False, True]
     text = (tmp_path / "hpo-arith-smoke.md").read_text()
-    assert "| autostage-M4 | 1/2 | 650 | 300, — | 3.50 |" in text
+    assert "| autostage-M4 | 1/2 | 650 | 300, — | ≥ 3.50 (2 seeds) |" in text
+    assert "| ray-pbt | 2/2 | 750 | 600, 900 | 4.25 (2 seeds) |" in text
     assert "vs best peer (ray-pbt)" in text and "Commit `ffffffffffff`" in text
     assert (tmp_path / "hpo-arith-smoke.html").exists()
     assert [c["name"] for c in hpo.curves(rows)][:2] == ["autostage-M4 seed 100",
                                                          "autostage-M4 seed 101"]
+
+
+def test_no_ratio_where_the_oracle_did_not_reach_the_target():
+    rows = [_row("ray-pbt", 100, 0.9, None), _row("oracle", 100, 0.6, None)]
+    hpo.add_oracle_ratios(rows, 1000.0)
+    assert rows[0]["oracle"] == {"compute_to_target": None, "ratio": None, "censored": True}
+    assert hpo.oracle_ratio(rows[:1]) == "n/a"
 
 
 def test_a_method_that_is_not_known_is_named():

@@ -1,5 +1,5 @@
-"""4-digit addition with a prerequisite (arith.toml): the task benchmarks/search_efficiency.py
-and benchmarks/peers.py measured before issue 26, as a task of benchmarks/hpo.py."""
+"""4-digit addition with a prerequisite (arith.toml): the task that search_efficiency.py and
+peers.py (in git history) measured before issue 26, as a task of benchmarks/hpo.py."""
 
 STUDY = "arith.toml"
 # Answer-token loss (nats) counted as reached: set before the first full run of 2026-11-23,

@@ -6,15 +6,18 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from autostage.keys import PLAN_KEY
-from autostage.records import TrialRecord, TrialStatus, best_trial
+from autostage.decisions import Eval, describe
+from autostage.keys import PLAN_KEY, split_plan
+from autostage.records import TrialRecord, TrialStatus, best_trial, prefix_tokens
 
 
 class QuietView:
@@ -23,33 +26,80 @@ class QuietView:
     def start(self, study: Any, done: int, tokens: int) -> None: ...
     def note(self, lines: list[str]) -> None: ...
     def stop(self) -> None: ...
-    def trial_started(self) -> None: ...
-    def trial_result(self, number: int, tokens: int) -> None: ...
+    def trial_started(self, who: Any = None) -> None: ...
+    def trial_result(self, number: int, tokens: int, ev: Eval | None = None,
+                     who: Any = None) -> None: ...
     def trial_ended(self, record: TrialRecord) -> None: ...
 
 
-class SearchView:
-    """Counts trials and tokens from the driver's callbacks; draws them."""
+@dataclass
+class _Running:
+    """What the panel shows of one running trial."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    number: int
+    plan: tuple[str, ...] = ()  # its stage plan (empty: not known yet)
+    prefix: int = 0  # a branch: the tokens its lineage trained before its branch point
+    charged: int = 0  # tokens it trained itself (a branch: after its branch point)
+    ev: Eval | None = None  # its last eval
+    started: float = 0.0  # when it started
+    reported: float | None = None  # when its last eval came
+
+    def tokens(self) -> int:
+        """Its lineage's tokens so far (a branch counts its prefix, as its plan does)."""
+        return self.ev.tokens if self.ev is not None else self.prefix
+
+    def left(self, stage_tokens: dict[str, int]) -> int:
+        """Tokens still planned: the rest of its stage visit and the stages after it."""
+        if self.ev is None:
+            return max(0, sum(stage_tokens.get(s, 0) for s in self.plan) - self.prefix)
+        ev, seen, after = self.ev, 0, ()
+        for i, name in enumerate(self.plan):  # this visit's place in the plan
+            if name == ev.stage:
+                if seen == ev.visit:
+                    after = self.plan[i + 1:]
+                    break
+                seen += 1
+        # (a visit the plan does not name, after Advance(to=...): its own rest only)
+        return max(0, ev.stage_budget - ev.stage_tokens) + \
+            sum(stage_tokens.get(s, 0) for s in after)
+
+
+class SearchView:
+    """Counts trials and tokens from the driver's callbacks; draws them: a line per running
+    trial (the `rows` furthest along; the rest folded into one line) and an estimate of the
+    time left from the tokens trained per second so far and the tokens still planned.
+    `clock`: time.time, or a scripted one in tests."""
+
+    def __init__(self, console: Console | None = None, rows: int = 10,
+                 clock: Callable[[], float] = time.time) -> None:
         self.console = console or Console()
+        self.rows, self.clock = rows, clock
         self.lock = threading.Lock()
         self.live: Live | None = None
-        self.running = 0
+        self.running = self.peak = 0  # trials running now, and the most that ran at once
         self.counts: dict[TrialStatus, int] = dict.fromkeys(TrialStatus, 0)
-        # Only what the panel draws: tokens of the trials still running, the sum of the
-        # ended ones, and the best record so far (a 1,000-trial search kept every record
-        # and scanned them all 4 times a second).
-        self.tokens: dict[int, int] = {}
+        # Only what the panel draws: the trials still running, the tokens of the ended ones,
+        # and the best record so far (a 1,000-trial search kept every record and scanned
+        # them all 4 times a second).
+        self.trials: dict[int, _Running] = {}
         self.tokens_ended = 0
         self.best: TrialRecord | None = None
         self.requested = self.done_before = self.tokens_before = 0
-        self.mode, self.metric, self.began = "min", "", time.time()
+        self.budget: int | None = None
+        self.stage_tokens: dict[str, int] = {}
+        self.mode, self.metric = "min", ""
+        self.began = clock()
+        # the pace: tokens the trials trained, over the seconds they ran to their last eval
+        # (a running trial's tokens are known at its evals only)
+        self.trained_ended, self.seconds_ended = 0, 0.0
+        self.planned_ended = 0  # what the ended trials' plans held (for `trained_ended`)
 
     def start(self, study: Any, done: int, tokens: int) -> None:
         self.requested, self.done_before, self.tokens_before = study.study.trials, done, tokens
         self.mode, self.metric = study.study.modes[0], study.study.metrics[0]
-        self.began = time.time()
+        self.budget = getattr(study.study, "token_budget", None)
+        self.stage_tokens = {s.name: s.tokens for s in getattr(study, "stage", [])}
+        self.began = self.clock()
         if self.console.is_terminal:
             self.live = Live(self._panel(), console=self.console, refresh_per_second=4,
                              get_renderable=self._panel, transient=True)
@@ -67,20 +117,43 @@ class SearchView:
             self.live.stop()
             self.live = None
 
-    def trial_started(self) -> None:
+    def trial_started(self, who: Any = None) -> None:
+        """`who`: the trial's TrialIdentity (None: counted, not shown until it reports)."""
         with self.lock:
             self.running += 1
+            self.peak = max(self.peak, self.running)
+            if who is not None:
+                self._trial(who.number, who).started = self.clock()
 
-    def trial_result(self, number: int, tokens: int) -> None:
+    def trial_result(self, number: int, tokens: int, ev: Eval | None = None,
+                     who: Any = None) -> None:
+        """An eval of trial `number`: `tokens` it was charged so far, the eval itself."""
         with self.lock:
-            self.tokens[number] = tokens
+            trial = self._trial(number, who)
+            trial.charged = tokens
+            if ev is not None:
+                trial.ev = ev
+            trial.reported = self.clock()
+
+    def _trial(self, number: int, who: Any) -> _Running:
+        if (trial := self.trials.get(number)) is None:
+            trial = self.trials[number] = _Running(number, started=self.began)
+        if who is not None and not trial.plan:
+            trial.plan = split_plan(str(who.params.get(PLAN_KEY, "")))
+            trial.prefix = prefix_tokens(who.branch)
+        return trial
 
     def trial_ended(self, record: TrialRecord) -> None:
         with self.lock:
             self.running = max(0, self.running - 1)
             self.counts[record.status] += 1
-            self.tokens.pop(record.number, None)
+            trial = self.trials.pop(record.number, None)
             self.tokens_ended += record.tokens
+            if trial is not None and record.status.finished:
+                self.seconds_ended += self.clock() - trial.started
+                self.trained_ended += record.tokens
+                self.planned_ended += self._planned(trial.plan) - prefix_tokens(record.branch) \
+                    if trial.plan else record.tokens
             # ties go to the trial that ended first, as best_trial over all of them did
             self.best = best_trial([r for r in (self.best, record) if r], self.mode)
         value = record.value
@@ -90,17 +163,54 @@ class SearchView:
             f"plan {record.plan}{_branch_of(record)}  {record.reason}".rstrip(),
             highlight=False, soft_wrap=True, markup=False)
 
+    def _planned(self, plan: tuple[str, ...]) -> int:
+        return sum(self.stage_tokens.get(s, 0) for s in plan)
+
     def _finished(self) -> int:
         return self.done_before + sum(n for s, n in self.counts.items() if s.finished)
 
-    def _panel(self) -> Table:
+    def seconds_left(self) -> float:
+        """The time the search still needs: the tokens still planned (the running trials'
+        rests, and for each trial not started yet the tokens of a plan, scaled by the share of
+        their plans the ended trials trained: ASHA stops many early) over the tokens trained
+        per second: a trial's pace measured over the trials so far (their tokens over the
+        seconds from their start to their last eval: a trial's setup counts, Ray's own start
+        does not), times the trials running at once. NaN until a trial reports."""
+        with self.lock:
+            trials = list(self.trials.values())
+            running = max(self.running, len(trials))
+            waiting = max(0, self.requested - self._finished() - running)
+            # as many at once as ran at most so far (between one trial's end and the next
+            # one's start fewer run), fewer once fewer trials are left
+            lanes = max(1, running, min(self.peak, running + waiting))
+            reported = [t for t in trials if t.reported is not None]
+            trained = self.trained_ended + sum(t.charged for t in reported)
+            seconds = self.seconds_ended + sum(t.reported - t.started for t in reported)
+            planned_ended, trained_ended = self.planned_ended, self.trained_ended
+            spent = self.tokens_before + self.tokens_ended + sum(t.charged for t in trials)
+        if trained <= 0 or seconds <= 0:
+            return math.nan
+        pace, now = trained / seconds, self.clock()  # a trial's tokens per second
+        # a running trial trained on since its last eval: at the pace, up to what it plans
+        left = sum(max(0.0, t.left(self.stage_tokens) - (
+            pace * (now - t.reported) if t.reported is not None else 0.0)) for t in trials)
+        plans = [self._planned(t.plan) for t in trials if t.plan]
+        if waiting and plans:
+            share = trained_ended / planned_ended if planned_ended > 0 else 1.0
+            left += waiting * sum(plans) / len(plans) * min(1.0, share)
+        if self.budget is not None:
+            left = min(left, max(0, self.budget - spent))
+        return left / (pace * lanes)
+
+    def _panel(self) -> RenderableType:
+        now = self.clock()
+        eta = self.seconds_left()
         with self.lock:
             finished, best = self._finished(), self.best
-            spent = self.tokens_before + self.tokens_ended + sum(self.tokens.values())
-            counts, running = dict(self.counts), self.running
-        elapsed = time.time() - self.began
-        fresh = finished - self.done_before
-        eta = elapsed / fresh * (self.requested - finished) if fresh else math.nan
+            trials = list(self.trials.values())
+            spent = self.tokens_before + self.tokens_ended + sum(t.charged for t in trials)
+            counts, running = dict(self.counts), max(self.running, len(trials))
+        elapsed = now - self.began
         table = Table.grid(padding=(0, 2))
         table.add_row("trials", f"{finished}/{self.requested} done  "
                       f"{running} running  {counts[TrialStatus.COMPLETED]} completed  "
@@ -111,7 +221,38 @@ class SearchView:
         table.add_row("tokens", f"{spent:,}")
         table.add_row("time", f"{elapsed:.0f} s elapsed" +
                       (f", ~{eta:.0f} s left" if math.isfinite(eta) else ""))
+        if not trials:
+            return table
+        return Group(table, self._running_table(trials, running))
+
+    def _running_table(self, trials: list[_Running], running: int) -> Table:
+        """A line per running trial, furthest along first; past `rows`, one line for the
+        rest. Every cell that holds user text (stage names, a Stop's reason) is escaped."""
+        def progress(t: _Running) -> float:
+            planned = t.tokens() + t.left(self.stage_tokens)
+            return t.tokens() / planned if planned else 0.0
+
+        trials = sorted(trials, key=lambda t: (-progress(t), t.number))
+        table = Table.grid(padding=(0, 2))
+        for _ in range(5):
+            table.add_column(no_wrap=True)
+        for t in trials[:self.rows]:
+            table.add_row(*self._line(t))
+        if (more := running - min(len(trials), self.rows)) > 0:
+            table.add_row(f"+ {more} more running")
         return table
+
+    def _line(self, t: _Running) -> list[str]:
+        planned = t.tokens() + t.left(self.stage_tokens)
+        tokens = f"{t.tokens():,}/{planned:,} tokens" if planned else f"{t.tokens():,} tokens"
+        if t.ev is None:
+            return [f"trial {t.number}", "starting", tokens, "", ""]
+        stage = t.ev.stage + (f" (visit {t.ev.visit + 1})" if t.ev.visit else "")
+        value = _value(t.ev.current.get(self.metric, math.nan)) if \
+            self.metric in t.ev.current else "-"
+        decision = describe(t.ev.decision) if t.ev.decision is not None else ""
+        return [f"trial {t.number}", escape(stage), tokens,
+                escape(f"{self.metric} {value}"), escape(decision)]
 
 
 def print_summary(console: Console, outcome: Any, study: Any) -> None:

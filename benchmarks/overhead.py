@@ -81,7 +81,7 @@ class _Quiet(QuietView):
 
     first_start = 0.0
 
-    def trial_started(self):
+    def trial_started(self, who=None):
         self.first_start = self.first_start or time.perf_counter()
 
 

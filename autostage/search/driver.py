@@ -55,7 +55,7 @@ class Recorder(tune.Callback):
             self.run.write_branch(who.number, who.branch)
         if self.population is not None:
             self.population.started(who.number, who.branch)
-        self.view.trial_started()
+        self.view.trial_started(who)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
@@ -87,7 +87,7 @@ class Recorder(tune.Callback):
                 params=dict(who.params), seed=who.seed,
                 final_evals=int(result.get(msg.TIME_ATTR, 0)), checkpoint=record.checkpoint,
                 path=path)
-        self.view.trial_result(number, int(result[msg.TOKENS]))
+        self.view.trial_result(number, int(result[msg.TOKENS]), record.eval, self._who(trial))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}

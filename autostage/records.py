@@ -5,8 +5,12 @@ On disk (a run directory, see `autostage.rundir`):
   trials/<n>/events.jsonl   one `EvalRecord.to_json()` per line
   trials/<n>/result.json    `TrialRecord.to_json()`, written once the trial ended
 
-Files written before these types existed (flat eval lines, decisions as text labels) are read
-by `from_json` too: a run directory of an earlier version still opens in `best` and `report`.
+Each file, and each events line, states its record format (`"format": "autostage.result/2"`;
+docs/records.md gives the schema of each and what changed between versions). Files without it
+are version 1 — among them those written before these types existed (flat eval lines,
+decisions as text labels), which `from_json` reads too: a run directory of an earlier version
+still opens in `best` and `report`. A newer major version is refused in one line
+(`check_format`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,38 @@ from autostage.decisions import Advance, Continue, Decision, Eval, Rewind, Scale
 from autostage.errors import AutostageError
 from autostage.keys import PLAN_KEY, parse_metric
 from autostage.ranking import better, finite
+
+#: The major version of the record formats this autostage writes, and the newest it reads.
+#: A minor version (`2.1`) only adds fields, which readers ignore; a major one changes or
+#: drops a field. Files that state no format are version 1.
+FORMAT_VERSION = 2
+FORMAT_KEY = "format"
+_FORMAT = re.compile(r"autostage\.([a-z_]+)/(\d+)(?:\.\d+)?")
+
+
+def format_tag(kind: str) -> str:
+    """The `format` value of a `kind` record (study, result, branch, eval) as written now."""
+    return f"autostage.{kind}/{FORMAT_VERSION}"
+
+
+def check_format(data: Any, kind: str, source: object) -> int:
+    """The major format version of a `kind` record read from `source` (a file, named in the
+    error): 1 when it states none. A newer major version than this autostage knows, or a
+    record of another kind, is one line (an AutostageError) — never a misreading."""
+    if not isinstance(data, Mapping) or FORMAT_KEY not in data:
+        return 1
+    tag = data[FORMAT_KEY]
+    match = _FORMAT.fullmatch(tag) if isinstance(tag, str) else None
+    if match is None or match[1] != kind:
+        raise AutostageError(f"{source}: format {tag!r} is not an autostage {kind} record "
+                             f"(expected {format_tag(kind)}); restore the file from a copy "
+                             "of the run")
+    major = int(match[2])
+    if major > FORMAT_VERSION:
+        raise AutostageError(f"{source}: written in format {tag}, newer than this autostage "
+                             f"reads ({format_tag(kind)}); upgrade autostage "
+                             "(pip install -U autostage)")
+    return major
 
 
 class TrialStatus(StrEnum):
@@ -71,7 +107,8 @@ class EvalRecord:
     def to_json(self) -> dict[str, Any]:
         data = self.eval.to_json()
         extra = {"time": self.time, "checkpoint": self.checkpoint, "worker": self.worker}
-        return {**data, **{k: v for k, v in extra.items() if v is not None}}
+        return {FORMAT_KEY: format_tag("eval"), **data,
+                **{k: v for k, v in extra.items() if v is not None}}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EvalRecord:
@@ -185,6 +222,7 @@ class TrialRecord:
         """What result.json holds; `value`, `plan`, `evals`, `weights_from`, `continuation` and
         `decisions` are derived, for people and tools reading the file (from_json ignores them)."""
         return {
+            FORMAT_KEY: format_tag("result"),
             "number": self.number, "status": self.status.value, "reason": self.reason,
             "value": self.value, "values": list(self.values) if self.values else None,
             "tokens": self.tokens, "seed": self.seed, "config": dict(self.config),

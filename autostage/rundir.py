@@ -13,6 +13,11 @@
       ray-<time>/trial-<n>/   Ray Tune's experiment, with stage-boundary checkpoints
       report.html         the study report (`autostage report`), rewritten after each search
       .lock               locked by the search writing the directory (flock: gone with it)
+
+study.json, result.json, branch.json and every events.jsonl line state their record format
+(`"format": "autostage.result/2"`, `autostage.records.FORMAT_VERSION`); docs/records.md gives
+their schema. The readers here open every earlier version (no `format`: version 1) and refuse
+a newer major version in one line naming the file.
 """
 
 from __future__ import annotations
@@ -27,11 +32,14 @@ from typing import Any
 
 from autostage.errors import AutostageError
 from autostage.records import (
+    FORMAT_KEY,
     Branch,
     EvalRecord,
     TrialRecord,
     TrialStatus,
     charged_tokens,
+    check_format,
+    format_tag,
     without_replays,
 )
 
@@ -158,13 +166,18 @@ class RunDir:
     def write_branch(self, number: int, branch: Branch) -> None:
         """Where branched trial `number` started, from its start on (its result says it too,
         once it has one)."""
-        write_json(self.trial_dir(number) / "branch.json", branch.to_json())
+        write_json(self.trial_dir(number) / "branch.json",
+                   {FORMAT_KEY: format_tag("branch"), **branch.to_json()})
 
     def branch(self, number: int) -> Branch | None:
+        path = self.trial_dir(number) / "branch.json"
+        data = _read_json(path)
+        if data is None:
+            return None
+        check_format(data, "branch", path)
         try:
-            data = json.loads((self.trial_dir(number) / "branch.json").read_text())
             return Branch.from_json(data)
-        except (OSError, json.JSONDecodeError, KeyError, ValueError, TypeError):
+        except (KeyError, ValueError, TypeError):
             return None
 
     def write_result(self, record: TrialRecord) -> None:
@@ -175,10 +188,14 @@ class RunDir:
     def result(self, number: int) -> TrialRecord | None:
         """Trial `number`'s outcome, None until it has one (results are written atomically,
         so a file that does not parse is not ours)."""
+        path = self.trial_dir(number) / "result.json"
+        data = _read_json(path)
+        if data is None:
+            return None
+        check_format(data, "result", path)
         try:
-            return TrialRecord.from_json(
-                json.loads((self.trial_dir(number) / "result.json").read_text()))
-        except (OSError, json.JSONDecodeError, KeyError, ValueError, TypeError):
+            return TrialRecord.from_json(data)
+        except (KeyError, ValueError, TypeError):
             return None
 
     def numbers(self) -> list[int]:
@@ -201,9 +218,14 @@ class RunDir:
         events = []
         for line in path.read_text().splitlines():
             try:
-                events.append(EvalRecord.from_json(json.loads(line)))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                data = json.loads(line)
+            except json.JSONDecodeError:
                 continue  # the line being appended as we read: the next read has it
+            check_format(data, "eval", path)
+            try:
+                events.append(EvalRecord.from_json(data))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue
         return events
 
     def evals(self, number: int) -> list[EvalRecord]:
@@ -260,8 +282,26 @@ class RunDir:
         path = self.trial_dir(number) / "no-model.txt"
         return path.read_text().strip() if path.exists() else None
 
+    def write_settings(self, study: dict[str, Any], overrides: list[str], source: str) -> None:
+        """study.json: the effective study, the --set overrides and the study file's path."""
+        write_json(self.study_json, {FORMAT_KEY: format_tag("study"), "study": study,
+                                     "overrides": overrides, "source": source})
+
     def settings(self) -> dict[str, Any]:
-        return json.loads(self.study_json.read_text())
+        """study.json as written (an OSError or ValueError when it cannot be read; a newer
+        format than this autostage reads: one line)."""
+        data = json.loads(self.study_json.read_text())
+        check_format(data, "study", self.study_json)
+        return data
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON file's content, None when it is missing or does not parse (records are written
+    atomically, so such a file is not ours)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
 
 
 def _finite(data: Any) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 from autostage.checkpoint_store import open_store
 from autostage.errors import AutostageError
 from autostage.records import TrialRecord, best_trial
-from autostage.rundir import LOCK, RunDir, write_json
+from autostage.rundir import LOCK, RunDir
 from autostage.spec import Study
 
 #: what may change when a search is resumed: its size and resources, not what it searches
@@ -93,8 +93,7 @@ def write_study(run: RunDir, study: Study, study_file: Path,
         made += [] if had_lock else [LOCK]
         if not _same_file(run.study_toml, study_file):  # --out may be the study's folder
             run.study_toml.write_text(study_file.read_text())
-        write_json(run.study_json, {"study": study.model_dump(mode="json"),
-                                    "overrides": overrides, "source": str(study_file)})
+        run.write_settings(study.model_dump(mode="json"), overrides, str(study_file))
     except OSError as e:
         forget(run, made, created)
         raise AutostageError(f"cannot write the run directory {run.path}: "

@@ -8,7 +8,6 @@ record in the run directory, are not counted in `study.trials`, and --resume lea
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -67,7 +66,7 @@ def seed_sampler(study: Study, space: SearchSpace, ot_study: Any, registry: Any)
 
 def _earlier_study(run: RunDir) -> dict[str, Any]:
     try:
-        return json.loads(run.study_json.read_text())["study"]
+        return run.settings()["study"]
     except (OSError, ValueError, KeyError, TypeError):
         raise AutostageError(f"study.warm_start: {run.path} is not a run directory (no "
                              "readable study.json): name a directory `autostage search` wrote "

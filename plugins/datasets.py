@@ -13,7 +13,7 @@ import random
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -447,13 +447,19 @@ def _local_dataset(name: str) -> bool:
 
 
 class HF(TextDataset):
-    """A dataset from the Hugging Face hub (needs `pip install datasets` and a network)."""
+    """A dataset from the Hugging Face hub, or a local folder read offline: data files
+    (parquet, arrow, csv, json) in the hub's layout, or what `save_to_disk` wrote (needs
+    `pip install datasets`; the hub needs a network)."""
 
     name: PathOrName = Field(description="the hub dataset, e.g. \"imdb\" or \"org/name\"; or "
                              "a local folder (./data, /data, ~/data: checked to exist)")
     config: str | None = Field(None, description="its configuration, for one that has several")
-    train_split: str = Field("train", description="the hub split trained on")
-    val_split: str = Field("validation", description="the hub split evals score")
+    train_split: str = Field("train", description="the split trained on")
+    val_split: str = Field("validation", description="the split evals score")
+    val_fraction: float | None = Field(
+        None, gt=0, lt=1, description="for a source without `val_split`: the share of "
+        "`train_split` held out as the val split (the same for every trial; unused where "
+        "the source has a `val_split`)")
     text_field: str = Field("text", description="the field holding the text")
     label_field: str | None = Field(None, description="the field holding the label: a class "
                                     "id (an integer), or for a regression stage a number; set "
@@ -467,6 +473,13 @@ class HF(TextDataset):
         if importlib.util.find_spec("datasets") is None:  # the network is not checked
             problems.append(Problem("", "dataset hf needs the `datasets` package: pip "
                                     "install datasets"))
+        # a local folder's splits, from its file names (a hub dataset's: only the hub knows)
+        if problems or (splits := self._local_splits()) is None:
+            return problems
+        if self.train_split not in splits:
+            problems.append(Problem("train_split", self._no_split(self.train_split, splits)))
+        if self.val_split not in splits and self.val_fraction is None:
+            problems.append(Problem("val_split", self._no_split(self.val_split, splits)))
         return problems
 
     def _missing_folder(self) -> str | None:
@@ -480,21 +493,96 @@ class HF(TextDataset):
                 "./data, ../data, /data, ~/data, a/b/c — and so is one ending in .parquet, "
                 ".arrow, .csv, .json(l) or .txt: give a folder that exists, or a hub id")
 
+    def _no_split(self, split: str, splits: list[str]) -> str:
+        """A split the source lacks, in one line naming the fields that fix it."""
+        which = "val_split" if split == self.val_split else "train_split"
+        fix = (f"set val_fraction (e.g. 0.1) to hold out a share of {self.train_split!r}, or "
+               f"{which} to one of them") if which == "val_split" else \
+            f"set {which} to one of them"
+        return (f"dataset hf {self.name!r} has no split {split!r} (its splits: "
+                f"{', '.join(splits) or 'none'}): {fix}")
+
+    def _folder(self) -> Path | None:
+        """`name` as a local folder (None: a hub id, or a file)."""
+        path = Path(self.name).expanduser()
+        return path if _local_dataset(self.name) and path.is_dir() else None
+
+    def _saved(self) -> Path | None:
+        """The folder, where `save_to_disk` wrote it (a DatasetDict or one Dataset)."""
+        folder = self._folder()
+        saved = folder is not None and any(
+            (folder / f).is_file() for f in ("dataset_dict.json", "state.json"))
+        return folder if saved else None
+
+    def _local_splits(self) -> list[str] | None:
+        """The splits of a local folder, read from its file names: no data is loaded (None:
+        a hub dataset or a file, whose splits only loading tells). A `save_to_disk` folder
+        of one Dataset holds one split: train."""
+        if (saved := self._saved()) is not None:
+            if (saved / "dataset_dict.json").is_file():
+                try:
+                    return list(json.loads((saved / "dataset_dict.json").read_text())["splits"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    return None
+            return ["train"]
+        if (folder := self._folder()) is None:
+            return None
+        from datasets.data_files import get_data_patterns
+
+        try:
+            return [str(s) for s in get_data_patterns(str(folder))]
+        except Exception:  # no data files in it: loading says so in its own words
+            return None
+
     def examples(self, split: str, seed: int) -> list[Example]:
+        """`split`'s examples; a source without `val_split` where `val_fraction` is set: its
+        `train_split` cut into val and train (seed 0: the same for every trial, disjoint)."""
         check_split(split)
         try:
             import datasets
         except ImportError:
             raise AutostageError("dataset hf needs the `datasets` package: "
                                  "pip install datasets") from None
+        if self.val_fraction is not None and not self._has(self.val_split, datasets):
+            rows = self._rows(datasets, self.train_split)
+            examples = [Example(str(row[self.text_field]), self._label(row, i, "train"))
+                        for i, row in enumerate(rows)]
+            return _examples_split(examples, split, self.val_fraction)
         which = self.val_split if split == "val" else self.train_split
+        return [Example(str(row[self.text_field]), self._label(row, i, split))
+                for i, row in enumerate(self._rows(datasets, which))]
+
+    def _has(self, split: str, datasets: Any) -> bool:
+        """Whether the source has `split` (a hub dataset: asked of the hub)."""
+        splits = self._local_splits()
+        if splits is None and self._folder() is None and not _local_dataset(self.name):
+            try:
+                splits = list(datasets.get_dataset_split_names(self.name, self.config))
+            except Exception:  # offline, ...: loading the split says why
+                return True
+        return splits is None or split in splits
+
+    def _rows(self, datasets: Any, which: str) -> Any:
+        """The first `limit` rows of split `which`, in one clear line where that fails."""
         try:
-            data = datasets.load_dataset(self.name, self.config, split=f"{which}[:{self.limit}]")
+            if (saved := self._saved()) is not None:
+                data = datasets.load_from_disk(str(saved))
+                if isinstance(data, datasets.DatasetDict):
+                    if which not in data:
+                        raise AutostageError(self._no_split(which, list(data)))
+                    data = data[which]
+                elif which != "train":
+                    raise AutostageError(self._no_split(which, ["train"]))
+                return data.select(range(min(self.limit, len(data))))
+            return datasets.load_dataset(self.name, self.config, split=f"{which}[:{self.limit}]")
+        except AutostageError:
+            raise
         except Exception as e:  # offline, unknown name, ...: one clear line
+            if (m := re.match(r'Unknown split "(.*)"\. Should be one of \[(.*)\]', str(e))):
+                known = [s.strip(" '\"") for s in m.group(2).split(",") if s.strip()]
+                raise AutostageError(self._no_split(which, known)) from None
             raise AutostageError(f"dataset hf: cannot load {self.name!r} ({which}): "
                                  f"{type(e).__name__}: {e}") from None
-        return [Example(str(row[self.text_field]), self._label(row, i, split))
-                for i, row in enumerate(data)]
 
     def _label(self, row: dict, i: int, split: str) -> int | float | None:
         """A class id (an integral number) or a regression target (any other finite

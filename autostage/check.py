@@ -22,7 +22,7 @@ from autostage.errors import Problem, StudyError
 from autostage.fields import check_value, fields_of
 from autostage.host import Registry
 from autostage.keys import PLAN_SEP, TOKENS, join_plan, parse_metric, split_plan
-from autostage.kinds import DEFAULTS, IN_STUDY, PER_STAGE, SEARCHABLE_KINDS
+from autostage.kinds import DEFAULTS, IN_STUDY, LISTED_IN_STUDY, PER_STAGE, SEARCHABLE_KINDS
 from autostage.space import stage_plans
 from autostage.spec import (
     Study,
@@ -143,6 +143,8 @@ def _check_study(ctx: Context) -> Iterator[Problem]:
         else:
             yield from _check_settings(kind, name, getattr(study, f"{kind}_settings"),
                                        f"study.{kind}_settings", registry)
+    for kind in LISTED_IN_STUDY:
+        yield from _check_listed(kind, study, registry)
     for metric in sorted({m for m in study.metrics if study.metrics.count(m) > 1}):
         yield Problem("study.metric", f"'{metric}' is listed twice; name each metric once")
     if study.storage is not None and (why := storage_problem(study.storage)) is not None:
@@ -163,6 +165,29 @@ def _check_study(ctx: Context) -> Iterator[Problem]:
         if not (Path(path) / "study.json").is_file():
             yield Problem("study.warm_start", f"{path} is not a run directory (no study.json "
                           "there): name the --out directory of an earlier `autostage search`")
+
+
+def _check_listed(kind: str, study: Any, registry: Registry) -> Iterator[Problem]:
+    """`[study] <kind>s` (names, each once) and `<kind>_settings.<name>` (tables of the listed
+    ones' fields); then what each listed component's `check()` finds (a missing package)."""
+    names, settings = getattr(study, f"{kind}s"), getattr(study, f"{kind}_settings")
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            yield Problem(f"study.{kind}s", f"'{name}' is listed twice; name each once")
+        elif not registry.has(kind, name):
+            yield Problem(f"study.{kind}s", _unknown(kind, name, registry))
+    for name in settings:
+        if name not in names:
+            yield Problem(f"study.{kind}_settings.{name}",
+                          f"settings for {kind} '{name}', which study.{kind}s does not list "
+                          f"({', '.join(names) or 'none'}): add it there, or drop its table")
+    for name in dict.fromkeys(n for n in names if registry.has(kind, n)):
+        path = f"study.{kind}_settings.{name}"
+        found = list(_check_settings(kind, name, settings.get(name, {}), path, registry))
+        yield from found
+        if not found:
+            for problem in registry.create(kind, name, settings.get(name, {})).check():
+                yield Problem(f"study.{kind}s", f"{kind} '{name}' {problem}")
 
 
 def storage_problem(url: str) -> str | None:

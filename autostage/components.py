@@ -19,8 +19,12 @@ from autostage.fields import LocalPath, PathOrName  # noqa: F401  (for plugins' 
 from autostage.kinds import TABLE
 
 if TYPE_CHECKING:  # heavy imports only for type checkers
+    from pathlib import Path
+
     from autostage.branching import Brancher
     from autostage.decisions import Decision, History
+    from autostage.records import Branch, EvalRecord, TrialRecord
+    from autostage.spec import Study
 
 
 class Component(BaseModel):
@@ -264,6 +268,66 @@ class TrialScheduler(Component):
         Time is counted by the reported field `time_attr` (evals or tokens so rungs fall at
         evaluations); `max_t` is the most any trial can reach.
         """
+
+
+class TrackerRun(Protocol):
+    """A tracker started for one search session (`Tracker.start`). The search's driver calls
+    it — never a trial's worker, so only the driver needs to reach a tracking server — as
+    trials start, evaluate and end, in that order per trial; trials interleave. A call that
+    raises is one line in the search's output naming the plugin, and the search goes on."""
+
+    def trial_started(self, number: int, params: Mapping[str, Any],
+                      branch: Branch | None) -> None:
+        """Trial `number` started with the sampled `params` (`<kind>.<name>.<field>` keys,
+        `plan.order`, ...). `branch`: where a branched trial started (`branch.parent` is its
+        parent's number, `branch.tokens` the branch point), None for a fresh trial. A trial
+        a resumed search runs again is started again."""
+
+    def eval(self, number: int, record: EvalRecord) -> None:
+        """An eval of trial `number`, in order: `record.eval` has its stage and visit, its
+        `tokens` (the lineage's: the step to log at), lr, metrics (`eval.<source>.<metric>`,
+        `train.<metric>`) and the stage policy's `decision` (`record.decision_label`)."""
+
+    def trial_ended(self, record: TrialRecord, model: Path | None) -> None:
+        """Trial `record.number` ended: its status, reason, values and charged tokens.
+        `model`: the folder of the model its trainer exported when it is among those the
+        search keeps (`study.keep_models`) as the trial ends, else None; the search may
+        remove it once better trials end, so copy it now."""
+
+    def close(self) -> None:
+        """The search session ends (done, interrupted or failed): flush and let go."""
+
+
+class Tracker(Component):
+    """Logs a search's trials to an experiment tracker (MLflow, TensorBoard, ...). Its fields
+    are its `[study] tracker_settings.<name>` table."""
+
+    kind: ClassVar[str] = "tracker"
+    #: True when its runs keep a trial's model as an artifact
+    keeps_models: ClassVar[bool] = False
+
+    def check(self) -> list[str]:
+        """What would stop it logging, found before any trial without touching the network:
+        a package that is not installed (say the `pip install` line: `missing_package`), a
+        setting that cannot work. `autostage validate` and `search` report each, exit 2."""
+        return []
+
+    @abstractmethod
+    def start(self, run_dir: Path, study: Study) -> TrackerRun:
+        """Open the tracker for a search (or --resume) of `study` into `run_dir`."""
+
+
+def missing_package(module: str, install: str) -> list[str]:
+    """[] when `module` can be imported (found without importing it); else the problem,
+    naming what to install: `missing_package("mlflow", "pip install mlflow-skinny")`."""
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec(module) is not None:
+            return []
+    except (ImportError, ValueError):
+        pass
+    return [f"needs the '{module}' package, which is not installed: {install}"]
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,12 @@ def register_trial_schedulers(register: Register) -> None:
 
 
 @hookspec
+def register_trackers(register: Register) -> None:
+    """Register `Tracker` subclasses: `start(run_dir, study)`, called on the search's driver,
+    returns a run that receives every trial's parameters, evals and outcome."""
+
+
+@hookspec
 def report_figures(records: list[TrialRecord]) -> list[Any]:
     """Called when a report is written; return a list of extra Plotly figures.
 

@@ -17,8 +17,10 @@ from typing import Literal
 #: Where a study names which component of a kind it uses:
 #: "search" — a `[search.<kind>.<name>]` table per candidate (the default when there is none);
 #: "model" — `[model] trainer`; "data" — `dataset` in each `[data.<name>]`;
-#: "study" — `[study] <kind>` with its fields in `<kind>_settings`.
-NamedIn = Literal["search", "model", "data", "study"]
+#: "study" — `[study] <kind>` with its fields in `<kind>_settings`;
+#: "study_list" — `[study] <kind>s`, a list of names (none by default), each one's fields in
+#: `<kind>_settings.<name>`.
+NamedIn = Literal["search", "model", "data", "study", "study_list"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ TABLE: tuple[Kind, ...] = (
          "handles conditional spaces and several metrics; parallel trials stay apart"),
     Kind("trial_scheduler", "TrialScheduler", "register_trial_schedulers", False, "study",
          "fifo", "every trial runs to its end unless the study asks to stop some early"),
+    Kind("tracker", "Tracker", "register_trackers", False, "study_list", None,
+         "the run directory is the record; a study lists the trackers it also logs to"),
 )
 
 KIND: dict[str, Kind] = {k.name: k for k in TABLE}
@@ -63,6 +67,8 @@ DEFAULTS: dict[str, str] = {
 #: Kinds a [[stage]] may pin; kinds named in [study] (with their `<kind>_settings`).
 PER_STAGE: tuple[str, ...] = tuple(k.name for k in TABLE if k.per_stage)
 IN_STUDY: tuple[str, ...] = tuple(k.name for k in TABLE if k.named_in == "study")
+#: Kinds a study lists in [study] `<kind>s` (with `<kind>_settings.<name>` tables).
+LISTED_IN_STUDY: tuple[str, ...] = tuple(k.name for k in TABLE if k.named_in == "study_list")
 
 
 def default_name(kind: str, study: object) -> str | None:

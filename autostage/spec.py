@@ -61,6 +61,12 @@ class StudySection(Section):
     trial_scheduler: str = KIND["trial_scheduler"].default
     trial_scheduler_settings: dict[str, Any] = Field(
         default_factory=dict, description="the trial scheduler's fields, e.g. {grace_period = 1}")
+    trackers: list[str] = Field(
+        default_factory=list, description='experiment trackers the search also logs its '
+        'trials to, e.g. ["mlflow", "tensorboard"]')
+    tracker_settings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="each tracker's fields, by name, e.g. "
+        '{mlflow = {tracking_uri = "http://127.0.0.1:5000"}}')
     token_budget: int | None = Field(None, gt=0, description="the search stops once spent")
     retries: int = Field(0, ge=0, description="retries of a failed trial from its checkpoint")
     trial_time_limit: float | None = Field(

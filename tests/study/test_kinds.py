@@ -10,7 +10,16 @@ import pytest
 
 from autostage import components, hookspecs
 from autostage.host import load_registry
-from autostage.kinds import DEFAULTS, IN_STUDY, KIND, KINDS, PER_STAGE, SEARCHABLE_KINDS, TABLE
+from autostage.kinds import (
+    DEFAULTS,
+    IN_STUDY,
+    KIND,
+    KINDS,
+    LISTED_IN_STUDY,
+    PER_STAGE,
+    SEARCHABLE_KINDS,
+    TABLE,
+)
 from autostage.spec import SearchSection, StageSection, StudySection
 
 PACKAGE = Path(components.__file__).resolve().parent
@@ -63,6 +72,10 @@ def test_study_sections_follow_the_table():
     for kind in IN_STUDY:
         assert StudySection.model_fields[kind].default == KIND[kind].default
         assert f"{kind}_settings" in StudySection.model_fields
+    assert LISTED_IN_STUDY == ("tracker",)
+    for kind in LISTED_IN_STUDY:  # a list of names, none by default; settings per name
+        assert StudySection.model_fields[f"{kind}s"].default_factory() == []
+        assert StudySection.model_fields[f"{kind}_settings"].default_factory() == {}
 
 
 # --- import cycles --------------------------------------------------------------------------

@@ -1,7 +1,13 @@
 """autostage: search training strategies — stage order, LR path, optimizer — not only
 hyperparameters. See README.md.
 
-The public API, for running trials from Python (`examples/python_api.py`):
+A search from Python, as `autostage search` runs it (`examples/notebook_search.py`):
+
+    result = search("study.toml", trials=8, sets=["study.seed=3"])   # autostage.api.search
+    result.best, result.records, result.trials (a pandas DataFrame), result.report()
+    SearchResult.open("runs/x")                    # an earlier search's run directory
+
+Running trials from Python (`examples/python_api.py`):
 
     registry = load_registry()                     # every installed plugin
     study = load_study("study.toml", registry)     # StudyError lists every problem
@@ -23,6 +29,8 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 _HOMES = {
+    "search": "autostage.search",  # the package, callable: `autostage.api.search`
+    "SearchResult": "autostage.api",
     "load_registry": "autostage.host",
     "load_study": "autostage.check",
     "sample_config": "autostage.build",
@@ -45,7 +53,8 @@ __all__ = ["__version__", *_HOMES]
 def __getattr__(name: str) -> Any:
     if name not in _HOMES:
         raise AttributeError(f"module 'autostage' has no attribute '{name}'")
-    value = getattr(import_module(_HOMES[name]), name)
+    module = import_module(_HOMES[name])
+    value = module if name == "search" else getattr(module, name)
     globals()[name] = value
     return value
 

@@ -215,27 +215,17 @@ def _fmt(value) -> str:
 
 
 def _search(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
+    from autostage.api import NoTrialValue, search
 
-    from autostage.check import load_study
-    from autostage.host import load_registry
-
-    overrides = list(args.overrides)
-    if args.trials is not None:
-        overrides.append(f"study.trials={args.trials}")
-    if args.parallel is not None:
-        overrides.append(f"study.parallel={args.parallel}")
-    if args.checkpoints is not None:
-        overrides.append(f"study.checkpoints={json.dumps(args.checkpoints)}")
-    registry = load_registry()
-    study = load_study(args.study, registry, overrides)  # every problem before any compute
-    from autostage.rundir import RunDir
-    from autostage.search_start import start_search
-
-    run = RunDir(Path(args.out) if args.out else Path("runs") / study.study.name)
-    return start_search(args.study, study, registry, overrides, run, resume=args.resume,
-                        address=args.address, verbose=args.verbose)
+    try:
+        result = search(args.study, trials=args.trials, parallel=args.parallel, out=args.out,
+                        resume=args.resume, address=args.address,
+                        checkpoints=args.checkpoints, sets=args.overrides,
+                        verbose=args.verbose)
+    except NoTrialValue as e:  # it ran: its records are there, but it found nothing
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 130 if result.interrupted else 0
 
 
 def _best(args: argparse.Namespace) -> int:

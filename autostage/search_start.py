@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from autostage.checkpoint_store import open_store
 from autostage.errors import AutostageError
-from autostage.records import TrialRecord, best_trial
+from autostage.records import TrialRecord
 from autostage.rundir import LOCK, RunDir
 from autostage.spec import Study
 
@@ -210,8 +209,11 @@ def _diff(a: Any, b: Any, path: str = "") -> list[str]:
 
 
 def start_search(study_path: str, study: Study, registry: Any, overrides: list[str],
-                 run: RunDir, *, resume: bool, address: str | None, verbose: bool) -> int:
-
+                 run: RunDir, *, resume: bool, address: str | None, verbose: bool,
+                 quiet: bool = False) -> Any:
+    """Check everything a search can know before it starts, write the run directory's first
+    files, run the search (`quiet`: without the live view and the summary) and write its
+    report; return its `SearchOutcome`. Every refusal is an AutostageError of one line."""
     # Everything that can be known before a search starts is checked before anything is
     # written: the run directory, the storage, the resources a local Ray would have.
     if study.lineage:
@@ -234,25 +236,34 @@ def start_search(study_path: str, study: Study, registry: Any, overrides: list[s
         check_local_resources(study.study.resources)
     made, created, lock = write_study(run, study, Path(study_path), overrides)
     try:
-        outcome = _search(study, registry, run, resume, address, verbose, made, created)
+        return _search(study, registry, run, resume, address, verbose, made, created, quiet)
     finally:
         os.close(lock)
-    if outcome.interrupted:
-        return 130
-    return 0 if best_trial(outcome.records, study.study.modes[0]) is not None \
-        else _no_value(outcome.records)
+
+
+def no_value(records: list[TrialRecord]) -> str | None:
+    """Why a search none of whose trials produced a value failed, whatever ran, in one line
+    (the commonest reason); None when some trial has a value."""
+    from collections import Counter
+
+    if any(r.ranked_value is not None for r in records):
+        return None
+    reasons = Counter(r.reason for r in records if r.reason)
+    why = (f"; most common reason ({reasons.most_common(1)[0][1]} of {len(records)} "
+           f"trials): {reasons.most_common(1)[0][0]}" if reasons else "")
+    return f"no trial produced a value{why}"
 
 
 def _search(study: Study, registry: Any, run: RunDir, resume: bool, address: str | None,
-            verbose: bool, made: list[str], created: list[Path]) -> Any:
+            verbose: bool, made: list[str], created: list[Path], quiet: bool) -> Any:
     """Run the search with its live view; then its summary and report."""
     from rich.console import Console
 
-    from autostage.live import SearchView, print_summary
+    from autostage.live import QuietView, SearchView, print_summary
     from autostage.search import run_search
 
     console = Console(highlight=False)
-    view = SearchView(console)
+    view = QuietView() if quiet else SearchView(console)
     try:
         outcome = run_search(study, registry, run, resume=resume, address=address, view=view,
                              verbose=verbose)
@@ -262,24 +273,13 @@ def _search(study: Study, registry: Any, run: RunDir, resume: bool, address: str
         raise
     finally:
         view.stop()
-    print_summary(console, outcome, study.study)
-    _write_report(console, run, registry.host)
+    if not quiet:
+        print_summary(console, outcome, study.study)
+    _write_report(console, run, registry.host, quiet)
     return outcome
 
 
-def _no_value(records: list[TrialRecord]) -> int:
-    """A search none of whose trials produced a value failed, whatever ran: say why in one
-    line (the commonest reason) and exit 1."""
-    from collections import Counter
-
-    reasons = Counter(r.reason for r in records if r.reason)
-    why = (f"; most common reason ({reasons.most_common(1)[0][1]} of {len(records)} "
-           f"trials): {reasons.most_common(1)[0][0]}" if reasons else "")
-    print(f"error: no trial produced a value{why}", file=sys.stderr)
-    return 1
-
-
-def _write_report(console: Any, run: RunDir, host: Any) -> None:
+def _write_report(console: Any, run: RunDir, host: Any, quiet: bool = False) -> None:
     """The study report, with figures from the plugins this search loaded."""
     from rich.markup import escape
 
@@ -292,4 +292,5 @@ def _write_report(console: Any, run: RunDir, host: Any) -> None:
                       f"{escape(str(e))} (try `autostage report {escape(str(run.path))}`)",
                       highlight=False, soft_wrap=True)
         return
-    console.print(f"report: {escape(str(path))}", highlight=False, soft_wrap=True)
+    if not quiet:
+        console.print(f"report: {escape(str(path))}", highlight=False, soft_wrap=True)

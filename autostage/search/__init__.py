@@ -10,11 +10,17 @@ parameters.
 
 The steps of a search are `lifecycle.Search`'s; one Tuner is `tuner.build_tuner`'s; Ray
 itself `ray_start`'s; the trial in its worker `worker`'s; the driver's callbacks `driver`'s.
+
+`autostage.search(study, ...)`, the Python API (`autostage.api.search`), is this package
+called: Python sets a package's attribute to its subpackage once that is imported, so the
+name can only stay callable if the package is (`_Callable`).
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import types
 from typing import Any
 
 # Ray's settings, here because this runs before any module of the package imports Ray:
@@ -51,3 +57,18 @@ def local_resources() -> tuple[float, Any]:
     from autostage.search.ray_start import local_resources as found
 
     return found()
+
+
+class _Callable(types.ModuleType):
+    """This package, callable as `autostage.search(...)`: `autostage.api.search`."""
+
+    def __call__(self, study: Any, **options: Any) -> Any:
+        """Search a study from Python and return its `SearchResult`: see
+        `autostage.api.search` for the options (trials, parallel, out, resume, address,
+        checkpoints, sets, quiet, verbose, registry)."""
+        from autostage.api import search
+
+        return search(study, **options)
+
+
+sys.modules[__name__].__class__ = _Callable

@@ -57,6 +57,15 @@ class ModelKeeper:
         order = keeping_order(records, self.modes)
         return order[:self.keep] if len(self.modes) == 1 else order
 
+    def kept(self, number: int) -> Path | None:
+        """The folder of trial `number`'s model when it is among those kept now (after
+        `note`); None when it has none or is not among the best."""
+        path = self.run.model_dir(number)
+        if self._candidates is None or not path.is_dir():
+            return None
+        best = keeping_order(self._candidates, self.modes)[:self.keep]
+        return path if any(r.number == number for r in best) else None
+
     def take(self, number: int, exported: Any, move: Any = shutil.move) -> None:
         """Move trial `number`'s exported model (Ray's checkpoint directory) to
         models/trial-<n> with `move(exported, target)` (the checkpoint store's: a rename on

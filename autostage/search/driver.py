@@ -19,6 +19,7 @@ from autostage.rundir import RunDir
 from autostage.search import messages as msg
 from autostage.search import outage, time_limit
 from autostage.spec import StudySection
+from autostage.trackers import Trackers
 from autostage.trial_identity import TrialIdentity
 
 
@@ -27,6 +28,7 @@ class Recorder(tune.Callback):
 
     requeue: Any = None  # queues Optuna trial n's parameters again (StudySearch.requeue)
     patience: float = outage.PATIENCE_S  # how long the checkpoint store's operations are tried
+    trackers: Trackers = Trackers()  # the study's experiment trackers (none: this one)
 
     def __init__(self, run: RunDir, stops: Any, view: Any, models: ModelKeeper,
                  study: StudySection, store: CheckpointStore, search_id: str,
@@ -42,7 +44,7 @@ class Recorder(tune.Callback):
         # live view (locks, a terminal) stays in this process, and so do the branch points
         # (a resumed search rebuilds them from the records)
         return {**self.__dict__, "view": None, "population": None, "retention": None,
-                "requeue": None}
+                "requeue": None, "trackers": Trackers()}
 
     def _who(self, trial: Any) -> TrialIdentity:
         """The trial a Ray trial is (its config is `TrialIdentity.to_config`)."""
@@ -55,6 +57,7 @@ class Recorder(tune.Callback):
             self.run.write_branch(who.number, who.branch)
         if self.population is not None:
             self.population.started(who.number, who.branch)
+        self.trackers.trial_started(who.number, who.params, who.branch)
         self.view.trial_started(who)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
@@ -66,6 +69,7 @@ class Recorder(tune.Callback):
             return
         for earlier in result.get(msg.EARLIER, []):
             self.run.append_event(number, (record := _eval_record(earlier)))
+            self.trackers.eval(number, record)
             if self.population is not None:
                 self.population.saw(number, record.eval)
         if msg.is_outcome(result):
@@ -78,6 +82,7 @@ class Recorder(tune.Callback):
         # named relative to the store: a copied or moved run directory names its own files
         record = _eval_record(result, time.time(), self.store.name(path) if path else None)
         self.run.append_event(number, record)
+        self.trackers.eval(number, record)
         if path and self.retention is not None:
             self.retention.saw(number, path)
         if self.population is not None:
@@ -232,6 +237,7 @@ class Recorder(tune.Callback):
         )
         self.run.write_result(record.with_evals(without_replays(evals)))
         self.models.note(record)
+        self.trackers.trial_ended(record, self.models.kept(number))
         self.view.trial_ended(record)
         if self.retention is not None:
             self.retention.ended(number)

@@ -25,6 +25,7 @@ from autostage.search.storage import open_storage, reconcile, sampler_seed, sett
 from autostage.search.tuner import build_tuner
 from autostage.search.warm import seed_sampler
 from autostage.spec import Study
+from autostage.trackers import Trackers
 from autostage.trial_identity import TrialIdentity
 
 #: trials per Ray Tuner: Ray keeps each trial of a Tuner in memory until its fit() returns
@@ -52,13 +53,19 @@ class Search:
         self.store: CheckpointStore | None = None
         self.population: BranchPoints | None = None
         self.retention: Retention | None = None
+        self.trackers = Trackers()  # the study's experiment trackers, while Ray runs
 
     def run_all(self) -> SearchOutcome:
         remaining, spent = self.prepare()
         if remaining > 0:
             with ray_for(self.address, self.verbose):
                 self.keep()
-                self.run_tuners(remaining, spent)
+                self.trackers = Trackers.open(self.registry, self.study, self.run.path,
+                                              self.view.note)
+                try:
+                    self.run_tuners(remaining, spent)
+                finally:
+                    self.trackers.close()
         return self.outcome()
 
     # --- the steps ----------------------------------------------------------------------

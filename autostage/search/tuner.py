@@ -42,6 +42,7 @@ def build_tuner(search: Search, trials: int, spent: int,
     recorder = Recorder(search.run, stops, search.view, search.models, s, search.store,
                         job.search_id, search.population, search.retention)
     recorder.requeue, recorder.patience = searcher.requeue, job.store_patience
+    recorder.trackers = search.trackers
     trainable = tune.with_resources(tune.with_parameters(run_one, job=job),
                                     {"cpu": s.resources.cpus, "gpu": s.resources.gpus})
     tuner = tune.Tuner(

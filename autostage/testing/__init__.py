@@ -16,7 +16,9 @@ Contract suites (pytest classes; fixtures in parentheses, optional ones after a 
 whose `branching()` gives a brancher; others skip it); `InitContract` (component; model_factory,
 changes_parameters); `TrainerContract` (component, setup; train_tokens); `DatasetContract`
 (component; preflight_context) for any data source and `TextDatasetContract` (component;
-preflight_context, disjoint_splits) for a `TextDataset`; all include `ComponentContract`.
+preflight_context, disjoint_splits) for a `TextDataset`; `TrackerContract` (component;
+read_back: the run directory -> `{trial: Logged}` read with the tracker's own reader); all
+include `ComponentContract`.
 
 Helpers (each documented where it is defined):
 
@@ -68,14 +70,16 @@ from autostage.testing.fakes import (
 )
 from autostage.testing.histories import decisions, replay, script
 from autostage.testing.policy_contract import StagePolicyContract, decision_problem
+from autostage.testing.tracker_contract import Logged, TrackerContract
 from autostage.testing.trainer_contract import TrainerContract
 from autostage.toy import Toy, ToyRun, ToyTask
 
 __all__ = [
     "TOY_DATA", "TOY_STAGES", "BrancherContract", "ComponentContract", "CurveRun",
-    "DatasetContract", "InitContract", "LRScheduleContract", "OptimizerContract",
+    "DatasetContract", "InitContract", "LRScheduleContract", "Logged", "OptimizerContract",
     "SamplerContract", "SearchableContract", "StagePolicyContract", "TextDatasetContract", "Toy",
-    "ToyRun", "ToyTask", "TrainerContract", "TrialSchedulerContract", "builtin",
+    "ToyRun", "ToyTask", "TrackerContract", "TrainerContract", "TrialSchedulerContract",
+    "builtin",
     "decision_problem", "decisions", "made_up_points", "replay", "run_toy_trial", "script",
     "stage_plan", "tiny_model", "toy_setup", "trial_plan",
 ]

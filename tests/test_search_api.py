@@ -47,7 +47,7 @@ def fake_search(monkeypatch):
     state = SimpleNamespace(records=[record(0, values=(2.0,)), record(1, values=(1.5,)),
                                      record(2, TrialStatus.FAILED, None)], calls=calls)
 
-    def run_search(study, registry, run, *, resume, address, view, verbose=False):
+    def run_search(study, registry, run, *, resume, address, view, **_):
         calls.append(SimpleNamespace(study=study, run=run, resume=resume, address=address))
         for r in state.records:
             ev = Eval("target", 0, 100, 100, 100, 1e-3, {"eval.target.loss": 1.0},

@@ -20,7 +20,10 @@ from autostage.spec import Study
 
 #: what may change when a search is resumed: its size and resources, not what it searches
 RESUMABLE = ("trials", "parallel", "token_budget", "retries", "resources", "keep_models",
-             "keep_checkpoints", "checkpoints")
+             "keep_checkpoints", "checkpoints",
+             # where the trials are also logged: not what they train (and absent from the
+             # study.json of a search started before trackers existed)
+             "trackers", "tracker_settings")
 
 RUN_FILES = ("study.toml", "study.json", "optuna.db", "optuna.db-wal", "optuna.db-shm")
 #: what a search writes into its run directory (besides ray-<time>/, named by the time)

@@ -166,3 +166,17 @@ def test_a_tracker_that_fails_to_start_is_left_out(tmp_path):
     assert trackers.runs == {}
     assert said == ["tracker 'nostart' (plugin 'p') failed to start: RuntimeError: no; "
                     "left out of this search"]
+
+
+def test_trackers_may_be_listed_or_changed_on_resume(tmp_path):
+    from autostage.rundir import RunDir, write_json
+    from autostage.search_start import check_resume
+
+    study = contract_study()
+    run = RunDir(tmp_path / "run")
+    dump = study.model_dump(mode="json")
+    del dump["study"]["trackers"], dump["study"]["tracker_settings"]  # from before trackers
+    write_json(run.study_json, {"study": dump, "overrides": []})
+    with_trackers = study.model_copy(update={"study": study.study.model_copy(update={
+        "trackers": ["mlflow"], "tracker_settings": {"mlflow": {"experiment": "x"}}})})
+    check_resume(with_trackers, run)  # was: "the study changed ... in: study.trackers"

@@ -91,7 +91,13 @@ class MLflow(Tracker):
         return missing_package("mlflow", MLFLOW_INSTALL)
 
     def start(self, run_dir: Path, study: Any) -> MLflowRun:
+        import logging
+
         from mlflow.tracking import MlflowClient
+
+        # a new store's schema migrations would be INFO lines amid the search's output
+        for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
         run_dir = Path(run_dir).resolve()
         uri = self.tracking_uri or f"sqlite:///{run_dir / 'mlflow.db'}"

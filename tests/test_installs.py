@@ -42,7 +42,8 @@ def test_the_users_install_has_no_test_tooling_and_the_tests_install_it():
 
 def test_every_dependency_range_stops_before_an_untested_major():
     requirements = [Requirement(r) for r in PYPROJECT["dependencies"]]
-    requirements += [Requirement(r) for r in PYPROJECT["optional-dependencies"]["hf"]]
+    requirements += [Requirement(r) for extra in ("hf", "trackers", "bench")
+                     for r in PYPROJECT["optional-dependencies"][extra]]
     unbounded = [str(r) for r in requirements
                  if not any(s.operator in ("<", "<=", "==", "~=") for s in r.specifier)]
     assert not unbounded, f"give these an upper bound: {unbounded}"

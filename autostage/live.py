@@ -43,6 +43,7 @@ class _Running:
     ev: Eval | None = None  # its last eval
     started: float = 0.0  # when it started
     reported: float | None = None  # when its last eval came
+    first: tuple[float, int] | None = None  # when its first eval came, and its tokens then
 
     def tokens(self) -> int:
         """Its lineage's tokens so far (a branch counts its prefix, as its plan does)."""
@@ -93,6 +94,10 @@ class SearchView:
         # (a running trial's tokens are known at its evals only)
         self.trained_ended, self.seconds_ended = 0, 0.0
         self.planned_ended = 0  # what the ended trials' plans held (for `trained_ended`)
+        # the training pace: tokens and seconds between each ended trial's first and last
+        # eval; and each one's setup: seconds from its start to its first eval, tokens then
+        self.paced: list[float] = [0, 0.0]
+        self.setups: list[tuple[float, int]] = []
 
     def start(self, study: Any, done: int, tokens: int) -> None:
         self.requested, self.done_before, self.tokens_before = study.study.trials, done, tokens
@@ -129,11 +134,12 @@ class SearchView:
                      who: Any = None) -> None:
         """An eval of trial `number`: `tokens` it was charged so far, the eval itself."""
         with self.lock:
-            trial = self._trial(number, who)
-            trial.charged = tokens
+            trial, now = self._trial(number, who), self.clock()
+            if trial.first is None or tokens < trial.charged:  # (a retry starts over)
+                trial.first = (now, tokens)
+            trial.charged, trial.reported = tokens, now
             if ev is not None:
                 trial.ev = ev
-            trial.reported = self.clock()
 
     def _trial(self, number: int, who: Any) -> _Running:
         if (trial := self.trials.get(number)) is None:
@@ -152,6 +158,10 @@ class SearchView:
             if trial is not None and record.status.finished:
                 self.seconds_ended += self.clock() - trial.started
                 self.trained_ended += record.tokens
+                if trial.first is not None and trial.reported is not None:
+                    self.paced[0] += trial.charged - trial.first[1]
+                    self.paced[1] += trial.reported - trial.first[0]
+                    self.setups.append((trial.first[0] - trial.started, trial.first[1]))
                 self.planned_ended += self._planned(trial.plan) - prefix_tokens(record.branch) \
                     if trial.plan else record.tokens
             # ties go to the trial that ended first, as best_trial over all of them did
@@ -170,12 +180,13 @@ class SearchView:
         return self.done_before + sum(n for s, n in self.counts.items() if s.finished)
 
     def seconds_left(self) -> float:
-        """The time the search still needs: the tokens still planned (the running trials'
-        rests, and for each trial not started yet the tokens of a plan, scaled by the share of
-        their plans the ended trials trained: ASHA stops many early) over the tokens trained
-        per second: a trial's pace measured over the trials so far (their tokens over the
-        seconds from their start to their last eval: a trial's setup counts, Ray's own start
-        does not), times the trials running at once. NaN until a trial reports."""
+        """The time the search still needs, from what the trials so far measured: their
+        pace (tokens per second between a trial's first and last eval) and their setup (the
+        seconds before a trial's first eval that its tokens do not explain: building the
+        model, reading the data). The work left is the running trials' planned rests, and for
+        each trial not started yet a setup and the tokens of a plan — scaled by the share of
+        their plans the ended trials trained (ASHA stops many early) — shared among the
+        trials that run at once. NaN until a trial has reported twice (or ended)."""
         with self.lock:
             trials = list(self.trials.values())
             running = max(self.running, len(trials))
@@ -183,24 +194,37 @@ class SearchView:
             # as many at once as ran at most so far (between one trial's end and the next
             # one's start fewer run), fewer once fewer trials are left
             lanes = max(1, running, min(self.peak, running + waiting))
-            reported = [t for t in trials if t.reported is not None]
-            trained = self.trained_ended + sum(t.charged for t in reported)
-            seconds = self.seconds_ended + sum(t.reported - t.started for t in reported)
-            planned_ended, trained_ended = self.planned_ended, self.trained_ended
+            reported = [t for t in trials if t.first is not None and t.reported is not None]
+            tokens = self.paced[0] + sum(t.charged - t.first[1] for t in reported)
+            seconds = self.paced[1] + sum(t.reported - t.first[0] for t in reported)
+            setups = self.setups + [(t.first[0] - t.started, t.first[1]) for t in reported]
+            trained_ended, seconds_ended = self.trained_ended, self.seconds_ended
+            planned_ended = self.planned_ended
             spent = self.tokens_before + self.tokens_ended + sum(t.charged for t in trials)
-        if trained <= 0 or seconds <= 0:
+        if tokens > 0 and seconds > 0:
+            pace = tokens / seconds
+            setup = sum(max(0.0, s - n / pace) for s, n in setups) / len(setups)
+        elif trained_ended > 0 and seconds_ended > 0:  # trials of one eval: setup and all
+            pace, setup = trained_ended / seconds_ended, 0.0
+        else:
             return math.nan
-        pace, now = trained / seconds, self.clock()  # a trial's tokens per second
-        # a running trial trained on since its last eval: at the pace, up to what it plans
-        left = sum(max(0.0, t.left(self.stage_tokens) - (
-            pace * (now - t.reported) if t.reported is not None else 0.0)) for t in trials)
+        now = self.clock()
+        work, left = 0.0, 0.0  # seconds of one trial's time, tokens (for the budget)
+        for t in trials:
+            rest = t.left(self.stage_tokens)
+            if t.reported is not None:  # it trained on since its last eval, at the pace
+                rest = max(0.0, rest - pace * (now - t.reported))
+            else:
+                work += max(0.0, setup - (now - t.started))
+            work, left = work + rest / pace, left + rest
         plans = [self._planned(t.plan) for t in trials if t.plan]
         if waiting and plans:
             share = trained_ended / planned_ended if planned_ended > 0 else 1.0
-            left += waiting * sum(plans) / len(plans) * min(1.0, share)
-        if self.budget is not None:
-            left = min(left, max(0, self.budget - spent))
-        return left / (pace * lanes)
+            rest = waiting * sum(plans) / len(plans) * min(1.0, share)
+            work, left = work + waiting * setup + rest / pace, left + rest
+        if self.budget is not None and left > (cap := max(0, self.budget - spent)):
+            work = cap / pace  # the budget ends the search first
+        return work / lanes
 
     def _panel(self) -> RenderableType:
         now = self.clock()

@@ -60,7 +60,7 @@ def check_lineage(run):
             assert r.evals[0].eval.tokens > r.branch.tokens  # its own evals come after
             assert r.tokens == r.evals[-1].eval.tokens - r.branch.tokens  # charged its own
         assert json.loads((run.trial_dir(r.number) / "branch.json").read_text()) == \
-            r.branch.to_json()
+            {"format": "autostage.branch/2", **r.branch.to_json()}
     return branched
 
 

@@ -236,9 +236,9 @@ def _replay_note(raw: dict[str, Any], chain: list[TrialRecord]) -> str:
         raw["study"].setdefault("resources", {})["threads"] = counts.pop()
         how = "bit for bit"
     else:  # not recorded (a run of an earlier version), or the lineage's trials differed
-        how = ("closely, not bit for bit: the run did not record one torch thread count for "
-               "it; set study.resources.threads to the count it ran with (a local search "
-               "gives each trial cores / study.parallel)")
+        how = ("closely, not bit for bit:\n# the run did not record one torch thread count "
+               "for it; set study.resources.threads\n# to the count it ran with (a local "
+               "search gives each trial cores / study.parallel)")
     return ("# Every choice is fixed; `autostage trial` on this file re-runs that trial "
             f"{how}.\n# Bit for bit needs the same torch threads (study.resources.threads), "
             "torch version and CPU\n# or GPU model: elsewhere the same trial sums floats in "

@@ -85,14 +85,14 @@ class Recorder(tune.Callback):
         self.trackers.eval(number, record)
         if path and self.retention is not None:
             self.retention.saw(number, path)
+        who = self._who(trial)
         if self.population is not None:
-            who = self._who(trial)
             self.population.saw(
                 number, record.eval, index=int(result[msg.EVAL_INDEX]),
                 params=dict(who.params), seed=who.seed,
                 final_evals=int(result.get(msg.TIME_ATTR, 0)), checkpoint=record.checkpoint,
                 path=path)
-        self.view.trial_result(number, int(result[msg.TOKENS]), record.eval, self._who(trial))
+        self.view.trial_result(number, int(result[msg.TOKENS]), record.eval, who)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}

@@ -110,10 +110,16 @@ def in_process(method: str, args: argparse.Namespace, oracle: dict | None) -> li
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         command = [sys.executable, str(HERE / "hpo.py"), "--child", method, "--task",
                    args.task, f"--{args.mode}", "--seeds", args.which, "--out", out.name]
+        if args.only:
+            command += ["--only", args.only]
         if oracle is not None:
             command += ["--oracle-config", json.dumps(oracle)]
-        subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": path})
-        return json.loads(Path(out.name).read_text() or "[]")
+        done = subprocess.run(command, env={**os.environ, "PYTHONPATH": path})
+        rows = json.loads(Path(out.name).read_text() or "[]")  # written after every seed
+        if done.returncode:  # a crash or a hang's timeout keeps the seeds that finished
+            print(f"{method}: its process ended with {done.returncode} after "
+                  f"{len(rows)} seeds; the table has those", flush=True)
+        return rows
 
 
 # --- the report ----------------------------------------------------------------------------------
@@ -279,6 +285,15 @@ def write(data: dict, stem: Path, show: bool = True) -> None:
     figure(data, stem.with_suffix(".html"))
 
 
+def only(text: str) -> list[int]:
+    """'100-104' or '100,103' as seeds."""
+    seeds = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        seeds += range(int(low), int(high or low) + 1)
+    return seeds
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 def main() -> None:
@@ -290,6 +305,8 @@ def main() -> None:
     p.add_argument("--methods", default=",".join(METHODS),
                    help=f"comma-separated, of {', '.join(METHODS)}")
     p.add_argument("--seeds", dest="which", choices=("heldout", "tuning"), default="heldout")
+    p.add_argument("--only", help="a part of those seeds, e.g. 100-104 or 100,103: "
+                   "--merge adds them to the rows already run (same commit)")
     p.add_argument("--merge", action="store_true",
                    help="keep the other methods' rows of the results file (same commit only)")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -299,6 +316,11 @@ def main() -> None:
     args.mode = "smoke" if args.smoke else "full"
     task = load_task(args.task).sized(args.mode)
     seeds = list(task.seeds(args.which))
+    if args.only:
+        part = only(args.only)
+        if stray := sorted(set(part) - set(seeds)):
+            p.error(f"--only {args.only}: {stray} are not the {args.which} seeds {seeds}")
+        seeds = [s for s in seeds if s in part]
     if args.child:
         oracle = json.loads(args.oracle_config) if args.oracle_config else None
         return child(args.child, task, seeds, args.out, oracle)
@@ -320,7 +342,8 @@ def main() -> None:
             p.error(f"{stem}.json was run on {old['commit'][:12]}, this is {head[:12]}: all "
                     "methods of a table run on one commit (rerun them, or commit nothing "
                     "between the parts)")
-        data["rows"] = [r for r in old["rows"] if r["method"] not in methods]
+        data["rows"] = [r for r in old["rows"]
+                        if r["method"] not in methods or r["seed"] not in seeds]
     for method in sorted(methods, key=METHODS.index):
         oracle = None
         if method == "oracle":
@@ -330,8 +353,10 @@ def main() -> None:
                 print("oracle skipped: no pooled static configuration (run other methods "
                       "first, or --merge)", flush=True)
                 continue
-        data["rows"] = [r for r in data["rows"] if r["method"] != method]
+        data["rows"] = [r for r in data["rows"]
+                        if r["method"] != method or r["seed"] not in seeds]
         data["rows"] += in_process(method, args, oracle)
+        data["seeds"] = sorted({r["seed"] for r in data["rows"]})
         write(data, stem, show=False)  # after every method: a crash keeps the rest
     write(data, stem)
 

@@ -50,9 +50,11 @@ def commit() -> tuple[str, list[str]]:
     """HEAD, and the files the benchmark runs that differ from it."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True,
-                              check=True).stdout.strip()
+                              check=True).stdout.rstrip()  # porcelain lines start with a space
 
-    dirty = git("status", "--porcelain", "--", "../autostage", "../plugins", ".").splitlines()
+    # results/ is what the parts of a split run write: not the code they run
+    dirty = git("status", "--porcelain", "--", "../autostage", "../plugins", ".",
+                ":(exclude)results").splitlines()
     return git("rev-parse", "HEAD"), sorted(line[3:] for line in dirty)
 
 

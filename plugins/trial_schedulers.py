@@ -8,9 +8,10 @@ from __future__ import annotations
 import functools
 import math
 import random
+import statistics
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -96,7 +97,9 @@ class Population(TrialScheduler):
     factor 1/(1 - quantile)); each new trial, except a `fresh` share sampled whole, branches
     from a checkpoint of a trial in the top `quantile` at its point, inherits what already
     took effect there, and has the sampler propose its continuation: optimizer, LR schedule,
-    stage policy and the mixtures of the stages still to come."""
+    stage policy and the mixtures of the stages still to come. `min_points` and `rank_by`
+    let it branch before the first trial breaks away from a plateau all share (`TopQuantile`).
+    """
 
     quantile: float = Field(0.25, ge=0.05, le=0.5, description="share of trials stopped at "
                             "a rung, and share branched from")
@@ -104,6 +107,16 @@ class Population(TrialScheduler):
                          "never branched (keeps the search from collapsing onto one lineage)")
     grace_period: int = Field(2, ge=1, le=10_000, description="final-stage evals before the "
                               "first rung")
+    min_points: int = Field(2, ge=1, le=2, description="points a place (a stage boundary, a "
+                            "count of final-stage evals) holds before its top is branched "
+                            "from; 1: a trial alone at its place, as the first to get ahead "
+                            "is, may be branched from at once")
+    rank_by: Literal["value", "improvement"] = Field(
+        "value", description="how the points at a place are ranked: value, the study metric "
+        "there; improvement, how fast their trial's metric was improving up to there (FIRE-PBT)"
+        ", finding the trial that breaks away from a plateau before its value leads")
+    slope_evals: int = Field(3, ge=2, le=100, description="rank_by improvement: a trial's "
+                             "last final-stage evals the improvement is fitted over")
 
     def build(self, metric: str, mode: str, time_attr: str, max_t: int) -> Any:
         from ray.tune.schedulers import ASHAScheduler
@@ -114,27 +127,49 @@ class Population(TrialScheduler):
             stop_last_trials=False)
 
     def branching(self, metric: str, mode: str) -> Brancher:
-        return TopQuantile(self.quantile, self.fresh, metric, mode)
+        return TopQuantile(self.quantile, self.fresh, metric, mode, min_points=self.min_points,
+                           rank_by=self.rank_by, slope_evals=self.slope_evals)
 
 
 class TopQuantile(Brancher):
     """The population trial scheduler's brancher: each new trial is fresh with probability
     `fresh`; otherwise it branches from a point drawn uniformly from the top `quantile` of a
-    place holding at least two points (a point alone at its place has nothing to be compared
-    with: it is kept, not proposed)."""
+    place holding at least `min_points` points (with 2, a point alone at its place has
+    nothing to be compared with: it is kept, not proposed; with 1 it is its place's top).
 
-    def __init__(self, quantile: float, fresh: float, metric: str, mode: str) -> None:
+    `rank_by` orders a place: "value" by the metric there; "improvement" by how fast each
+    point's trial was improving up to it — the least-squares slope of the metric against
+    tokens over the trial's last `slope_evals` final-stage points up to it, steepest first
+    (falling for mode "min", rising for "max"), ties by value. A point without two such
+    points (a stage boundary, a trial's first final-stage eval) follows those with a slope,
+    by value; a branched trial's slope counts only its own evals (its parent's measured the
+    settings it changed). While all trials share a plateau the values at a place differ by
+    noise, and the trial that begins to leave it has the steepest slope: FIRE-PBT's premise
+    (Dalibard & Jaderberg 2021, "Faster Improvement Rate Population Based Training",
+    arXiv:2109.13800), that of two networks at a similar value the faster improving one ends
+    better. MF-PBT (Doulazmi et al. 2025, "Multiple-Frequencies Population-Based Training",
+    arXiv:2506.03225) documents the greediness of selecting on short-term value that this
+    counters (its own remedy: sub-populations that evolve at different rates)."""
+
+    def __init__(self, quantile: float, fresh: float, metric: str, mode: str, *,
+                 min_points: int = 2, rank_by: str = "value", slope_evals: int = 3) -> None:
         self.quantile, self.fresh, self.metric, self.mode = quantile, fresh, metric, mode
+        self.min_points, self.rank_by, self.slope_evals = min_points, rank_by, slope_evals
         self.places: dict[tuple[str, int], list[BranchPoint]] = defaultdict(list)
+        self.finals: dict[int, list[BranchPoint]] = defaultdict(list)  # trial -> its final-
+        # stage points, in report order: what a slope is fitted to
         self._top: list[BranchPoint] | None = None  # ranking is costly: once per change
 
     def see(self, point: BranchPoint) -> None:
         self.places[point.place].append(point)
+        if point.final_evals:
+            self.finals[point.trial].append(point)
         self._top = None
 
     def forget(self, points: list[BranchPoint]) -> None:
         for p in points:
             self.places[p.place] = [q for q in self.places[p.place] if q is not p]
+            self.finals[p.trial] = [q for q in self.finals[p.trial] if q is not p]
         self._top = None
 
     def propose(self, usable: Callable[[BranchPoint], bool],
@@ -145,18 +180,39 @@ class TopQuantile(Brancher):
         return rng.choice(candidates) if candidates else None
 
     def wanted(self) -> list[BranchPoint]:
-        """The top quantile at each place, and every point of a place with nothing to compare
-        it with yet."""
-        return [*self.top(), *(p for group in self.places.values() if len(group) < 2
-                               for p in group)]
+        """The top quantile at each place, and every point of a place with too few points to
+        be ranked yet."""
+        return [*self.top(), *(p for group in self.places.values()
+                               if len(group) < self.min_points for p in group)]
 
     def top(self) -> list[BranchPoint]:
-        """The top quantile of every place holding at least two points."""
+        """The top quantile of every place holding at least `min_points` points."""
         if self._top is None:
-            self._top = [p for group in self.places.values() if len(group) >= 2
-                         for p in _ranked(group, self.metric, self.mode)[
-                             :max(1, int(self.quantile * len(group)))]]
+            self._top = [p for group in self.places.values() if len(group) >= self.min_points
+                         for p in self.ranked(group)[:max(1, int(self.quantile * len(group)))]]
         return self._top
+
+    def ranked(self, points: list[BranchPoint]) -> list[BranchPoint]:
+        """`points` best first by `rank_by`."""
+        by_value = _ranked(points, self.metric, self.mode)
+        if self.rank_by == "value":
+            return by_value
+        sign = 1 if self.mode == "min" else -1
+        slopes = {id(p): self.slope(p) for p in by_value}
+        steep = [p for p in by_value if slopes[id(p)] is not None]
+        return sorted(steep, key=lambda p: sign * slopes[id(p)]) + \
+            [p for p in by_value if slopes[id(p)] is None]
+
+    def slope(self, point: BranchPoint) -> float | None:
+        """The metric's change per token over the last `slope_evals` final-stage points of
+        `point`'s trial up to it; None with fewer than two."""
+        fitted = [p for p in self.finals[point.trial] if p.evals <= point.evals][
+            -self.slope_evals:] if point.final_evals else []
+        try:
+            return statistics.linear_regression(
+                [p.ev.tokens for p in fitted], [p.ev.current[self.metric] for p in fitted]).slope
+        except statistics.StatisticsError:  # fewer than two points, or all at one token count
+            return None
 
 
 def _ranked(points: list[BranchPoint], metric: str, mode: str) -> list[BranchPoint]:

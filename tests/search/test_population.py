@@ -10,7 +10,8 @@ from support import STUDIES
 from autostage.branching import BranchPoint, BranchPoints
 from autostage.decisions import Continue, Eval
 from autostage.records import Branch, EvalRecord, TrialRecord, TrialStatus, lineage_evals
-from autostage_plugins.trial_schedulers import TopQuantile
+from autostage.testing import BrancherContract
+from autostage_plugins.trial_schedulers import Population, TopQuantile
 
 PARAMS = {"plan.order": "general>prereq>target", "init": "default", "optimizer": "adamw",
           "optimizer.adamw.lr": 3e-3, "lr_schedule": "cosine",
@@ -129,6 +130,103 @@ def test_a_point_without_a_finite_metric_is_never_branched_from():
     for trial, loss in enumerate([float("nan"), float("nan"), 1.0]):
         population.note(point(trial, ev("target", 100, 100, 800, loss), final_evals=1))
     assert population.propose() is None  # one finite point: nothing to compare it with
+
+
+class TestEarlyBranching(BrancherContract):
+    """The population's brancher with the settings that act before a breakthrough."""
+
+    @pytest.fixture(params=[{"min_points": 1}, {"rank_by": "improvement"},
+                            {"min_points": 1, "rank_by": "improvement", "slope_evals": 2}])
+    def component(self, request):
+        return Population(**request.param)
+
+
+def test_the_defaults_rank_by_value_at_places_of_two_or_more():
+    brancher = Population().branching("eval.target.loss", "min")
+    assert (brancher.min_points, brancher.rank_by) == (2, "value")
+
+
+@pytest.mark.parametrize("settings", [{"min_points": 0}, {"min_points": 3},
+                                      {"rank_by": "slope"}, {"slope_evals": 1}])
+def test_the_early_settings_are_checked(settings):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        Population(**settings)
+
+
+def early(mode="min", **settings):
+    """The search's bookkeeping around a population brancher with `settings`."""
+    brancher = Population(quantile=0.25, fresh=0.0, **settings).branching("eval.target.loss",
+                                                                          mode)
+    return BranchPoints(brancher, "eval.target.loss", 0)
+
+
+def curve(population, trial, values, first=1):
+    """Trial `trial`'s points at final-stage evals `first`, `first` + 1, ... (100 tokens
+    apart)."""
+    for i, value in enumerate(values, start=first):
+        population.note(point(trial, ev("target", 100 * i, 100 * i, 800, value), final_evals=i,
+                              evals=i))
+
+
+@pytest.mark.parametrize("min_points, proposed", [(1, {9}), (2, {None})])
+def test_a_point_alone_at_its_place_is_branched_from_only_with_min_points_1(min_points,
+                                                                            proposed):
+    population = early(min_points=min_points)
+    curve(population, 9, [0.5])  # the first to reach its place: nothing beside it
+    assert {p and p.trial for p in (population.propose() for _ in range(20))} == proposed
+    assert population.wanted() == {"/ck/9/1"}  # kept either way
+
+
+@pytest.mark.parametrize("mode, plateau, climb", [("min", [2.0, 2.0, 2.0], [3.0, 2.6, 2.2]),
+                                                  ("max", [0.8, 0.8, 0.8], [0.5, 0.6, 0.7])])
+def test_improvement_branches_from_a_young_trial_breaking_away_not_an_old_plateaued_one(
+        mode, plateau, climb):
+    by = {}
+    for rank_by in ("value", "improvement"):
+        population = early(mode, rank_by=rank_by)
+        curve(population, 0, plateau)  # old: the better value at every place, but flat
+        curve(population, 1, climb)  # young: worse so far, improving fast
+        drawn = {(p.trial, p.final_evals) for p in (population.propose() for _ in range(50))}
+        by[rank_by] = drawn
+        assert population.wanted() >= {f"/ck/{t}/{e}" for t, e in drawn}
+    assert by["value"] == {(0, 1), (0, 2), (0, 3)}
+    # at eval 1 no trial has a slope: the value decides there
+    assert by["improvement"] == {(0, 1), (1, 2), (1, 3)}
+
+
+def test_a_point_without_a_slope_of_its_own_ranks_after_those_with_one():
+    """A branch's slope counts its own evals only: its parent's measured other settings."""
+    for rank_by, best in (("value", 1), ("improvement", 0)):
+        population = early(rank_by=rank_by)
+        curve(population, 0, [2.0, 1.9])
+        curve(population, 1, [1.0], first=2)  # branched from trial 0 at eval 1: no slope yet
+        assert {population.propose().trial for _ in range(50)} == {best}
+
+
+def test_the_slope_is_fitted_to_the_last_slope_evals_only():
+    """A descent that has since flattened no longer counts."""
+    for slope_evals, best in ((3, 1), (5, 0)):
+        population = early(rank_by="improvement", slope_evals=slope_evals)
+        curve(population, 0, [5.0, 3.0, 2.0, 2.0, 2.0])
+        curve(population, 1, [2.6, 2.5, 2.4, 2.3, 2.2])
+        assert population.brancher.top()[-1].trial == best  # the last place: eval 5
+
+
+def test_a_retrys_forgotten_evals_leave_its_slope():
+    population = early(rank_by="improvement", slope_evals=3)
+    population.started(0, None)
+    for i, loss in enumerate([3.0, 2.0, 1.0], start=1):
+        population.saw(0, ev("target", 100 * i, 100 * i, 800, loss), index=i, params=PARAMS,
+                       final_evals=i, checkpoint=f"/ck/{i}", path=f"/ck/{i}")
+    population.forget_after(0, 1)  # a retry goes on from eval 1, and finds a plateau
+    for i in (2, 3):
+        population.saw(0, ev("target", 100 * i, 100 * i, 800, 3.0), index=i, params=PARAMS,
+                       final_evals=i, checkpoint=f"/ck/{i}b", path=f"/ck/{i}b")
+    brancher = population.brancher
+    assert [p.path for p in brancher.finals[0]] == ["/ck/1", "/ck/2b", "/ck/3b"]
+    assert brancher.slope(population.points[-1]) == 0.0
 
 
 def record(number, evals, branch=None, tokens=0):

@@ -108,6 +108,7 @@ def build_trial(study: Study, registry: Registry, config: TrialConfig, seed: int
     plan = TrialPlan(
         stages=stages, order=config.plan, policy=make("stage_policy"),
         metric=study.study.metrics[0], mode=study.study.modes[0], seed=seed,
+        target=study.study.target,
     )
     objectives = source_objectives(study.stage, type(trainer).objectives[0],
                                    study.study.metrics, [s.watch for s in study.stage if s.watch])

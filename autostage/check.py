@@ -156,6 +156,10 @@ def _check_study(ctx: Context) -> Iterator[Problem]:
     if len(study.metrics) > 1 and study.trial_scheduler != "fifo":
         yield Problem("study.trial_scheduler", f"'{study.trial_scheduler}' stops trials by one "
                       f"metric; with {len(study.metrics)} metrics use \"fifo\"")
+    if len(study.metrics) > 1 and study.target is not None:
+        yield Problem("study.target", f"a target is one value of one metric; with "
+                      f"{len(study.metrics)} metrics the search has no single goal to stop at: "
+                      "drop study.target, or search one metric")
     sampler = registry.entries["sampler"].get(study.sampler)
     if len(study.metrics) > 1 and sampler and not sampler.cls.multi_objective:
         multi = [n for n in registry.names("sampler") if registry.get("sampler", n).multi_objective]

@@ -16,6 +16,7 @@ from autostage.models import disk_size, human_size, keeping_order, why_not_kept
 from autostage.records import TrialRecord, lineage, prefix_tokens
 from autostage.rundir import RunDir, write_shared_text
 from autostage.spec import SEARCHABLE_KINDS, apply_overrides
+from autostage.target import study_target_text
 
 
 def show_best(path: Path, trial: int | None = None, export: str | None = None,
@@ -48,6 +49,8 @@ def show_best(path: Path, trial: int | None = None, export: str | None = None,
     else:
         print_trial(console, chosen.with_evals(run.evals(chosen.number)), metrics,
                     "best: " if trial is None else "")
+    if (line := study_target_text(run.trials(), study)) is not None:
+        print(line)
     for line in wrote:
         print(line)
     return 0

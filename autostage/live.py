@@ -284,6 +284,7 @@ def print_summary(console: Console, outcome: Any, study: Any) -> None:
     the Pareto front), the models kept, and where to look. `study`: the [study] section."""
     from autostage.models import keeping_order, kept_summary
     from autostage.rundir import RunDir
+    from autostage.target import study_target_text
 
     records: list[TrialRecord] = outcome.records
     ended = "interrupted" if outcome.interrupted else "finished"
@@ -302,6 +303,8 @@ def print_summary(console: Console, outcome: Any, study: Any) -> None:
         print_trial(console, best.with_evals(run.evals(best.number)), study.metrics)
     if (kept := kept_summary(run, study.keep_models, records)) is not None:
         console.print(kept, highlight=False, markup=False, soft_wrap=True)
+    if (line := study_target_text(run.trials(), study)) is not None:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     console.print(f"run directory: {outcome.run_dir}   (autostage best {outcome.run_dir})",
                   highlight=False, markup=False)
 

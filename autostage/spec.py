@@ -68,6 +68,10 @@ class StudySection(Section):
         default_factory=dict, description="each tracker's fields, by name, e.g. "
         '{mlflow = {tracking_uri = "http://127.0.0.1:5000"}}')
     token_budget: int | None = Field(None, gt=0, description="the search stops once spent")
+    target: float | None = Field(
+        None, allow_inf_nan=False, description="the search stops once a trial's metric reaches "
+        "it (<= for min, >= for max): that trial ends at the eval that reached it, the others "
+        "are stopped; `best` and the report say at what compute")
     retries: int = Field(0, ge=0, description="retries of a failed trial from its checkpoint")
     trial_time_limit: float | None = Field(
         None, ge=0, description="seconds a trial may run before it is failed; default: from "

@@ -27,6 +27,7 @@ from autostage.decisions import (
 from autostage.keys import TOKENS, eval_metric, train_metric
 from autostage.ranking import better
 from autostage.records import TrialStatus
+from autostage.target import reached_reason, reaches
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,12 @@ class TrialPlan:
     seed: int = 0
     max_visits: int = 0  # 0: four times the number of planned stages
     switches: tuple[Switch, ...] = ()  # a lineage replayed as one trial (`[[lineage]]`)
+    target: float | None = None  # `study.target`: the trial ends at the eval that reaches it
 
 
 @dataclass
 class TrialResult:
-    status: TrialStatus  # COMPLETED, STOPPED (a policy's Stop) or FAILED
+    status: TrialStatus  # COMPLETED (its plan, or the target), STOPPED (a policy's Stop), FAILED
     reason: str
     metric: str
     evals: list[Eval] = field(default_factory=list)
@@ -140,6 +142,7 @@ class _Loop:
         self.queue = list(plan.order)
         self.visits: Counter[str] = Counter()
         self.max_visits = plan.max_visits or 4 * len(plan.order)
+        self.reached = False  # an eval reached the study's target: the trial ends there
 
     def state(self, within: tuple[str, int] | None = None) -> LoopState:
         current, done = within or (None, 0)
@@ -172,7 +175,8 @@ class _Loop:
             self.report(last)
             self._switch_if_due()  # the next visit begins with the new settings
             if isinstance(decision, Stop):
-                return TrialStatus.STOPPED, decision.reason
+                return (TrialStatus.COMPLETED if self.reached else TrialStatus.STOPPED,
+                        decision.reason)
             if stage.final and isinstance(decision, Advance) and \
                     last.stage_tokens < last.stage_budget:
                 # nothing comes after the final stage: an Advance there ends the trial early
@@ -226,7 +230,7 @@ class _Loop:
         while True:
             ev = self._segment(stage, visit, done)
             done = ev.stage_tokens
-            decision = self.plan.policy.decide(self._history(ev))
+            decision = self._at_target(ev) or self.plan.policy.decide(self._history(ev))
             ev = replace(ev, decision=decision)
             self.evals.append(ev)
             match decision:
@@ -258,6 +262,15 @@ class _Loop:
             improved = best_eval is None or better(ev.value, best_eval.value, stage.watch_mode)
             if rewinds and not isinstance(decision, Rewind) and improved:
                 best, best_eval = self.trainer.snapshot(), ev
+
+    def _at_target(self, ev: Eval) -> Stop | None:
+        """A Stop when `ev` reached the study's target: the trial has done what the search
+        wanted of it, and every token after would be spent past the goal."""
+        p = self.plan
+        if not reaches(ev.current.get(p.metric), p.target, p.mode):
+            return None
+        self.reached = True
+        return Stop(reached_reason(p.metric, p.target, p.mode, ev.tokens))
 
     def _keep_best(self, ev: Eval, best: Any, best_eval: Eval | None, rewinds: bool) -> Eval:
         """A rewinding policy guards against training past the best weights: where a visit

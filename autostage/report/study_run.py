@@ -19,6 +19,7 @@ from autostage.errors import AutostageError
 from autostage.keys import join_plan
 from autostage.records import EvalRecord, TrialRecord, TrialStatus, lineage
 from autostage.rundir import RunDir
+from autostage.target import reaches
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,19 @@ class StudyRun:
     storage_url: str  # where the Optuna study lives
     records: list[TrialRecord] = field(default_factory=list)
     token_budget: int | None = None  # study.token_budget
+    target: float | None = None  # study.target
 
     @property
     def budget_spent(self) -> bool:
         """The search ended because its trials trained the study's token budget."""
         return self.token_budget is not None and \
             sum(r.tokens for r in self.records) >= self.token_budget
+
+    @property
+    def target_reached(self) -> bool:
+        """The search ended because a finished trial reached the study's target."""
+        return any(r.status.ranked and reaches(r.value, self.target, self.mode)
+                   for r in self.records)
 
     @property
     def metric(self) -> str:
@@ -61,8 +69,9 @@ class StudyRun:
     @property
     def partial(self) -> bool:
         """Still running, or stopped before it finished its trials (not by its token
-        budget, which ends a search as planned): the report shows part."""
-        return self.running > 0 or (self.finished < self.requested and not self.budget_spent)
+        budget or its target, which end a search as planned): the report shows part."""
+        return self.running > 0 or (self.finished < self.requested and not self.budget_spent
+                                    and not self.target_reached)
 
 
 def load_run(path: str | os.PathLike[str]) -> StudyRun:
@@ -79,7 +88,7 @@ def load_run(path: str | os.PathLike[str]) -> StudyRun:
         modes=modes * len(metrics) if len(modes) == 1 else modes,  # one mode: every metric's
         requested=s["trials"], stages=[stage["name"] for stage in study.get("stage", [])],
         storage_url=s.get("storage") or run.storage_url, records=records,
-        token_budget=s.get("token_budget"),
+        token_budget=s.get("token_budget"), target=s.get("target"),
     )
 
 

@@ -11,6 +11,7 @@ from autostage.records import TrialRecord, TrialStatus, best_trial
 from autostage.report.lineage import _saved_info, saved_text
 from autostage.report.study_run import StudyRun, executed_plan, stage_label
 from autostage.report.style import STATUS_ORDER, short, status_colour, tokens
+from autostage.target import first_reached, target_text
 
 
 def _summary_info(run: StudyRun, now: float) -> dict[str, Any]:
@@ -31,6 +32,9 @@ def _summary_info(run: StudyRun, now: float) -> dict[str, Any]:
         "saved": _saved_info(records),  # None: no trial branched
         "seconds": max(ends) - min(starts) if starts else None,
         "best": _best_info(best) if best else None, "rendered": now,
+        "target": None if run.target is None or len(run.metrics) > 1 else target_text(
+            first_reached(records, run.metric, run.target, run.mode), run.metric,
+            run.target, run.mode),
     }
 
 
@@ -79,13 +83,16 @@ def _facts(info: dict[str, Any]) -> str:
              "result)" if info["tokens"] else "")
     if info.get("budget"):
         share += f"; the token budget of {tokens(info['budget'])} was spent: the search ended"
+    target = (f"<tr><th>target</th><td>{escape(info['target'])}</td></tr>"
+              if info.get("target") else "")
     saved = (f"<tr><th>shared prefixes</th><td>{escape(saved_text(info['saved']))}</td></tr>"
              if info.get("saved") else "")
     return (f"<table class='facts'>{_objectives(info['objectives'])}"
             f"<tr><th>trials</th><td>{info['finished']} of {info['requested']} "
             f"finished {chips}</td></tr>"
             f"<tr><th>compute</th><td>{tokens(info['tokens'])} training tokens "
-            f"({info['tokens']:,}){share}, {seconds} of wall time</td></tr>{saved}</table>")
+            f"({info['tokens']:,}){share}, {seconds} of wall time</td></tr>{saved}{target}"
+            "</table>")
 
 
 def _objectives(objectives: list[tuple[str, str]]) -> str:

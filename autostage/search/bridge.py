@@ -20,9 +20,10 @@ from autostage.trial_identity import TrialIdentity
 
 
 class EarlyStops:
-    """Why a trial ended without reporting its own outcome: a trial scheduler stopped it, or
-    the token budget ran out. Anything else (Ctrl-C) is an interruption: such a trial gets no
-    record and stays RUNNING in Optuna, so --resume re-queues it as after a killed driver."""
+    """Why a trial ended without reporting its own outcome: a trial scheduler stopped it, the
+    token budget ran out, or another trial reached the study's target. Anything else (Ctrl-C)
+    is an interruption: such a trial gets no record and stays RUNNING in Optuna, so --resume
+    re-queues it as after a killed driver."""
 
     def __init__(self, scheduler: str, budget: Any) -> None:
         self.scheduler, self.budget = scheduler, budget
@@ -32,9 +33,7 @@ class EarlyStops:
     def reason(self, trial_id: str) -> str | None:
         if trial_id in self.by_scheduler:
             return f"stopped early by the {self.scheduler} trial scheduler"
-        if self.budget.spent_out():
-            return "stopped: the study's token budget was spent"
-        return None
+        return self.budget.why()
 
 
 class StudySearch(OptunaSearch):

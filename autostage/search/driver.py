@@ -1,4 +1,5 @@
-"""Ray callbacks in the driver: records in the run directory, the token budget, the view."""
+"""Ray callbacks in the driver: records in the run directory, the search's end (token budget,
+target), the view."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from autostage.rundir import RunDir
 from autostage.search import messages as msg
 from autostage.search import outage, time_limit
 from autostage.spec import StudySection
+from autostage.target import reaches
 from autostage.trackers import Trackers
 from autostage.trial_identity import TrialIdentity
 
@@ -200,9 +202,9 @@ class Recorder(tune.Callback):
             self.population.refuse(self.store.resolve(branch.checkpoint))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        # Ray stops the running trials without completing them when the budget is spent;
-        # an interrupted search leaves them for --resume to re-queue.
-        if not self.stops.budget.spent_out():
+        # Ray stops the running trials without completing them when the budget is spent or a
+        # trial reached the target; an interrupted search leaves them for --resume to re-queue.
+        if (why := self.stops.budget.why()) is None:
             return
         for trial in trials:
             number = (trial.config or {}).get(msg.TRIAL)
@@ -212,8 +214,7 @@ class Recorder(tune.Callback):
                     # its outcome came with the report that spent the budget: it finished
                     self._write(trial, status, last.get(msg.REASON, ""))
                 else:
-                    self._write(trial, TrialStatus.PRUNED,
-                                "stopped: the study's token budget was spent")
+                    self._write(trial, TrialStatus.PRUNED, why)
         self.models.prune()  # a model of a trial recorded only now is ranked like the rest
 
     def _write(self, trial: Any, status: TrialStatus, reason: str) -> None:
@@ -266,17 +267,24 @@ def _error_reason(trial: Any) -> str:
     return lines[-1] if lines else "the trial raised an error"
 
 
-class TokenBudget(tune.Stopper):
-    """Stops the whole search once the trials have trained the study's token budget."""
+class SearchEnd(tune.Stopper):
+    """Stops the whole search once the trials have trained the study's token budget, once a
+    trial reached the study's target (it ended there, the others are stopped), or once the
+    checkpoint store is gone for good."""
 
-    def __init__(self, budget: int | None, already: int) -> None:
-        self.budget, self.already = budget, already
-        self.store = outage.StoreWatch()  # the checkpoint store gone for good ends it too
+    def __init__(self, budget: int | None, already: int, target: float | None = None,
+                 mode: str = "min") -> None:
+        self.budget, self.already, self.target, self.mode = budget, already, target, mode
+        self.store = outage.StoreWatch()
         self.tokens: dict[str, int] = {}
+        self.reached: int | None = None  # the trial that reached the target
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         if msg.TOKENS in result:
             self.tokens[trial_id] = int(result[msg.TOKENS])
+        if self.reached is None and msg.outcome_of(result) == TrialStatus.COMPLETED and \
+                reaches((result.get(msg.VALUES) or [None])[0], self.target, self.mode):
+            self.reached = int(result[msg.TRIAL])
         return False
 
     def spent(self) -> int:
@@ -285,5 +293,13 @@ class TokenBudget(tune.Stopper):
     def spent_out(self) -> bool:
         return self.budget is not None and self.spent() >= self.budget
 
+    def why(self) -> str | None:
+        """Why the search ends with trials still running (None: it does not)."""
+        if self.reached is not None:
+            return f"stopped: trial {self.reached} reached the study's target"
+        if self.spent_out():
+            return "stopped: the study's token budget was spent"
+        return None
+
     def stop_all(self) -> bool:
-        return self.spent_out() or self.store.down is not None
+        return self.why() is not None or self.store.down is not None

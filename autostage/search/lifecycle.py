@@ -25,6 +25,7 @@ from autostage.search.storage import open_storage, reconcile, sampler_seed, sett
 from autostage.search.tuner import build_tuner
 from autostage.search.warm import seed_sampler
 from autostage.spec import Study
+from autostage.target import reaches
 from autostage.trackers import Trackers
 from autostage.trial_identity import TrialIdentity
 
@@ -88,6 +89,8 @@ class Search:
             self._warm_start()
         remaining, spent = (reconcile(self.study, self.space, self.run, self.storage)
                             if self.resume else (s.trials, 0))
+        if self.resume and self._target_reached(self.run.results()):
+            remaining = 0  # the search stopped at its target: nothing is left to run
         self.view.start(self.study, done=s.trials - remaining, tokens=spent)
         return remaining, spent
 
@@ -116,8 +119,8 @@ class Search:
             left = self.study.study.trials - sum(r.status.finished for r in records)
             # trials the checkpoint store cut were queued again: the next Tuner runs them
             if left > remaining - batch + stops.budget.store.requeued or \
-                    stops.budget.spent_out():
-                return  # interrupted (Ctrl-C), or the budget is spent
+                    stops.budget.why() is not None:
+                return  # interrupted (Ctrl-C), the budget is spent or the target reached
             remaining, spent, part = left, sum(r.tokens for r in records), part + 1
 
     def outcome(self) -> SearchOutcome:
@@ -126,8 +129,13 @@ class Search:
         finished = sum(r.status.finished for r in records)
         budget_spent = (s.token_budget is not None
                         and sum(r.tokens for r in records) >= s.token_budget)
-        return SearchOutcome(self.run.path, s.trials, records,
-                             finished < s.trials and not budget_spent)
+        return SearchOutcome(self.run.path, s.trials, records, finished < s.trials
+                             and not budget_spent and not self._target_reached(records))
+
+    def _target_reached(self, records: list[TrialRecord]) -> bool:
+        """A finished trial reached `study.target`: the search is done."""
+        s = self.study.study
+        return any(r.status.ranked and reaches(r.value, s.target, s.modes[0]) for r in records)
 
     # --- inside the steps -------------------------------------------------------------------
 

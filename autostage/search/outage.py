@@ -54,7 +54,7 @@ ADVICE = ("; continue the search with --resume once it answers: every trial reco
 class StoreWatch:
     """What the driver knows of the store during one Ray Tuner."""
 
-    down: StoreUnavailable | None = None  # it stayed away: the search ends (TokenBudget)
+    down: StoreUnavailable | None = None  # it stayed away: the search ends (SearchEnd)
     requeued: int = 0  # trials the store cut, queued again: still to run in this search
 
 

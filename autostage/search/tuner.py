@@ -15,7 +15,7 @@ from ray import tune
 from autostage.errors import AutostageError
 from autostage.search import outage
 from autostage.search.bridge import EarlyStops, EvalsOnly, StudySearch
-from autostage.search.driver import Recorder, TokenBudget
+from autostage.search.driver import Recorder, SearchEnd
 from autostage.search.messages import TIME_ATTR, TRIAL
 from autostage.search.ray_start import threads
 from autostage.search.storage import sampler_seed
@@ -36,7 +36,7 @@ def build_tuner(search: Search, trials: int, spent: int,
     scheduler = search.registry.create("trial_scheduler", s.trial_scheduler,
                                        s.trial_scheduler_settings).build(
         metric=s.metrics[0], mode=s.modes[0], time_attr=TIME_ATTR, max_t=max_t)
-    budget = TokenBudget(s.token_budget, spent)
+    budget = SearchEnd(s.token_budget, spent, s.target, s.modes[0])
     stops = searcher.stops = EarlyStops(s.trial_scheduler, budget)
     job = _job(search)
     recorder = Recorder(search.run, stops, search.view, search.models, s, search.store,

@@ -50,7 +50,15 @@ def load_study(
     problems += check(sections, registry, raw)
     if problems:
         raise StudyError(str(path), problems)
-    return Study(**sections)
+    study = Study(**sections)
+    if study.study.first_trials:  # checked against the search space the rest defines
+        from autostage import first_trials
+        from autostage.space import compile_space
+
+        if found := first_trials.problems(study.study.first_trials,
+                                          compile_space(study, registry)):
+            raise StudyError(str(path), found)
+    return study
 
 
 def resolve_paths(raw: dict[str, Any], registry: Registry, base: Path) -> None:

@@ -86,6 +86,11 @@ class StudySection(Section):
     warm_start: list[str] = Field(
         default_factory=list,
         description="earlier run directories whose finished trials seed the sampler")
+    first_trials: list[dict[str, Any]] = Field(
+        default_factory=list, description="configurations run first, before the sampler "
+        'proposes any: tables of parameters as `autostage best` names them, e.g. '
+        '[{"optimizer.adamw.lr" = 3e-3, "plan.order" = "prereq>target"}]; what one leaves out '
+        "is sampled")
     keep_models: int = Field(1, ge=0, le=1000,
                              description="final weights kept: the best k trials' (0: none)")
     keep_checkpoints: Literal["needed", "all"] = Field(

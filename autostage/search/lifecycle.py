@@ -12,6 +12,7 @@ from typing import Any
 
 import optuna
 
+from autostage import first_trials
 from autostage.branching import BranchPoints
 from autostage.checkpoint_store import CheckpointStore, open_store
 from autostage.errors import AutostageError, causes
@@ -85,8 +86,8 @@ class Search:
             raise AutostageError(f"the Optuna storage already holds a study named '{s.name}': "
                                  "continue it with --resume and --out the run directory that "
                                  "started it, or rename the study (--set study.name=...)")
-        if not self.resume and s.warm_start:
-            self._warm_start()
+        if not self.resume and (s.warm_start or s.first_trials):
+            self._seed_study()
         remaining, spent = (reconcile(self.study, self.space, self.run, self.storage)
                             if self.resume else (s.trials, 0))
         if self.resume and self._target_reached(self.run.results()):
@@ -139,12 +140,17 @@ class Search:
 
     # --- inside the steps -------------------------------------------------------------------
 
-    def _warm_start(self) -> None:
+    def _seed_study(self) -> None:
+        """What the search starts from besides its sampler: earlier runs' trials (warm
+        start) and the user's own configurations, queued to run first (`first_trials`)."""
         s = self.study.study
         directions = ["minimize" if m == "min" else "maximize" for m in s.modes]
-        seeded = seed_sampler(self.study, self.space, optuna.create_study(
-            study_name=s.name, storage=self.storage, directions=directions), self.registry)
-        self.view.note(seeded.lines())
+        ot_study = optuna.create_study(study_name=s.name, storage=self.storage,
+                                       directions=directions)
+        if s.warm_start:
+            self.view.note(seed_sampler(self.study, self.space, ot_study,
+                                        self.registry).lines())
+        first_trials.enqueue(ot_study, s.first_trials, self.space)
 
     def _one_tuner(self, batch: int, spent: int, part: int) -> Any:
         experiment = f"ray-{time.strftime('%Y%m%d-%H%M%S')}" + (f"-{part}" if part else "")

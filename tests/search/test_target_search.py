@@ -68,3 +68,23 @@ def test_a_target_with_several_metrics_is_one_line_naming_the_field(tmp_path, ca
     assert main(["validate", str(study)]) == 2
     err = capsys.readouterr().err
     assert "study.target" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_first_trials_run_before_the_sampler_proposes_any(ray_session, tmp_path):
+    study = tmp_path / "study.toml"
+    study.write_text(toy_study(
+        "study.name=first-test", "study.trials=3", "study.parallel=1", "study.seed=1",
+        "study.trial_scheduler=fifo", "stage.prereq.tokens=20_000", "stage.target.tokens=20_000",
+        'search.plan.skip=["prereq"]',
+        "search.optimizer.adamw.lr={ low = 3e-4, high = 2e-2, log = true }",
+        'study.first_trials=[{"optimizer.adamw.lr" = 1.25e-3, "plan.order" = "target"}, '
+        '{"plan.order" = "prereq>target"}]'))
+    out = tmp_path / "run"
+    assert main(["search", str(study), "--out", str(out)]) == 0
+    records = {r.number: r for r in RunDir(out).results()}
+    assert records[0].config["optimizer.adamw.lr"] == 1.25e-3
+    assert records[0].config["plan.order"] == "target"
+    assert records[1].config["plan.order"] == "prereq>target"  # its LR sampled
+    assert records[1].config["optimizer.adamw.lr"] != 1.25e-3
+    assert len(records) == 3 and all(r.status.finished for r in records.values())

@@ -7,8 +7,9 @@ default) they are deleted unless
     hands that trial out until its record is written (a retry with no checkpoint of its own
     starts from its branch point again) — Ray PBT's hole of a donor deleted before the clone
     loaded it (ray#38736) cannot open here; or
-  - a new trial may still branch from it: in the top quantile at its place, or at a place with
-    nothing to compare it with yet (the brancher's `wanted`, `BranchPoints.wanted`).
+  - a new trial may still branch from it: whatever the brancher's `wanted` says
+    (`BranchPoints.wanted`) — for `population`, the top quantile at its place by `rank_by`,
+    or a point of a place holding fewer than `min_points`.
 A deleted point is never branched from again. "all" keeps every checkpoint. Nothing outside
 the search's own store (its run directory, or `study.checkpoints`' prefix) is ever deleted.
 """

@@ -46,6 +46,9 @@ def test_the_search_stops_at_the_first_trial_that_reaches_the_target(ray_session
     said = capsys.readouterr().out
     assert "study finished" in said
     assert f"target eval.target.loss ≤ 3: reached by trial {winner.number}" in said
+    # the report is not a partial one (the search ended as planned) and says the same
+    html = (out / "report.html").read_text()
+    assert f"reached by trial {winner.number}" in html and "Partial results" not in html
     # Optuna knows every trial's end: the winner's value, the stopped ones pruned
     trials = optuna.load_study(study_name="target-test",
                                storage=RunDir(out).storage_url).get_trials()

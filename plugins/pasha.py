@@ -70,6 +70,7 @@ class PashaRungs:
         self.rungs: list[dict[str, float]] = [{} for _ in self.levels]  # trial -> score
         self.curves: dict[str, dict[int, float]] = {}  # trial -> t -> score, for epsilon
         self.finishing: set[str] = set()  # leaders of the maximum rung, run to the end
+        self.gaps: dict[tuple[str, str], float] = {}  # pairs that crossed and crossed back
 
     @property
     def max_level(self) -> int | None:
@@ -87,9 +88,13 @@ class PashaRungs:
             self.rungs[k][trial] = score
         if self.fixed_epsilon is None and self.max_level is not None and \
                 self.levels[self.top - 1] < t <= self.max_level:
-            self.epsilon = self.noise_epsilon()
+            self.note_noise(trial)
         if self.max_level is not None and not self.stable():
             self.top += 1
+            if self.fixed_epsilon is None and self.max_level is not None:
+                self.gaps = {}  # a new window between the top two rungs
+                for other in list(self.curves):
+                    self.note_noise(other)
         if not reached or trial in self.finishing:
             return True
         k = reached[-1]
@@ -120,16 +125,29 @@ class PashaRungs:
         return all(not abs(below[a] - below[b]) > self.epsilon  # -inf twice: the same place
                    for a, b in zip(here, before, strict=True))
 
-    def noise_epsilon(self) -> float:
-        """The paper's estimate of epsilon from the evals between the top two rungs (the last
-        estimate when no pair flipped and flipped back)."""
+    def note_noise(self, trial: str) -> None:
+        """Update epsilon, the paper's way, with `trial`'s pairs: the gap at their last shared
+        eval between the top two rungs of each pair whose order flipped and flipped back up to
+        it; epsilon is the 90th percentile of all such gaps (unchanged while there are none)."""
         low, high = self.levels[self.top - 1], self.levels[self.top]
-        between = [c for c in self.curves.values() if any(low < t <= high for t in c)]
-        gaps = []
-        for a, b in itertools.combinations(between, 2):
-            shared = sorted(t for t in a.keys() & b.keys()
-                            if math.isfinite(a[t]) and math.isfinite(b[t]))
-            latest = [t for t in shared if low < t <= high]
-            if latest and crossings([a[t] - b[t] for t in shared if t <= latest[-1]]) >= 2:
-                gaps.append(abs(a[latest[-1]] - b[latest[-1]]))
-        return percentile(gaps, NOISE_PERCENTILE) if gaps else self.epsilon
+        mine = self.curves[trial]
+        for other, theirs in self.curves.items():
+            if other != trial:
+                key = (trial, other) if trial < other else (other, trial)
+                gap = crossed_gap(mine, theirs, low, high)
+                if gap is None:
+                    self.gaps.pop(key, None)
+                else:
+                    self.gaps[key] = gap
+        if self.gaps:
+            self.epsilon = percentile(list(self.gaps.values()), NOISE_PERCENTILE)
+
+
+def crossed_gap(a: dict[int, float], b: dict[int, float], low: int, high: int) -> float | None:
+    """|a - b| at the last eval in (low, high] both curves reached, when their order flipped
+    and flipped back up to it (noise, not a real change of places); else None."""
+    shared = sorted(t for t in a.keys() & b.keys() if math.isfinite(a[t]) and math.isfinite(b[t]))
+    latest = [t for t in shared if low < t <= high]
+    if latest and crossings([a[t] - b[t] for t in shared if t <= latest[-1]]) >= 2:
+        return abs(a[latest[-1]] - b[latest[-1]])
+    return None

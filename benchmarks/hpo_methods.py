@@ -6,6 +6,13 @@
   autostage-M5  M4's space and sampler with branching trials (`trial_scheduler =
                 "population"`, quantile 0.25, fresh 0.2; grace = PLATEAU in evals, as M4's —
                 it shipped with 2)
+  autostage-early  M5 branching before a breakthrough (issue 27): a point alone at its place
+                may be branched from (`min_points = 1`) and places rank by improvement
+                (`rank_by = "improvement"`, FIRE-PBT's rule)
+  autostage-pasha  M4 with PASHA instead of ASHA (same grace and factor; epsilon from the
+                noise, the paper's default)
+  autostage-curve  M4 with learning-curve extrapolation instead of ASHA (`min_evals` =
+                PLATEAU in evals: no curve is judged on the plateau; margin 0.02, its default)
   oracle        the best static configuration of the pooled records (every method's completed
                 trials that ran one configuration throughout), retrained once per seed: what
                 a search that knew the answer would spend
@@ -29,7 +36,8 @@ from hpo_member import Member, complete, sample, study
 from hpo_task import Task
 
 K = 2  # top-k: as many continuations as slots
-AUTOSTAGE = ("autostage-M4", "autostage-M5")
+AUTOSTAGE = ("autostage-M4", "autostage-M5", "autostage-early", "autostage-pasha",
+             "autostage-curve")
 POLICIES = "search.stage_policy={fixed = {}, plateau = {patience = {low = 1, high = 3}}, " \
     "bandit = {}}"
 
@@ -44,6 +52,16 @@ def autostage_overrides(method: str, task: Task) -> list[str]:
     if method == "autostage-M5":
         return [*common, "study.trial_scheduler=population", "study.trial_scheduler_settings="
                 f"{{quantile = 0.25, fresh = 0.2, grace_period = {grace}}}"]
+    if method == "autostage-early":
+        return [*common, "study.trial_scheduler=population", "study.trial_scheduler_settings="
+                f"{{quantile = 0.25, fresh = 0.2, grace_period = {grace}, min_points = 1, "
+                'rank_by = "improvement"}']
+    if method == "autostage-pasha":
+        return [*common, "study.trial_scheduler=pasha", "study.trial_scheduler_settings="
+                f"{{grace_period = {grace}, reduction_factor = 2}}"]
+    if method == "autostage-curve":
+        return [*common, "study.trial_scheduler=curve",
+                f"study.trial_scheduler_settings={{min_evals = {max(grace, 2)}}}"]
     raise ValueError(f"no autostage method named {method!r}; methods: {', '.join(AUTOSTAGE)}")
 
 

@@ -63,8 +63,8 @@ def test_smoke_scales_every_stage():
 
 def test_autostage_methods_search_what_their_names_claim(registry):
     task = hpo_task.load_task("arith")
-    m4, m5 = (task.load(registry, hpo_methods.autostage_overrides(m, task))
-              for m in hpo_methods.AUTOSTAGE)
+    m4, m5, early, pasha, curve = (task.load(registry, hpo_methods.autostage_overrides(m, task))
+                                   for m in hpo_methods.AUTOSTAGE)
     base = compile_space(task.load(registry), registry)
     assert len(base.plans) == 5  # each prefix stage may move or be skipped: every method's
     assert compile_space(m4, registry).plans == base.plans
@@ -74,6 +74,15 @@ def test_autostage_methods_search_what_their_names_claim(registry):
     assert m4.study.trial_scheduler_settings == {"grace_period": 4, "reduction_factor": 2}
     assert m5.study.trial_scheduler == "population"
     assert m5.study.trial_scheduler_settings["grace_period"] == task.plateau_evals
+    # issue 27's strategies: M4's space and sampler, M4's (or M5's) rung rule past the plateau
+    assert early.study.trial_scheduler_settings == {**m5.study.trial_scheduler_settings,
+                                                    "min_points": 1, "rank_by": "improvement"}
+    assert (pasha.study.trial_scheduler, pasha.study.trial_scheduler_settings) == \
+        ("pasha", m4.study.trial_scheduler_settings)
+    assert (curve.study.trial_scheduler, curve.study.trial_scheduler_settings) == \
+        ("curve", {"min_evals": task.plateau_evals})
+    for study in (early, pasha, curve):
+        assert compile_space(study, registry) == compile_space(m4, registry)
     assert base.kind("stage_policy").names == ("fixed",)  # the peers search no policy
 
 

@@ -62,15 +62,12 @@ class StudySearch(OptunaSearch):
             self.retention.pin(who.number, who.branch)
         return who.to_config()
 
-    def save(self, checkpoint_path: str) -> None:
-        # Ray saves the searcher with its experiment state, which autostage never restores
-        # from: the branch points (a resumed search rebuilds them from the records) stay out
-        kept = self.population, self.retention, self.stops
-        self.population = self.retention = self.stops = None
-        try:
-            super().save(checkpoint_path)
-        finally:
-            self.population, self.retention, self.stops = kept
+    def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
+        """Nothing: Ray pickles its searcher (with the Optuna study and the storage's cache
+        of every finished trial) beside its experiment state, which autostage never restores
+        from — a resumed search rebuilds everything from the records and optuna.db. Written,
+        it grew with every trial and was rewritten at every experiment checkpoint of every
+        Tuner: ~8 GB of a 100,000-trial run directory, never read (issue 29)."""
 
     def _branch_point(self) -> Any:
         """Where the next trial branches from (None: it is fresh), the brancher asked."""

@@ -62,6 +62,9 @@ def test_a_toy_search_records_every_trial_in_the_run_dir_and_optuna(ray_session,
             assert t.value == r.value
             assert t.params["optimizer.adamw.lr"] == r.config["optimizer.adamw.lr"]
     assert (run.path / "study.toml").read_text() == STUDY
+    # Ray's pickle of the searcher (the Optuna study with every trial) is never written: it
+    # grew with every trial at every experiment checkpoint, and nothing reads it
+    assert not list(run.path.rglob("searcher-state-*.pkl"))
 
 
 @pytest.mark.slow

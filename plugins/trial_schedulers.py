@@ -107,6 +107,12 @@ class Population(TrialScheduler):
                          "never branched (keeps the search from collapsing onto one lineage)")
     grace_period: int = Field(2, ge=1, le=10_000, description="final-stage evals before the "
                               "first rung")
+    auto_grace: bool = Field(False, description="place the first rung by the data instead: at "
+                             "the first count of final-stage evals where the trials there have "
+                             "parted (the best ahead of the median by more than `spread` times "
+                             "the eval noise)")
+    spread: float = Field(3.0, gt=0, le=100, description="auto_grace: how many times the eval "
+                          "noise the best must lead the median by")
     min_points: int = Field(2, ge=1, le=2, description="points a place (a stage boundary, a "
                             "count of final-stage evals) holds before its top is branched "
                             "from; 1: a trial alone at its place, as the first to get ahead "
@@ -119,6 +125,12 @@ class Population(TrialScheduler):
                              "last final-stage evals the improvement is fitted over")
 
     def build(self, metric: str, mode: str, time_attr: str, max_t: int) -> Any:
+        if self.auto_grace:  # rungs placed by the data (spread_rungs)
+            from autostage_plugins.ray_stopping_rules import RuleScheduler
+            from autostage_plugins.spread_rungs import SpreadRungs
+
+            rule = SpreadRungs(mode, 1 / (1 - self.quantile), max_t, self.spread)
+            return RuleScheduler(rule, metric=metric, mode=mode, time_attr=time_attr)
         from ray.tune.schedulers import ASHAScheduler
 
         return ASHAScheduler(

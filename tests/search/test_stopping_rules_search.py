@@ -32,3 +32,18 @@ def test_a_stopping_rule_stops_trials_of_the_quickstart_study(ray_session, tmp_p
         ledger = run.trial_dir(r.number) / "trained-tokens.log"
         trained = sum(int(n) for n in ledger.read_text().split()) if ledger.exists() else 0
         assert trained == r.tokens, r.number
+
+
+@pytest.mark.slow
+def test_population_with_auto_grace_places_its_rungs_and_stops_trials(ray_session, tmp_path):
+    out = tmp_path / "run"
+    overrides = ["study.trial_scheduler=population", "study.trials=12",
+                 "study.trial_scheduler_settings={auto_grace = true, fresh = 1.0}",
+                 "stage.target.eval_every=16384", "model.ledger=true"]  # 13 final-stage evals
+    code = main(["search", str(STUDIES / "quickstart-toy.toml"), "--out", str(out),
+                 *(arg for o in overrides for arg in ("--set", o))])
+    records = RunDir(out).results()
+    stopped = [r for r in records if r.status == TrialStatus.PRUNED]
+    assert code == 0 and len(records) == 12 and stopped
+    assert {r.reason for r in stopped} == {"stopped early by the population trial scheduler"}
+    assert TrialStatus.COMPLETED in {r.status for r in records}

@@ -62,13 +62,17 @@ def sample_config(study: Study, registry: Registry, seed: int,
 
 def prepare_trial(study: Study, registry: Registry, params: Mapping[str, Any], seed: int, *,
                   space: SearchSpace | None = None, threads: int = 0,
-                  workdir: str | None = None, cache_dir: str | None = None) -> ReadyTrial:
+                  workdir: str | None = None, cache_dir: str | None = None,
+                  replica: tuple[int, int] = (0, 1)) -> ReadyTrial:
     """Build the components `params` (a sampled configuration, as `sample_config` returns)
-    chose and start the trainer; raise AutostageError naming a component that rejects its
-    settings."""
+    chose and start the trainer (`replica`: this process's rank among the trial's
+    data-parallel workers, and their number); raise AutostageError naming a component that
+    rejects its settings."""
     space = space if space is not None else compile_space(study, registry)
     trainer, setup, plan = build_trial(study, registry, decode(space, dict(params)), seed,
                                        threads=threads, workdir=workdir, cache_dir=cache_dir)
+    if replica != (0, 1):
+        setup = replace(setup, rank=replica[0], workers=replica[1])
     if study.lineage[1:]:
         plan = replace(plan, switches=_switches(study, registry, space, seed))
     return ReadyTrial(dict(params), seed, plan, trainer.start(setup))

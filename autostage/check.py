@@ -286,6 +286,25 @@ def _check_model(ctx: Context) -> Iterator[Problem]:
         yield Problem("model.trainer", _unknown("trainer", model.trainer, registry))
         return
     yield from _check_settings("trainer", model.trainer, model.settings, "model", registry)
+    yield from _check_workers(ctx.sections.get("study"), registry.get("trainer", model.trainer),
+                              model.settings)
+
+
+def _check_workers(study: Any, trainer: Any, settings: dict[str, Any]) -> Iterator[Problem]:
+    """Data-parallel trials (`study.resources.workers` > 1) need a trainer that can split a
+    trial across processes, under these settings (a batch the workers can share)."""
+    if study is None or study.resources.workers == 1:
+        return
+    if 0 < (gpus := study.resources.gpus) < 1:
+        yield Problem("study.resources.gpus", f"{gpus:g}: data-parallel workers on GPUs need "
+                      "a whole GPU each (NCCL, which reduces their gradients, runs one worker "
+                      "per GPU); use gpus = 1, or gpus = 0 to train on CPUs")
+    try:
+        configured = trainer(**settings)
+    except ValidationError:
+        return  # reported with the [model] table's settings
+    for problem in configured.check_workers(study.resources.workers):
+        yield Problem("study.resources.workers", problem)
 
 
 def _check_data(ctx: Context) -> Iterator[Problem]:

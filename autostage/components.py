@@ -363,6 +363,11 @@ class TrialSetup:
     objectives: Mapping[str, str] = field(default_factory=dict)
     #: objective -> the data sources its stages train on (e.g. what teaches a classifier)
     trains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: data parallel (`study.resources.workers`): this process is replica `rank` of
+    #: `workers`, each running the same trial loop in lockstep; torch.distributed's process
+    #: group is set up (by Ray Train). 1: the trial is this process alone
+    workers: int = 1
+    rank: int = 0
 
 
 @dataclass(frozen=True)
@@ -435,6 +440,14 @@ class Trainer(_Preflighted):
         """Problems with training these stage objectives under these settings (e.g. a
         decoder-only model asked for masked LM); `validate` reports them before any compute."""
         return []
+
+    def check_workers(self, workers: int) -> list[str]:
+        """Problems with training one trial on `workers` data-parallel replicas
+        (`study.resources.workers`, > 1) under these settings; `validate` reports them. The
+        default: none can, since the run must then split batches and reduce gradients across
+        replicas (docs/plugins.md, "Data-parallel trials")."""
+        return [f"{type(self).__name__} trains a trial in one process: it cannot split one "
+                f"across {workers} data-parallel workers; use study.resources.workers = 1"]
 
 
 #: kind -> its base class, as autostage.kinds names them (this module imports kinds, never

@@ -170,6 +170,20 @@ def resources_problems(resources: Any, cpus: float, gpus: Any) -> list[str]:
             f"study.resources.cpus = {resources.cpus:g} per trial, but the local Ray has "
             f"{cpus:g} CPUs: no trial could ever start. Ask for at most {cpus:g} "
             f"(--set study.resources.cpus={cpus:g}), or join a bigger cluster with --address")
+    elif (w := resources.workers) > 1 and w * resources.cpus > cpus:
+        problems.append(
+            f"study.resources.workers = {w} with cpus = {resources.cpus:g} each asks every "
+            f"trial for {w * resources.cpus:g} CPUs, but the local Ray has {cpus:g}: no trial "
+            f"could ever start. Use at most {int(cpus // resources.cpus)} workers, fewer cpus "
+            "each, or join a bigger cluster with --address")
+    if resources.workers > 1 and resources.gpus > 0 and \
+            resources.workers * resources.gpus > (found := gpus()) >= resources.gpus:
+        problems.append(
+            f"study.resources.workers = {resources.workers} with gpus = {resources.gpus:g} "
+            f"each asks every trial for {resources.workers * resources.gpus:g} GPUs, but the "
+            f"local Ray has {found:g}: no trial could ever start. Use at most "
+            f"{int(found // resources.gpus)} workers, or join a cluster with more GPUs with "
+            "--address")
     if resources.gpus > 0 and resources.gpus > (found := gpus()):
         has = f"{found:g} GPUs" if found else "no GPU"
         problems.append(

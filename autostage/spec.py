@@ -40,12 +40,17 @@ class Section(BaseModel):
 
 
 class Resources(Section):
-    cpus: float = Field(1.0, gt=0, description="CPU cores per trial")
-    gpus: float = Field(0.0, ge=0, description="GPUs per trial; fractions share one GPU")
+    cpus: float = Field(1.0, gt=0, description="CPU cores per trial (per worker: workers)")
+    gpus: float = Field(0.0, ge=0, description="GPUs per trial (per worker: workers); "
+                        "fractions share one GPU")
     threads: int = Field(0, ge=0, le=4096, description=(
         "torch threads per trial; 0: a search's own Ray gives each trial cores / parallel, a "
         "cluster trial its cpus, `autostage trial` torch's default. A trial re-runs bit for "
         "bit only with the count it ran with (`best --export` writes it here)"))
+    workers: int = Field(1, ge=1, le=4096, description=(
+        "data-parallel workers per trial (Ray Train; gloo on CPU, NCCL on GPU), each with "
+        "cpus and gpus of its own; they split every batch, so a trial trains as with 1. "
+        "Needs a trainer that supports it (transformers)"))
 
 
 class StudySection(Section):

@@ -32,6 +32,7 @@ PROBE_TIMEOUT_S = 60.0
 
 def check(study: Study, registry: Any, run_path: Path, wait: float | None = None) -> None:
     nodes = nodes_for(study.study.resources, _wait(wait))
+    _check_workers(study.study.resources, nodes)
     driver = ray.get_runtime_context().get_node_id()
     others = [n for n in nodes if n["NodeID"] != driver]
     if not others:
@@ -76,6 +77,21 @@ def nodes_for(resources: Resources, wait: float) -> list[dict[str, Any]]:
                 "study.resources.gpus=F: a fraction shares a GPU), or add a node that has it "
                 "(AUTOSTAGE_RESOURCE_WAIT_S sets how long an autoscaler is given)")
         time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+
+
+def _check_workers(resources: Resources, nodes: list[dict[str, Any]]) -> None:
+    """A data-parallel trial's workers (each holding `resources`) fit the nodes together."""
+    w = resources.workers
+    if w == 1:
+        return
+    cpus = sum(n["Resources"].get("CPU", 0.0) for n in nodes)
+    gpus = sum(n["Resources"].get("GPU", 0.0) for n in nodes)
+    if w * resources.cpus > cpus or w * resources.gpus > gpus:
+        raise AutostageError(
+            f"study.resources.workers = {w}, each with {_amount(resources.cpus, resources.gpus)}"
+            f", asks every trial for {_amount(w * resources.cpus, w * resources.gpus)}; the "
+            f"nodes that can hold a worker have {_amount(cpus, gpus)} together. Use fewer "
+            "workers, or add nodes")
 
 
 def _fits(have: dict[str, float], resources: Resources) -> bool:

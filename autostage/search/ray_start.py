@@ -113,11 +113,13 @@ def local_resources() -> tuple[float, Any]:
 
 
 def threads(s: Any, on_cluster: bool) -> int:
-    """torch threads per trial: the study's `resources.threads` when set; else on our own Ray,
-    the machine's cores shared by the trials at once; on a cluster, the CPUs a trial asks for
-    (Ray may pack trials onto one node)."""
+    """torch threads per trial (per worker of a data-parallel trial): the study's
+    `resources.threads` when set; else on our own Ray, the machine's cores shared by the
+    trials' processes at once; on a cluster, the CPUs a trial (a worker) asks for (Ray may
+    pack trials onto one node)."""
     if s.resources.threads:
         return s.resources.threads
     if on_cluster:
         return max(1, int(s.resources.cpus))
-    return max(1, int(ray.cluster_resources().get("CPU", 1)) // s.parallel)
+    processes = s.parallel * s.resources.workers
+    return max(1, int(ray.cluster_resources().get("CPU", 1)) // processes)

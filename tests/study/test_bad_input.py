@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 from support import STUDIES
-from support.studies import toy_study
+from support.studies import tiny_lm_study, toy_study
 
 from autostage.cli import main
 from autostage.keys import eval_metric, mix_key, parse_metric, parse_mix_key
@@ -91,6 +91,20 @@ BAD = [
     pytest.param(STUDY, ["--set", "study.resources.cpus=100000"], ["search"],
                  ["study.resources.cpus", "no trial could ever start"],
                  id="more-cpus-than-the-machine"),
+    pytest.param(STUDY, ["--set", "study.resources.workers=2"], ["validate", "search"],
+                 ["study.resources.workers", "Toy trains a trial in one process",
+                  "workers = 1"], id="data-parallel-toy"),
+    pytest.param(tiny_lm_study(), ["--set", "study.resources.workers=3"], ["validate", "search"],
+                 ["study.resources.workers", "model.batch_size = 8 does not split among 3 "
+                  "workers", "multiple of 3"], id="data-parallel-batch-not-split"),
+    pytest.param(tiny_lm_study(), ["--set", "study.resources.workers=2", "--set",
+                                   "study.resources.gpus=0.5"], ["validate", "search"],
+                 ["study.resources.gpus", "0.5", "a whole GPU each", "gpus = 1"],
+                 id="data-parallel-gpu-fraction"),
+    pytest.param(tiny_lm_study(), ["--set", "study.resources.workers=4096", "--set",
+                                   "model.batch_size=8192"], ["search"],
+                 ["study.resources.workers = 4096", "4096 CPUs", "no trial could ever start"],
+                 id="data-parallel-more-cpus-than-the-machine"),
 ]
 
 
@@ -228,6 +242,12 @@ def test_resources_a_local_ray_never_has_are_refused_naming_the_field_and_the_ma
         raise AssertionError("GPUs are counted only when a trial asks for some")
 
     assert resources_problems(Resources(cpus=1), 2, never) == []
+    workers = resources_problems(Resources(workers=4), 2, never)
+    assert len(workers) == 1 and "study.resources.workers = 4 with cpus = 1 each" in workers[0]
+    assert "at most 2 workers" in workers[0]
+    gpus = resources_problems(Resources(workers=4, gpus=1), 8, lambda: 2.0)
+    assert len(gpus) == 1 and "asks every trial for 4 GPUs" in gpus[0]
+    assert "at most 2 workers" in gpus[0]
 
 
 def test_a_search_asking_for_gpus_the_machine_lacks_exits_2_before_writing(tmp_path, capsys,

@@ -157,6 +157,14 @@ class Transformers(Trainer):
                                   '"bpe", a directory, or a hub name (org/name: needs a '
                                   'network)')
 
+    def check_workers(self, workers: int) -> list[str]:
+        # each worker takes an equal share of every batch (`lm_parallel`)
+        if self.batch_size % workers:
+            return [f"model.batch_size = {self.batch_size} does not split among {workers} "
+                    "workers, each of which takes an equal share of every batch: make "
+                    f"batch_size a multiple of {workers}"]
+        return []
+
     def check_objectives(self, objectives: set[str]) -> list[str]:
         if self.pretrained:
             return []  # the architecture comes from the checkpoint
@@ -199,12 +207,15 @@ class TransformersRun:
         self.saved_optimizer: dict = {}  # what `load` found, for `continue_stage`
         self.batch = 0  # batches drawn in the current stage visit
         self.step = 0  # optimizer steps in the whole trial
+        self.shards = _shards(cfg, setup)  # None: the trial is this process alone
 
     # --- models ------------------------------------------------------------------------------
 
     def model(self, objective: str) -> Any:
         if objective not in self.models:
             self.models[objective] = self._build(objective)
+            if self.shards is not None:
+                self.shards.same_start(self.models[objective])
         return self.models[objective]
 
     def _build(self, objective: str) -> Any:
@@ -295,11 +306,16 @@ class TransformersRun:
                 self.batch += 1
                 done += _counted(batch)
                 loss = self._loss(model, batch) / self.cfg.grad_accum
-                if not torch.isfinite(loss):
+                if self.shards is None and not torch.isfinite(loss):
                     raise TrialFailed(f"non-finite loss at stage {stage.name}, "
                                       f"step {self.step}")
                 loss.backward()
                 step_loss += float(loss.detach())
+            if self.shards is not None:  # every worker fails alike, or none does
+                step_loss = self.shards.reduce(model, step_loss)
+                if not math.isfinite(step_loss):
+                    raise TrialFailed(f"non-finite loss at stage {stage.name}, "
+                                      f"step {self.step}")
             norm = _clip(model, self.cfg.max_grad_norm)
             if not math.isfinite(norm):
                 raise TrialFailed(f"non-finite loss at stage {stage.name}, step {self.step} "
@@ -318,10 +334,18 @@ class TransformersRun:
     def _loss(self, model: Any, batch: dict) -> Any:
         import torch
 
+        share = 1.0
+        if self.shards is not None:  # this worker's rows, weighted by their share
+            batch, share = self.shards.take(batch, self.stage.objective)
         batch = {k: v.to(self.device) for k, v in batch.items()}
         use_bf16 = self.device.type == "cuda" and self.cfg.bf16
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            return model(**batch).loss.float()
+            out = model(**batch)
+        if self.shards is None:
+            return out.loss.float()
+        from autostage_plugins.lm_parallel import scaled
+
+        return scaled(out.loss.float(), out.logits, share)
 
     def evaluate(self, sources: Sequence[str]) -> dict[str, dict[str, float]]:
         from autostage_plugins.lm_eval import evaluate
@@ -331,7 +355,8 @@ class TransformersRun:
             objective = self.setup.objectives.get(source, self.stage.objective)
             out[source] = evaluate(self.model(objective), objective, self.data, source,
                                    self.cfg, self.tok, self.device)
-        return out
+        # every worker computed the same: worker 0's numbers make every policy decide alike
+        return out if self.shards is None else self.shards.agreed(out)
 
     def snapshot(self) -> Any:
         return ({k: copy.deepcopy(m.state_dict()) for k, m in self.models.items()},
@@ -479,6 +504,17 @@ def _class_count(examples: dict, sources: list[str]) -> int:
     nothing is classified: a head must have some)."""
     return int(max([e.label for s in sources for e in examples[s]["train"]
                     if e.label is not None] or [1])) + 1
+
+
+def _shards(cfg: Transformers, setup: TrialSetup) -> Any:
+    """This worker's part in a data-parallel trial (None: one process trains the trial)."""
+    if setup.workers == 1:
+        return None
+    if problems := cfg.check_workers(setup.workers):  # batch_size may have been searched
+        raise AutostageError(problems[0])
+    from autostage_plugins.lm_parallel import Shards
+
+    return Shards(setup.rank, setup.workers)
 
 
 def _counted(batch: dict) -> int:

@@ -66,31 +66,76 @@ def _registry(load_plugins: str | None) -> Any:
 
 
 def run_one(config: dict[str, Any], job: SearchJob) -> None:
-    """The Ray trainable: build the trial from its config, run it, report every eval."""
+    """The Ray trainable: build the trial from its config, run it, report every eval. A
+    data-parallel trial (`study.resources.workers` > 1) runs on Ray Train's workers instead,
+    this process passing their reports on."""
+    if job.study.study.resources.workers > 1:
+        from autostage.search.data_parallel import run_data_parallel
+
+        run_data_parallel(config, job)
+        return
     who = TrialIdentity.from_config(config, job.study.study.seed)
-    watcher = time_limit.watch(job.search_id, who.number, job.study.study.trial_time_limit)
+    run_watched(who, job, ToTune(job))
+
+
+def run_watched(who: TrialIdentity, job: SearchJob, out: Any, replica: tuple[int, int] = (0, 1)
+                ) -> None:
+    """Run trial `who` under its time limit, its reports going to `out` (`ToTune`; a worker
+    of a data-parallel trial: `data_parallel.Replica`, and `replica` its rank and the
+    number of workers)."""
+    watched = out.writes  # one watcher per trial: in the process that reports
+    watcher = time_limit.watch(job.search_id, who.number, job.study.study.trial_time_limit) \
+        if watched else None
     try:
-        _run(who, job, watcher)
+        _run(who, job, watcher, out, replica)
     finally:
         if watcher is not None:
             watcher.stop()
 
 
-def _run(who: TrialIdentity, job: SearchJob, watcher: time_limit.TimeLimit | None) -> None:
+class ToTune:
+    """Where a trial's reports go when the trial is this process: Ray Tune's session here.
+    (`data_parallel.Replica` is the other: a worker of a data-parallel trial.)"""
+
+    writes = True  # this process writes the trial's checkpoints and its model
+
+    def __init__(self, job: SearchJob) -> None:
+        self.job = job
+
+    def latest(self) -> tune.Checkpoint | None:
+        """The trial's newest checkpoint, when Ray retries it (else None)."""
+        return tune.get_checkpoint()
+
+    def report(self, metrics: dict[str, Any], directory: Path | None = None,
+               what: str = "") -> None:
+        """One report; with `directory`, that folder as its checkpoint (`what`: the upload,
+        named while the store fails)."""
+        if directory is None:
+            tune.report(metrics)
+        else:
+            _report_checkpoint(self.job, metrics, directory, what)
+
+    def last_words(self, metrics: dict[str, Any]) -> None:
+        """The evals a crashing trial held back, reported before it raises."""
+        tune.report(metrics)
+
+
+def _run(who: TrialIdentity, job: SearchJob, watcher: time_limit.TimeLimit | None, out: Any,
+         replica: tuple[int, int]) -> None:
     from autostage.build import prepare_trial
 
     workdir, cache_dir = job.local_dirs(who.number)
     trial = prepare_trial(job.study, _registry(job.load_plugins), dict(who.params), who.seed,
                           space=job.space, threads=job.threads, workdir=str(workdir),
-                          cache_dir=str(cache_dir))
-    resume = _retried(who, job, trial.trainer)
+                          cache_dir=str(cache_dir), replica=replica)
+    resume = _retried(who, job, trial.trainer, out)
     if resume is None and who.branch is not None:
         state = _on_store(job, f"trial {who.number}: reading its branch point",
                            lambda: _branch_from(trial.trainer, who.branch, job.store))
         resume = _go_on(state, who.branch, who.params)
     final = job.study.final.name if job.study.final else None
     reporter = _Reporter(trial.trainer, who, final, resume.evals if resume else (),
-                         job.every_eval, job)
+                         job.every_eval, job, out)
     if watcher is not None:
         watcher.planned = sum(trial.plan.stages[s].tokens for s in trial.plan.order)
         before = resume.tokens if resume else 0
@@ -100,39 +145,39 @@ def _run(who: TrialIdentity, job: SearchJob, watcher: time_limit.TimeLimit | Non
         result = trial.run(reporter.report, reporter.checkpoint, resume, within)
     except Exception:
         # the trial crashed (Ray records the error, and may retry): keep its evals so far
-        if held := reporter.take_held():
-            tune.report({msg.EARLIER: held, msg.TRIAL: who.number})
+        if (held := reporter.take_held()) and out.writes:
+            out.last_words({msg.EARLIER: held, msg.TRIAL: who.number})
         raise
-    _report_outcome(who, job, trial.trainer, result, reporter.take_held())
+    _report_outcome(who, job, trial.trainer, result, reporter.take_held(), out)
 
 
-def _retried(who: TrialIdentity, job: SearchJob, trainer: Any) -> Any:
+def _retried(who: TrialIdentity, job: SearchJob, trainer: Any, out: Any) -> Any:
     """A retry's loop state, from the trial's own newest intact checkpoint (None: the trial
     has none, it starts anew or from its branch point)."""
-    if (checkpoint := tune.get_checkpoint()) is None:
+    if (checkpoint := out.latest()) is None:
         return None
     resume, refused = _on_store(job, f"trial {who.number}: reading its checkpoint",
                                  lambda: restore(trainer, _newest_first(checkpoint)))
-    for why in refused:  # (shown with -v: Ray forwards worker output then)
+    for why in refused if out.writes else ():  # (shown with -v: Ray forwards worker output)
         print(f"autostage: trial {who.number}: {why}; resumed from the one before",
               file=sys.stderr)
     # the evals after this checkpoint were recorded once already, and will be again
-    tune.report({msg.RESUMED_AT: len(resume.evals) - who.prefix_evals if resume else 0,
-                 msg.TRIAL: who.number})
+    out.report({msg.RESUMED_AT: len(resume.evals) - who.prefix_evals if resume else 0,
+                msg.TRIAL: who.number})
     return resume
 
 
 def _report_outcome(who: TrialIdentity, job: SearchJob, trainer: Any, result: Any,
-                    held: list[dict[str, Any]]) -> None:
+                    held: list[dict[str, Any]], out: Any) -> None:
     """The trial's last report: its outcome (with its exported model when one is kept)."""
     values = None if result.status == TrialStatus.FAILED else result.values(
         job.study.study.metrics)
     outcome = msg.outcome_report(who.number, result.status, result.reason, values,
                                  who.charged(result.tokens), who.seed, job.threads, held)
     if job.study.study.keep_models and _has_value(result.status, values):
-        _report_with_model(outcome, trainer, job)
+        _report_with_model(outcome, trainer, out)
     else:
-        tune.report(outcome)  # no model is wanted: exporting would only cost disk and time
+        out.report(outcome)  # no model is wanted: exporting would only cost disk and time
 
 
 def _newest_first(latest: tune.Checkpoint) -> Any:
@@ -181,22 +226,24 @@ def _has_value(status: TrialStatus, values: list | None) -> bool:
     return status.ranked and values is not None and all(finite(v) is not None for v in values)
 
 
-def _report_with_model(outcome: dict[str, Any], trainer: Any, job: SearchJob) -> None:
+def _report_with_model(outcome: dict[str, Any], trainer: Any, out: Any) -> None:
     """Send the trial's outcome with its exported model as a Ray checkpoint: Ray moves it
     into the run's storage, whichever machine this worker runs on, and the driver keeps it
     or not. A trainer without export says so instead."""
     export = getattr(trainer, "export", None)
     if export is None:
-        tune.report({**outcome, msg.NO_MODEL: f"its trainer's run ({type(trainer).__name__}) "
-                     "has no export(directory) method"})
+        out.report({**outcome, msg.NO_MODEL: f"its trainer's run ({type(trainer).__name__}) "
+                    "has no export(directory) method"})
         return
-    directory = Path(tempfile.mkdtemp(prefix="autostage-model-"))
+    # (another worker of a data-parallel trial only learns whether the trial goes on)
+    directory = Path(tempfile.mkdtemp(prefix="autostage-model-")) if out.writes else None
     try:
-        export(str(directory))
-        _report_checkpoint(job, outcome, directory,
-                           f"trial {outcome[msg.TRIAL]}: uploading its model")
+        if directory is not None:
+            export(str(directory))
+        out.report(outcome, directory, f"trial {outcome[msg.TRIAL]}: uploading its model")
     finally:
-        _remove_tree(directory)
+        if directory is not None:
+            _remove_tree(directory)
 
 
 class _Reporter:
@@ -208,13 +255,14 @@ class _Reporter:
     """
 
     def __init__(self, trainer: Any, who: TrialIdentity, final: str | None, done: tuple,
-                 every_eval: bool, job: SearchJob) -> None:
+                 every_eval: bool, job: SearchJob, out: Any) -> None:
         self.trainer, self.number, self.final, self.job = trainer, who.number, final, job
-        self.every_eval = every_eval
+        self.every_eval, self.out = every_eval, out
         self.before = who.prefix_tokens  # a branched trial's prefix: not charged to it
         self.final_evals = sum(final is None or e.stage == final for e in done)
         self.seen = len(done)
-        self.pending: Path | None = None
+        self.due = False  # a checkpoint goes with the next report
+        self.pending: Path | None = None  # its folder (None in a worker that writes none)
         self.held: list[dict[str, Any]] = []
         self.on_eval: Any = lambda ev: None  # e.g. the trial's time limit follows its pace
 
@@ -223,6 +271,9 @@ class _Reporter:
         return held
 
     def checkpoint(self, state: Any) -> None:
+        self.due = True
+        if not self.out.writes:  # another worker of this data-parallel trial writes it
+            return
         directory = Path(tempfile.mkdtemp(prefix="autostage-ckpt-"))
         try:
             self.trainer.save(str(directory))
@@ -242,19 +293,16 @@ class _Reporter:
         report = msg.eval_report(self.number, ev, self.seen,
                                  self.final_evals if in_final else None, os.getpid(),
                                  self.job.threads, self.before)
-        if self.pending is None and not (in_final and self.every_eval):
+        if not self.due and not (in_final and self.every_eval):
             self.held.append({k: report[k] for k in (msg.EVAL, msg.WORKER)})
             return
         report[msg.EARLIER], self.held = self.held, []
-        if self.pending is None:
-            tune.report(report)
-            return
+        pending, self.pending, self.due = self.pending, None, False
         try:
-            _report_checkpoint(self.job, report, self.pending,
-                               f"trial {self.number}: uploading a checkpoint")
+            self.out.report(report, pending, f"trial {self.number}: uploading a checkpoint")
         finally:
-            _remove_tree(self.pending)
-            self.pending = None
+            if pending is not None:
+                _remove_tree(pending)
 
 
 def _report_checkpoint(job: SearchJob | None, report: dict[str, Any], directory: Path,

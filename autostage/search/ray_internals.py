@@ -114,6 +114,30 @@ def checkpoint_rewinder() -> Callable[[], None]:
     return rewind
 
 
+# --- a data-parallel trial's failure (`data_parallel`) ------------------------------------------
+
+
+def worker_exception(failure: BaseException) -> BaseException:
+    """The exception a Ray Train worker raised, out of the wrapper Ray Train hands back in
+    `WorkerGroupError.worker_failures` (`UserExceptionWithTraceback`, which shows only the
+    traceback's text and keeps the exception private); any other failure as it is (a worker
+    that died). Re-raised in the trial's Tune process, the exception is what the driver
+    records and reads for a store outage, as from a one-process trial."""
+    return getattr(failure, "_base_exc", failure)
+
+
+def worker_died(failure: BaseException) -> bool:
+    """Whether a failure in `WorkerGroupError.worker_failures` says the worker's process
+    ended (it failed or missed Ray Train's health check), not that its code raised. Ray Train
+    exports neither health-check error (both live in `ray.train.v2._internal`)."""
+    from ray.train.v2._internal.exceptions import (
+        WorkerHealthCheckFailedError,
+        WorkerHealthCheckTimeoutError,
+    )
+
+    return isinstance(failure, WorkerHealthCheckFailedError | WorkerHealthCheckTimeoutError)
+
+
 # --- a local Ray's resources and a cluster's address (search start-up) --------------------------
 
 

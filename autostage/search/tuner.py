@@ -43,8 +43,12 @@ def build_tuner(search: Search, trials: int, spent: int,
                         job.search_id, search.population, search.retention)
     recorder.requeue, recorder.patience = searcher.requeue, job.store_patience
     recorder.trackers = search.trackers
-    trainable = tune.with_resources(tune.with_parameters(run_one, job=job),
-                                    {"cpu": s.resources.cpus, "gpu": s.resources.gpus})
+    trainable = tune.with_parameters(run_one, job=job)
+    if s.resources.workers > 1:
+        from autostage.search import data_parallel
+
+        trainable = data_parallel.trainable(trainable)
+    trainable = tune.with_resources(trainable, _trial_resources(s.resources))
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -88,6 +92,15 @@ def _job(search: Search) -> SearchJob:
                      every_eval=s.trial_scheduler != "fifo", store=search.store,
                      within_final=search.population is not None,
                      store_patience=outage.patience())
+
+
+def _trial_resources(resources: Any) -> dict[str, float]:
+    """What Ray Tune reserves for a trial's own process. A data-parallel trial's process
+    only starts Ray Train's workers and passes their reports on: the workers hold its CPUs
+    and GPUs (`data_parallel`), and Tune, which cannot reserve nothing, a MiB of memory."""
+    if resources.workers > 1:
+        return {"cpu": 0, "memory": 2**20}
+    return {"cpu": resources.cpus, "gpu": resources.gpus}
 
 
 def _picklable(name: str, sampler: Any) -> Any:

@@ -194,6 +194,27 @@ def test_ray_still_counts_a_trials_reports_in_its_session():
 
 
 @pytest.mark.slow
+def test_ray_train_still_keeps_a_workers_exception():
+    from autostage.search import ray_internals
+
+    def probe() -> None:
+        from ray.train.v2._internal.exceptions import (
+            UserExceptionWithTraceback,
+            WorkerHealthCheckFailedError,
+        )
+
+        raised = ValueError("in a worker")
+        assert ray_internals.worker_exception(
+            UserExceptionWithTraceback(raised, "Traceback ...")) is raised, "its _base_exc"
+        assert not ray_internals.worker_died(raised)
+        assert ray_internals.worker_died(WorkerHealthCheckFailedError("died", raised)), \
+            "WorkerHealthCheckFailedError(message, failure)"
+
+    still_has("ray", "ray.train.v2._internal.exceptions' worker failures as used",
+              RAY_ADAPTER, probe)
+
+
+@pytest.mark.slow
 def test_ray_still_counts_a_machines_cpus():
     def probe() -> None:
         from ray._private.utils import get_num_cpus

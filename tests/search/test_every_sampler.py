@@ -49,10 +49,11 @@ MULTI_OBJECTIVE = [s for s in SAMPLERS if REGISTRY.get("sampler", s).multi_objec
 
 
 def from_the_command() -> list[tuple[str, str, str]]:
-    """(sampler, trial scheduler, metric): each sampler once, with the trial schedulers in
-    turn (so each of them runs at least once too), and the README's multi-objective search."""
-    runs = [(s, TRIAL_SCHEDULERS[i % len(TRIAL_SCHEDULERS)], ONE_METRIC)
-            for i, s in enumerate(SAMPLERS)]
+    """(sampler, trial scheduler, metric): each sampler and each trial scheduler at least
+    once, paired in turn, and the README's multi-objective search."""
+    pairs = max(len(SAMPLERS), len(TRIAL_SCHEDULERS))  # more of either: some run twice
+    runs = [(SAMPLERS[i % len(SAMPLERS)], TRIAL_SCHEDULERS[i % len(TRIAL_SCHEDULERS)],
+             ONE_METRIC) for i in range(pairs)]
     return runs + [("nsga2", "fifo", TWO_METRICS)]
 
 

@@ -49,7 +49,7 @@ def show_best(path: Path, trial: int | None = None, export: str | None = None,
     else:
         print_trial(console, chosen.with_evals(run.evals(chosen.number)), metrics,
                     "best: " if trial is None else "")
-    if (line := study_target_text(run.trials(), study)) is not None:
+    if (line := study_target_text(run, study)) is not None:
         print(line)
     for line in wrote:
         print(line)

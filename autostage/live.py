@@ -303,7 +303,7 @@ def print_summary(console: Console, outcome: Any, study: Any) -> None:
         print_trial(console, best.with_evals(run.evals(best.number)), study.metrics)
     if (kept := kept_summary(run, study.keep_models, records)) is not None:
         console.print(kept, highlight=False, markup=False, soft_wrap=True)
-    if (line := study_target_text(run.trials(), study)) is not None:
+    if (line := study_target_text(run, study)) is not None:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
     console.print(f"run directory: {outcome.run_dir}   (autostage best {outcome.run_dir})",
                   highlight=False, markup=False)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from autostage.ranking import finite
 from autostage.records import TrialRecord, charged_tokens
+from autostage.rundir import RunDir
 
 #: how the reason of a trial that ended at the target begins
 REACHED = "reached the study's target"
@@ -82,11 +83,12 @@ def target_text(reached: Reached | None, metric: str, target: float, mode: str) 
             f"{reached.tokens:,} tokens{compute}{end}")
 
 
-def study_target_text(records: Iterable[TrialRecord], study: object) -> str | None:
-    """`target_text` for a run's records and its [study] section (a `StudySection` or the
-    dict of study.json); None when the study set no target or has several metrics."""
+def study_target_text(run: RunDir, study: object) -> str | None:
+    """`target_text` for a run directory and its [study] section (a `StudySection` or the
+    dict of study.json); None when the study set no target or has several metrics. The
+    trials' evals are read only when there is a target to look for."""
     get = study.get if isinstance(study, dict) else lambda k: getattr(study, k, None)
     target, metric, mode = get("target"), get("metric"), get("mode") or "min"
     if target is None or not isinstance(metric, str) or not isinstance(mode, str):
         return None
-    return target_text(first_reached(records, metric, target, mode), metric, target, mode)
+    return target_text(first_reached(run.trials(), metric, target, mode), metric, target, mode)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 import statistics
 
+from autostage_plugins.pasha import rung_levels
+
 
 class SpreadRungs:
     """ASHA's rule, its first rung placed where the trials part (see the module)."""
@@ -37,7 +39,7 @@ class SpreadRungs:
         self.curves.setdefault(trial, {})[t] = -math.inf if value is None else self.sign * value
         if self.first is None and self._parted(t):
             self.first = t
-            self.levels = _levels(t, self.reduction_factor, self.max_t)
+            self.levels = rung_levels(t, self.reduction_factor, self.max_t)
         # judged once at each rung, when it first reports at or past it (a rung placed after
         # a trial passed it judges the trial at its next report, by its value there)
         due = [level for level in self.levels if level <= t and (trial, level) not in self.judged]
@@ -74,12 +76,3 @@ def _at(curve: dict[int, float], level: int) -> float:
     """A curve's score when it reached `level`: at its first eval at or past it."""
     return curve[min(t for t in curve if t >= level)]
 
-
-def _levels(first: int, reduction_factor: float, max_t: int) -> list[int]:
-    """ASHA's rungs from `first`, below `max_t` (a rung at max_t judges a finished trial)."""
-    levels, k = [], 0
-    while (level := round(first * reduction_factor ** k)) < max_t:
-        if not levels or level > levels[-1]:
-            levels.append(level)
-        k += 1
-    return levels
